@@ -1,0 +1,397 @@
+"""Structured configuration: the schema every scenario is checked against, and composition.
+
+Scenarios live in the Hydra config tree ``scenarios/`` (``config.yaml`` holds the defaults,
+``scenario/NAME.yaml`` overrides only what differs). :func:`compose` builds a run's config the same
+way the CLI does; :func:`validate` turns it into a typed :class:`SimConfig` or raises one
+:class:`~aigrid_sim.errors.ConfigError` naming the key and what is allowed.
+
+A scenario may declare extra top-level knobs of its own (``mmc`` has ``servers``, ``arrival_rate``,
+...) provided it uses them through interpolation (``${servers}``) elsewhere in its config; any other
+unknown key is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from aigrid_sim.errors import ConfigError
+
+# Arithmetic for scenario files: `duration_s: ${aigrid.div:${requests},${arrival_rate}}`.
+OmegaConf.register_new_resolver("aigrid.div", lambda a, b: float(a) / float(b), replace=True)
+OmegaConf.register_new_resolver("aigrid.mul", lambda a, b: float(a) * float(b), replace=True)
+
+# ----------------------------------------------------------------------------- schema
+
+
+@dataclass
+class CitiesConfig:
+    """Where demand comes from: real cities (GeoNames, population >= 100,000)."""
+
+    min_population: int = 100_000
+    max_cities: Optional[int] = None  # keep only the N most populous (faster worlds for tests)
+    countries: Optional[list[str]] = None  # ISO alpha-2 filter; None = the whole world
+    access_ms: float = 5.0  # last-mile round trip from a user to the Internet
+    pops_per_city: int = 2  # users reach the grid through their N nearest edge PoPs
+
+
+@dataclass
+class TierConfig:
+    """What every site of a tier runs."""
+
+    gpu: str = "H100"
+    model: str = "llama-3.3-70b-fp8"
+    gpus: int = 8
+    max_queue: int = 256  # requests waiting per site before new ones are rejected
+
+
+@dataclass
+class EdgeConfig(TierConfig):
+    """Edge tier: real Cloudflare PoPs (340 metros)."""
+
+    pops: Optional[list[str]] = None  # IATA codes to keep; None = all
+    countries: Optional[list[str]] = None  # ISO alpha-2 filter
+
+
+@dataclass
+class RegionalConfig(TierConfig):
+    """Regional tier: real cloud regions, one per metro area."""
+
+    providers: list[str] = field(default_factory=lambda: ["aws", "gcp", "azure"])
+    regions: Optional[list[str]] = None  # "provider:region_code" list; None = all of providers
+    merge_km: float = 100.0  # regions closer than this are one metro: keep the first
+
+
+@dataclass
+class CoreConfig(TierConfig):
+    """Core tier: a handful of large AI factories at named cloud regions."""
+
+    sites: list[str] = field(default_factory=lambda: ["aws:us-east-1"])
+
+
+@dataclass
+class SiteConfig:
+    """One explicitly placed site (``world.topology: custom`` or extra sites)."""
+
+    id: str = "site"
+    tier: str = "core"
+    lat: float = 0.0
+    lon: float = 0.0
+    country: Optional[str] = None
+    gpu: str = "generic"
+    model: str = "fixed-service"
+    gpus: int = 1
+    max_queue: int = 1_000_000
+
+
+@dataclass
+class OriginConfig:
+    """One explicitly placed origin of demand (``world.topology: custom``)."""
+
+    name: str = "origin"
+    lat: float = 0.0
+    lon: float = 0.0
+    country: Optional[str] = None
+    population: float = 1.0
+    utc_offset_h: float = 0.0
+
+
+@dataclass
+class GraphConfig:
+    """The latency graph between sites."""
+
+    neighbours: int = 4  # each site links to its k nearest sites
+    mesh_tiers: list[str] = field(default_factory=lambda: ["regional", "core"])  # full mesh
+
+
+@dataclass
+class WorldConfig:
+    """Sites, origins and the network between them."""
+
+    topology: str = "grid"  # grid (real PoPs/regions/cities) | custom (sites/origins below)
+    network: str = "geo"  # geo (RTT model) | zero (no network delay; queueing studies)
+    cities: CitiesConfig = field(default_factory=CitiesConfig)
+    edge: EdgeConfig = field(default_factory=lambda: EdgeConfig(
+        gpu="L40S", model="llama-3.1-8b-fp8", gpus=2, max_queue=64))
+    regional: RegionalConfig = field(default_factory=lambda: RegionalConfig(
+        gpu="H100", model="llama-3.3-70b-fp8", gpus=16, max_queue=512))
+    core: CoreConfig = field(default_factory=lambda: CoreConfig(
+        gpu="H200", model="llama-3.1-405b-fp8", gpus=256, max_queue=4096))
+    sites: list[SiteConfig] = field(default_factory=list)
+    origins: list[OriginConfig] = field(default_factory=list)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+
+
+@dataclass
+class ServiceConfig:
+    """Service time of an app: from tokens on the site's model, or a fixed distribution."""
+
+    kind: str = "tokens"  # tokens | exponential | deterministic | lognormal
+    mean_s: float = 0.0  # for the fixed kinds
+    cv: float = 1.0  # coefficient of variation (lognormal)
+
+
+@dataclass
+class TokensConfig:
+    """Token counts of a generative app (lognormal with the given mean and CV)."""
+
+    in_mean: float = 500.0
+    in_cv: float = 1.0
+    out_mean: float = 100.0
+    out_cv: float = 1.0
+    in_max: int = 32_768
+    out_max: int = 4_096
+
+
+@dataclass
+class AppConfig:
+    """A request class: its traffic share, the capability it needs and its latency target."""
+
+    name: str = "app"
+    share: float = 1.0
+    capability: int = 1
+    slo_ms: float = 1000.0
+    slo_on: str = "e2e"  # e2e (whole response) | ttft (time to first token)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+
+
+@dataclass
+class ArrivalsConfig:
+    """How requests arrive in time."""
+
+    kind: str = "diurnal"  # poisson | diurnal
+    # Hourly multipliers by local hour 0..23 (normalised to mean 1); None = the shipped curve.
+    curve: Optional[list[float]] = None
+
+
+@dataclass
+class WorkloadConfig:
+    """Global traffic: total mean rate, arrival process and apps."""
+
+    rate_rps: float = 400.0  # mean requests per second worldwide at load 1.0
+    arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
+    apps: list[AppConfig] = field(default_factory=lambda: [AppConfig()])
+
+
+@dataclass
+class RoutingConfig:
+    """Settings shared by policies; ``params`` go to the chosen policy's constructor."""
+
+    k_nearest: int = 8  # candidate sites per origin and capability
+    staleness_s: float = 0.0  # load seen by policies is refreshed every this many seconds
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OutputConfig:
+    """Where and what a run writes."""
+
+    dir: str = "results"
+    write: bool = True
+    figures: bool = True
+    resume: bool = True  # skip a run whose complete folder already exists
+    progress: Optional[bool] = None  # None = only on a terminal
+
+
+@dataclass
+class SimConfig:
+    """A whole run."""
+
+    seed: int = 1
+    duration_s: float = 300.0  # simulated seconds of arrivals
+    load: float = 1.0  # multiplier on every arrival rate
+    policy: str = "cheapest_feasible"
+    start_utc_h: float = 19.0  # UTC hour of day at simulated time 0
+    warmup_s: float = 0.0  # requests arriving earlier are recorded but left out of metrics
+    drain_s: float = 120.0  # simulated time after the last arrival; later ends are in_flight
+    max_requests: Optional[int] = None  # stop generating after this many requests
+    plugins: list[str] = field(default_factory=list)  # modules imported first (user policies)
+    name: str = "run"  # scenario name, for run folders
+    world: WorldConfig = field(default_factory=WorldConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    params: dict[str, Any] = field(default_factory=dict)  # the scenario's own knobs
+
+
+TIERS = ("edge", "regional", "core")
+SERVICE_KINDS = ("tokens", "exponential", "deterministic", "lognormal")
+ARRIVAL_KINDS = ("poisson", "diurnal")
+
+# ----------------------------------------------------------------------------- composition
+
+
+def scenarios_dir() -> Path:
+    """The Hydra config tree: ``$AIGRID_SCENARIOS`` or the repository's ``scenarios/``."""
+    env = os.environ.get("AIGRID_SCENARIOS")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "scenarios", here / "scenarios"):
+        if (cand / "config.yaml").exists():
+            return cand
+    raise ConfigError(
+        "cannot find the scenarios/ config tree next to the package; install from a checkout "
+        "(pip install -e .) or set AIGRID_SCENARIOS to its path"
+    )
+
+
+def available_scenarios(config_dir: Path | None = None) -> list[str]:
+    """Names of the scenarios in the config tree."""
+    d = (config_dir or scenarios_dir()) / "scenario"
+    return sorted(p.stem for p in d.glob("*.yaml"))
+
+
+def compose(scenario: str = "global_agent", overrides: list[str] | tuple[str, ...] = (),
+            config_dir: Path | None = None) -> DictConfig:
+    """Compose a run's config as the CLI would (without Hydra's own ``hydra`` node).
+
+    Raises:
+        ConfigError: unknown scenario or key, or a malformed override.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    cdir = config_dir or scenarios_dir()
+    if scenario not in available_scenarios(cdir):
+        raise ConfigError(
+            f"unknown scenario {scenario!r}; available: {', '.join(available_scenarios(cdir))}"
+        )
+    try:
+        with initialize_config_dir(config_dir=str(cdir), version_base=None):
+            cfg = hydra_compose("config", overrides=[f"scenario={scenario}", *overrides])
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(clean_hydra_message(str(e))) from None
+    return cfg
+
+
+def clean_hydra_message(msg: str) -> str:
+    """Shorten Hydra's override errors to the part a user needs."""
+    m = re.search(r"Key '([^']+)' is not in struct", msg)
+    if m:
+        return (f"unknown key '{m.group(1)}'. Check the spelling, or add a new key with "
+                f"'+{m.group(1)}=...' only if the scenario uses it")
+    return msg.split("\n")[0]
+
+
+# ----------------------------------------------------------------------------- validation
+
+_INTERP = re.compile(r"\$\{\s*([A-Za-z_]\w*)")
+
+
+def _referenced_top_keys(node: Any, out: set[str]) -> set[str]:
+    if isinstance(node, dict):
+        for v in node.values():
+            _referenced_top_keys(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _referenced_top_keys(v, out)
+    elif isinstance(node, str):
+        out.update(_INTERP.findall(node))
+    return out
+
+
+def validate(cfg: DictConfig | dict) -> SimConfig:
+    """Check a composed config against the schema and the rules below; return it typed.
+
+    Raises:
+        ConfigError: naming the key and what is allowed.
+    """
+    if isinstance(cfg, DictConfig):
+        raw = OmegaConf.to_container(cfg, resolve=False)
+        try:
+            data = OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"cannot resolve config: {e}") from None
+    else:
+        raw = data = dict(cfg)
+    raw.pop("hydra", None)
+    data.pop("hydra", None)
+    data.pop("defaults", None)
+    known = set(SimConfig.__dataclass_fields__)
+    referenced = _referenced_top_keys(raw, set())
+    params = dict(data.get("params") or {})
+    for key in list(data):
+        if key not in known:
+            if key in referenced:
+                params[key] = data.pop(key)
+            else:
+                raise ConfigError(
+                    f"unknown key '{key}'; top-level keys are: {', '.join(sorted(known))}"
+                )
+    data["params"] = params
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SimConfig), data)
+        sim: SimConfig = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ""
+        reason = str(e).split("\n")[0]
+        if "not in" in reason:
+            reason = "unknown key"
+        raise ConfigError(f"key '{key}': {reason}") from None
+    _check(sim)
+    return sim
+
+
+def _need(cond: bool, key: str, what: str) -> None:
+    if not cond:
+        raise ConfigError(f"key '{key}': {what}")
+
+
+def _check(c: SimConfig) -> None:
+    _need(c.duration_s > 0, "duration_s", f"must be > 0 (got {c.duration_s})")
+    _need(c.load >= 0, "load", f"must be >= 0 (got {c.load})")
+    _need(c.warmup_s >= 0, "warmup_s", f"must be >= 0 (got {c.warmup_s})")
+    _need(c.drain_s >= 0, "drain_s", f"must be >= 0 (got {c.drain_s})")
+    _need(0 <= c.seed < 2**63, "seed", f"must be a non-negative integer (got {c.seed})")
+    _need(c.max_requests is None or c.max_requests > 0, "max_requests", "must be > 0 or null")
+    w = c.world
+    _need(w.topology in ("grid", "custom"), "world.topology", "must be 'grid' or 'custom'")
+    _need(w.network in ("geo", "zero"), "world.network", "must be 'geo' or 'zero'")
+    for tier in TIERS:
+        t: TierConfig = getattr(w, tier)
+        _need(t.gpus > 0, f"world.{tier}.gpus", f"must be > 0: a site needs GPUs (got {t.gpus})")
+        _need(t.max_queue >= 0, f"world.{tier}.max_queue", "must be >= 0")
+    for i, s in enumerate(w.sites):
+        _need(s.gpus > 0, f"world.sites[{i}].gpus", f"must be > 0 (site {s.id!r} got {s.gpus})")
+        _need(s.tier in TIERS, f"world.sites[{i}].tier", f"must be one of {TIERS}")
+        _need(s.max_queue >= 0, f"world.sites[{i}].max_queue", "must be >= 0")
+    _need(w.cities.access_ms >= 0, "world.cities.access_ms", "must be >= 0")
+    _need(w.cities.pops_per_city >= 1, "world.cities.pops_per_city", "must be >= 1")
+    wl = c.workload
+    _need(wl.rate_rps >= 0, "workload.rate_rps", f"must be >= 0 (got {wl.rate_rps})")
+    _need(wl.arrivals.kind in ARRIVAL_KINDS, "workload.arrivals.kind",
+          f"must be one of {ARRIVAL_KINDS} (got {wl.arrivals.kind!r})")
+    if wl.arrivals.curve is not None:
+        _need(len(wl.arrivals.curve) == 24 and min(wl.arrivals.curve) >= 0
+              and sum(wl.arrivals.curve) > 0, "workload.arrivals.curve",
+              "must be 24 non-negative hourly multipliers, not all zero")
+    _need(len(wl.apps) > 0, "workload.apps", "needs at least one app")
+    names = [a.name for a in wl.apps]
+    _need(len(set(names)) == len(names), "workload.apps", f"app names must be unique: {names}")
+    for i, a in enumerate(wl.apps):
+        k = f"workload.apps[{i}]"
+        _need(a.share > 0, f"{k}.share", f"must be > 0 (app {a.name!r} got {a.share})")
+        _need(a.capability >= 1, f"{k}.capability", "must be >= 1")
+        _need(a.slo_ms > 0, f"{k}.slo_ms", "must be > 0")
+        _need(a.slo_on in ("e2e", "ttft"), f"{k}.slo_on", "must be 'e2e' or 'ttft'")
+        _need(a.service.kind in SERVICE_KINDS, f"{k}.service.kind",
+              f"must be one of {SERVICE_KINDS} (got {a.service.kind!r})")
+        if a.service.kind != "tokens":
+            _need(a.service.mean_s > 0, f"{k}.service.mean_s", "must be > 0")
+            _need(a.slo_on == "e2e", f"{k}.slo_on", "must be 'e2e' for non-generative apps")
+        else:
+            _need(a.tokens.in_mean >= 1 and a.tokens.out_mean >= 1, f"{k}.tokens",
+                  "in_mean and out_mean must be >= 1")
+        _need(a.service.cv >= 0, f"{k}.service.cv", "must be >= 0")
+    r = c.routing
+    _need(r.k_nearest >= 1, "routing.k_nearest", "must be >= 1")
+    _need(r.staleness_s >= 0, "routing.staleness_s", "must be >= 0")

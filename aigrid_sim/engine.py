@@ -1,0 +1,233 @@
+"""The SimPy model: the request lifecycle on the grid, written into flat per-request records.
+
+Life of a request (times in seconds; the SimPy environment owns the clock)::
+
+    arrival --policy--> travel one way --> wait for a slot --> service --> travel back
+
+Each arrival is one step of a single driver process; the trip out and the service are SimPy
+timeouts with callbacks rather than one process per request (about twice as fast, see DESIGN.md
+section 6), and the trip back is pure arithmetic since nothing can happen to a response on its
+way home. Slots are counted per site: ``busy[s]`` of ``slots[s]`` (replicas x max batch) are in
+use, the rest wait FIFO in ``queues[s]`` up to ``max_queue[s]``.
+
+A generative request's service time is fixed at admission from the batch it joins: prefill of its
+input tokens plus its output tokens at the per-token time of that batch size (no event per token;
+the approximation and its error are checked in the tests).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+from simpy.events import Timeout
+
+from aigrid_sim.errors import ConfigError
+from aigrid_sim.outcomes import Reason, Status
+from aigrid_sim.policies.base import Reject, Request, RoutingPolicy
+from aigrid_sim.policies.view import GridView
+from aigrid_sim.workload.stream import RequestStream
+from aigrid_sim.world import World
+
+
+@dataclass
+class Records:
+    """One row per request, filled in place during the run (times in seconds from the start).
+
+    ``t_start``/``service_s`` are NaN for requests that never started service.
+    """
+
+    site: np.ndarray  # int32, -1 if never routed
+    status: np.ndarray  # int8 Status
+    reason: np.ndarray  # int8 Reason
+    t_start: np.ndarray  # service start
+    service_s: np.ndarray  # service time
+    prefill_s: np.ndarray  # prefill part of the service time
+    batch: np.ndarray  # int16: sequences in the replica's batch when admitted
+    extra_s: np.ndarray  # time lost to failed attempts (fail-over), added to latency
+    attempts: np.ndarray  # int8: sites tried
+
+    @classmethod
+    def empty(cls, n: int) -> Records:
+        """Records for ``n`` requests, all in flight and unrouted."""
+        nan = np.full(n, np.nan)
+        return cls(np.full(n, -1, np.int32), np.zeros(n, np.int8), np.zeros(n, np.int8),
+                   nan, nan.copy(), nan.copy(), np.zeros(n, np.int16), np.zeros(n),
+                   np.zeros(n, np.int8))
+
+
+class Engine:
+    """One simulation: a world, a request stream and a routing policy.
+
+    Args:
+        world: The world (sites, origins, latency).
+        stream: The requests, sorted by arrival time.
+        policy: A bound-able routing policy.
+        seed: The run seed (for policies' random streams).
+        k_nearest: Candidate sites per origin precomputed for policies.
+        staleness_s: Policies see load refreshed this often (0 = live).
+        horizon_s: Stop the clock here; unfinished requests stay ``in_flight``.
+        progress: Optional callable ``progress(now_s)`` called about 200 times during the run.
+    """
+
+    def __init__(self, world: World, stream: RequestStream, policy: RoutingPolicy, *,
+                 seed: int = 0, k_nearest: int = 8, staleness_s: float = 0.0,
+                 horizon_s: float | None = None, progress=None):
+        self.world = world
+        self.stream = stream
+        self.policy = policy
+        self.seed = seed
+        self.env = simpy.Environment()
+        n, S = len(stream), world.n_sites
+        self.horizon_s = float(horizon_s if horizon_s is not None else
+                               (stream.t[-1] if n else 0.0))
+        self.records = Records.empty(n)
+        deps = world.site_deployment
+        self.slots = [int(x) for x in world.site_slots]
+        self.replicas = [world.replicas(s) for s in range(S)]
+        self.max_queue = [int(x) for x in world.site_max_queue]
+        self.capability = [int(x) for x in world.site_capability]
+        self.spt = [d.prefill_s_per_token for d in deps]
+        self.tpot = [d.tpot_s for d in deps]
+        self.busy = [0] * S
+        self.queues: list[deque] = [deque() for _ in range(S)]
+        self.in_service: list[set] = [set() for _ in range(S)]
+        self.up = [True] * S
+        apps = stream.apps
+        for s, d in enumerate(deps):
+            if d.fixed and any(a.generative for a in apps):
+                gen = [a.name for a in apps if a.generative]
+                raise ConfigError(
+                    f"site {world.site_id[s]!r} hosts {d.model.name!r}, which has no token speeds, "
+                    f"but apps {gen} are generative; give those sites a generative model")
+        # Mean prefill and decode seconds of each app at each site (batch 1), for predictions.
+        self.est_prefill_s = [[(a.mean_in_tokens * d.prefill_s_per_token) if a.generative else 0.0
+                               for a in apps] for d in deps]
+        self.est_decode_s = [[(a.mean_out_tokens * d.tpot_s[1]) if a.generative else a.mean_work_s
+                              for a in apps] for d in deps]
+        self.view = GridView(self, k_nearest)
+        if staleness_s > 0:
+            self._seen_busy = list(self.busy)
+            self._seen_qlen = [0] * S
+            self.view._busy = self._seen_busy
+            self.view._queue_len = self._seen_qlen.__getitem__
+            self.env.process(self._refresh_view(staleness_s))
+        policy.bind(self.view)
+        self._progress = progress
+        self._rtt = world.rtt_ms
+        # Per-request columns the hot path reads, as Python lists (fast scalar access).
+        self._t = stream.t.tolist()
+        self._origin = stream.origin.tolist()
+        self._app = stream.app.tolist()
+        self._in = stream.in_tokens.tolist()
+        self._out = stream.out_tokens.tolist()
+        self._work = stream.work_s.tolist()
+        self._app_cap = [a.capability for a in apps]
+        self._app_slo = [a.slo_ms for a in apps]
+        self._app_ttft = [a.slo_on_ttft for a in apps]
+        self._app_gen = [a.generative for a in apps]
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> Records:
+        """Run to the horizon and return the records."""
+        self.env.process(self._arrivals())
+        if self._progress is not None:
+            self.env.process(self._tick())
+        self.env.run(until=self.horizon_s + 1e-9)
+        return self.records
+
+    def queue_len(self, s: int) -> int:
+        """Requests waiting at site ``s``."""
+        return len(self.queues[s])
+
+    def _refresh_view(self, every: float):
+        busy, qs = self.busy, self.queues
+        seen_b, seen_q = self._seen_busy, self._seen_qlen
+        while True:
+            seen_b[:] = busy
+            seen_q[:] = [len(q) for q in qs]
+            yield self.env.timeout(every)
+
+    def _tick(self):
+        step = max(self.horizon_s / 200.0, 1e-9)
+        while True:
+            self._progress(self.env.now)
+            yield self.env.timeout(step)
+
+    def _arrivals(self):
+        env = self.env
+        t = self._t
+        arrive = self._arrive
+        for i in range(len(t)):
+            dt = t[i] - env.now
+            if dt > 0:
+                yield Timeout(env, dt)
+            arrive(i)
+
+    def _arrive(self, i: int, attempt: int = 0) -> None:
+        a = self._app[i]
+        req = Request(i, self._t[i], self._origin[i], a, self._app_cap[a], self._app_slo[a],
+                      self._app_ttft[a], self._in[i], attempt)
+        s = self.policy.choose(req, self.view)
+        rec = self.records
+        if s < 0:
+            rec.status[i] = Status.REJECTED
+            rec.reason[i] = Reason.NO_CAPABLE_SITE if s == Reject.NO_CAPABLE_SITE \
+                else Reason.POLICY
+            return
+        if self.capability[s] < req.capability:
+            raise RuntimeError(
+                f"policy {getattr(self.policy, 'name', self.policy)!r} sent request {i} needing "
+                f"capability {req.capability} to site {self.world.site_id[s]!r} "
+                f"(capability {self.capability[s]})")
+        rec.site[i] = s
+        rec.attempts[i] = attempt + 1
+        one_way = self._rtt.item(self._origin[i], s) * 0.0005
+        if one_way > 0:
+            ev = Timeout(self.env, one_way, (i, s))
+            ev.callbacks.append(self._at_site)
+        else:
+            self._enter(i, s)
+
+    def _at_site(self, ev) -> None:
+        i, s = ev._value
+        self._enter(i, s)
+
+    def _enter(self, i: int, s: int) -> None:
+        if self.busy[s] < self.slots[s]:
+            self._start(i, s)
+        elif len(self.queues[s]) < self.max_queue[s]:
+            self.queues[s].append(i)
+        else:
+            self.records.status[i] = Status.REJECTED
+            self.records.reason[i] = Reason.QUEUE_FULL
+
+    def _start(self, i: int, s: int) -> None:
+        b = self.busy[s] + 1
+        self.busy[s] = b
+        batch = (b - 1) // self.replicas[s] + 1
+        rec = self.records
+        if self._app_gen[self._app[i]]:
+            pre = self._in[i] * self.spt[s]
+            svc = pre + self._out[i] * self.tpot[s][batch]
+        else:
+            pre = 0.0
+            svc = self._work[i]
+        rec.t_start[i] = self.env.now
+        rec.service_s[i] = svc
+        rec.prefill_s[i] = pre
+        rec.batch[i] = batch
+        self.in_service[s].add(i)
+        ev = Timeout(self.env, svc, (i, s))
+        ev.callbacks.append(self._done)
+
+    def _done(self, ev) -> None:
+        i, s = ev._value
+        self.in_service[s].discard(i)
+        self.records.status[i] = Status.OK
+        self.busy[s] -= 1
+        q = self.queues[s]
+        if q:
+            self._start(q.popleft(), s)

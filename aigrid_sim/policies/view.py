@@ -1,0 +1,147 @@
+"""The read-only window a routing policy has on the grid.
+
+Static facts (tiers, capabilities, round-trip times, candidate lists) are precomputed once;
+live state (busy slots, queue lengths, which sites are up) is read from the engine through
+methods, optionally from a snapshot refreshed every ``staleness_s`` seconds, as a real orchestrator
+would see it. Nothing here lets a policy change the grid.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from aigrid_sim import rng as rngs
+from aigrid_sim.world import Tier
+
+if TYPE_CHECKING:
+    from aigrid_sim.engine import Engine
+    from aigrid_sim.policies.base import Request
+
+
+class GridView:
+    """Read-only view of the grid for policies.
+
+    Args:
+        engine: The engine whose state this view reads.
+        k_nearest: How many candidate sites per origin, capability (and tier) to precompute.
+    """
+
+    def __init__(self, engine: Engine, k_nearest: int):
+        w = engine.world
+        self._e = engine
+        self._k = k_nearest
+        self._rtt = w.rtt_ms
+        self.n_sites = w.n_sites
+        self.n_origins = w.n_origins
+        self.site_ids: tuple[str, ...] = tuple(w.site_id)
+        self.tiers: tuple[Tier, ...] = tuple(Tier(t) for t in w.site_tier)
+        self.capabilities: tuple[int, ...] = tuple(int(c) for c in w.site_capability)
+        self.slots: tuple[int, ...] = tuple(int(s) for s in w.site_slots)
+        self.apps = engine.stream.apps
+        self._cand: dict[int, list[tuple[int, ...]]] = {}
+        self._tier_cand: dict[tuple[int, int], list[tuple[int, ...]]] = {}
+        self._busy = engine.busy
+        self._queue_len = engine.queue_len
+        self._up = engine.up
+        # Mean service seconds of each app at each site at batch 1 and per extra batch member,
+        # for latency predictions: est(s, a, batch) = base + per_batch * (batch - 1).
+        self._est_prefill = engine.est_prefill_s
+        self._est_decode = engine.est_decode_s
+
+    # ---- static facts
+    @property
+    def now(self) -> float:
+        """Simulated time, seconds."""
+        return self._e.env.now
+
+    def rtt_ms(self, origin: int, site: int) -> float:
+        """Round trip between an origin and a site on the current network, ms."""
+        return self._rtt.item(origin, site)
+
+    def random(self, name: str) -> random.Random:
+        """A random stream for a policy, seeded from the run's seed and ``name``."""
+        return rngs.py_random(self._e.seed, f"policy/{name}")
+
+    def _ensure(self, capability: int) -> None:
+        caps = np.asarray(self.capabilities)
+        tiers = np.asarray([int(t) for t in self.tiers])
+        rtt = self._rtt
+        ok = np.flatnonzero(caps >= capability)
+        self._cand[capability] = _nearest(rtt, ok, self._k)
+        for t in Tier:
+            self._tier_cand[(capability, int(t))] = _nearest(
+                rtt, ok[tiers[ok] == int(t)], self._k)
+
+    def candidates(self, origin: int, capability: int) -> tuple[int, ...]:
+        """The k nearest sites (by RTT) whose model reaches ``capability``, nearest first.
+
+        Includes sites that are down; check :meth:`is_up`.
+        """
+        c = self._cand.get(capability)
+        if c is None:
+            self._ensure(capability)
+            c = self._cand[capability]
+        return c[origin]
+
+    def tier_candidates(self, origin: int, capability: int, tier: int) -> tuple[int, ...]:
+        """Like :meth:`candidates`, restricted to one tier."""
+        c = self._tier_cand.get((capability, tier))
+        if c is None:
+            self._ensure(capability)
+            c = self._tier_cand[(capability, tier)]
+        return c[origin]
+
+    def invalidate(self) -> None:
+        """Forget candidate lists (the engine calls this when the network changes)."""
+        self._rtt = self._e.world.rtt_ms
+        self._cand.clear()
+        self._tier_cand.clear()
+
+    # ---- live state
+    def busy(self, site: int) -> int:
+        """Requests in service at a site."""
+        return self._busy[site]
+
+    def queued(self, site: int) -> int:
+        """Requests waiting at a site."""
+        return self._queue_len(site)
+
+    def load(self, site: int) -> float:
+        """(in service + waiting) / slots."""
+        return (self._busy[site] + self._queue_len(site)) / self.slots[site]
+
+    def is_up(self, site: int) -> bool:
+        """Whether the site is up, as far as the orchestrator knows."""
+        return self._up[site]
+
+    def predict_ms(self, request: Request, site: int) -> float:
+        """Predicted latency of ``request`` at ``site`` in its SLO's metric (TTFT or end-to-end).
+
+        Round trip + expected wait (M/M/c-style: queue ahead / slots x mean service) + prefill, and
+        for end-to-end targets the decode of the app's mean output at the current batch.
+        """
+        a = request.app
+        busy = self._busy[site]
+        slots = self.slots[site]
+        pre = self._est_prefill[site][a]
+        dec = self._est_decode[site][a]
+        per = pre + dec
+        wait = 0.0 if busy < slots else (self._queue_len(site) + 1) * per / slots
+        own = pre if request.slo_on_ttft else per
+        return self._rtt.item(request.origin, site) + 1000.0 * (wait + own)
+
+
+def _nearest(rtt: np.ndarray, sites: np.ndarray, k: int) -> list[tuple[int, ...]]:
+    """Per origin: up to ``k`` of ``sites`` ordered by RTT."""
+    if len(sites) == 0:
+        return [()] * rtt.shape[0]
+    k = min(k, len(sites))
+    sub = rtt[:, sites]
+    part = np.argpartition(sub, k - 1, axis=1)[:, :k] if k < len(sites) else \
+        np.broadcast_to(np.arange(len(sites)), sub.shape)
+    order = np.take_along_axis(part, np.argsort(np.take_along_axis(sub, part, 1), 1,
+                                                kind="stable"), 1)
+    return [tuple(r) for r in sites[order].tolist()]
