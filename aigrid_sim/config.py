@@ -269,7 +269,7 @@ def compose(scenario: str = "global_agent", overrides: list[str] | tuple[str, ..
         with initialize_config_dir(config_dir=str(cdir), version_base=None):
             cfg = hydra_compose("config", overrides=[f"scenario={scenario}", *overrides])
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(clean_hydra_message(str(e))) from None
+        raise ConfigError(clean_hydra_message(f"{e}\n{e.__cause__ or ''}")) from None
     return cfg
 
 

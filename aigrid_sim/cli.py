@@ -1,0 +1,196 @@
+"""The ``aigrid-sim`` command: Hydra front end, progress bar and the console summary.
+
+``aigrid-sim [scenario=NAME] [key=value ...]`` runs one scenario; ``--multirun`` sweeps. Bad
+configuration is reported in one line naming the key, with exit status 2, before anything runs.
+The ``@hydra.main`` task is thin: it calls :func:`aigrid_sim.api.run_config`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from aigrid_sim import config as cfgmod
+from aigrid_sim.errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def fmt_ms(x) -> str:
+    """A latency for the console."""
+    return "-" if x is None else (f"{x:,.0f}" if x >= 100 else f"{x:,.1f}")
+
+
+def fmt_pct(x) -> str:
+    """A fraction as a percentage for the console."""
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def summary_table(s: dict) -> str:
+    """The console summary of a run from its ``summary.json`` dict."""
+    lines = [
+        f"aigrid-sim  {s.get('scenario')}  policy={s.get('policy')}  seed={s.get('seed')}  "
+        f"load={s.get('load')}  ({s.get('duration_s', 0):,.0f} s simulated, "
+        f"{s.get('sites', 0):,} sites, {s.get('origins', 0):,} cities, "
+        f"{s.get('wall_s', 0):.1f} s wall)",
+        "",
+        f"{'requests':>10} {'completed':>10} {'rejected':>9} {'failed':>7} {'in_flight':>9}"
+        f" {'SLO met':>8}",
+        f"{s['requests']:>10,} {s['completed']:>10,} {s['rejected']:>9,} {s['failed']:>7,}"
+        f" {s['in_flight']:>9,} {fmt_pct(s['slo_attainment']):>8}",
+        "",
+        f"{'latency (ms)':<16}{'requests':>9}{'p50':>8}{'p95':>8}{'p99':>8}{'TTFT p50':>9}"
+        f"{'SLO met':>9}{'util':>7}{'cost $':>10}",
+    ]
+
+    def row(label: str, b: dict, util=None, cost=None) -> str:
+        lat, tt = b.get("latency_ms", {}), b.get("ttft_ms", {})
+        return (f"{label:<16}{b.get('requests', 0):>9,}{fmt_ms(lat.get('p50')):>8}"
+                f"{fmt_ms(lat.get('p95')):>8}{fmt_ms(lat.get('p99')):>8}"
+                f"{fmt_ms(tt.get('p50')):>9}{fmt_pct(b.get('slo_attainment')):>9}"
+                f"{'' if util is None else fmt_pct(util):>7}"
+                f"{'' if cost is None else f'{cost:,.2f}':>10}")
+
+    lines.append(row("all", {**s, "requests": s.get("measured_requests", s["requests"])},
+                     s.get("utilisation"), s.get("cost_usd")))
+    for tier, b in s.get("by_tier", {}).items():
+        lines.append(row(f"  {tier}", b, b.get("utilisation"), b.get("cost_usd")))
+    for title in ("by_region", "by_app"):
+        if s.get(title):
+            lines.append(f"{title.replace('_', ' ')}:")
+            for k, b in s[title].items():
+                lines.append(row(f"  {k}", b))
+    cp = s.get("cost_per_1k_requests_usd")
+    cm = s.get("cost_per_million_tokens_usd")
+    lines += ["", f"cost: ${s['cost_usd']:,.2f} provisioned GPU time"
+              + (f", ${cp:,.3f} per 1,000 completed requests" if cp else "")
+              + (f", ${cm:,.2f} per million tokens" if cm else "")]
+    if s.get("reasons"):
+        lines.append("not completed: " + ", ".join(f"{k} {v:,}" for k, v in s["reasons"].items()))
+    return "\n".join(lines)
+
+
+def _progress_bar(horizon_s: float, enabled: bool | None):
+    if enabled is False or (enabled is None and not sys.stderr.isatty()):
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=round(horizon_s), unit="sim-s", desc="simulating", leave=False,
+               file=sys.stderr)
+
+    def update(now: float) -> None:
+        bar.update(max(0, round(now) - bar.n))
+
+    return bar, update
+
+
+def run_task(cfg: DictConfig) -> dict | None:
+    """Run one composed config, write its folder, print the summary; the Hydra task body."""
+    from aigrid_sim.api import run_config
+    from aigrid_sim.results import is_complete, run_folder_name
+
+    sim = cfgmod.validate(cfg)
+    root = Path(sim.output.dir)
+    if sim.output.write and sim.output.resume:
+        folder = root / run_folder_name(cfg)
+        if is_complete(folder):
+            import json
+
+            summary = json.loads((folder / "summary.json").read_text())
+            print(summary_table(summary))
+            print(f"\nrun folder (already complete, not re-run; output.resume=false to force): "
+                  f"{folder}")
+            return summary
+    bar, update = _progress_bar(sim.duration_s + sim.drain_s, sim.output.progress)
+    try:
+        result = run_config(cfg, out_dir=root if sim.output.write else None, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(summary_table(result.summary))
+    if result.out_dir is not None:
+        print(f"\nrun folder: {result.out_dir}")
+    return result.summary
+
+
+def _prevalidate(args: list[str]) -> None:
+    """Compose and validate before Hydra starts, so a bad key is one clear line and exit 2.
+
+    Sweeps (``policy=a,b``) are checked one value at a time.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    flags_with_value = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
+                        "--experimental-rerun", "--info", "-i"}
+    overrides, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in flags_with_value:
+            skip = True
+            continue
+        if a.startswith("-") or a.startswith("hydra") or a.startswith("+hydra") \
+                or a.startswith("~hydra"):
+            continue
+        overrides.append(a)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
+    scenario = "global_agent"
+    base, sweeps = [], []
+    for o in parsed:
+        key = o.get_key_element()
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else \
+            [o.get_value_element_as_str()]
+        if key == "scenario":
+            scenario = values[0]
+            for v in values[1:]:
+                sweeps.append((key, v))
+            continue
+        base.append(f"{key}={values[0]}")
+        sweeps += [(key, v) for v in values[1:]]
+    cfgmod.validate(cfgmod.compose(scenario, base))
+    for key, v in sweeps:
+        if key == "scenario":
+            cfgmod.validate(cfgmod.compose(v, base))
+        else:
+            cfgmod.validate(cfgmod.compose(
+                scenario, [b for b in base if not b.startswith(f"{key}=")] + [f"{key}={v}"]))
+
+
+def main() -> None:
+    """Console entry point of ``aigrid-sim``."""
+    import hydra
+
+    args = sys.argv[1:]
+    if not any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info", "-i",
+                     "--shell-completion", "-sc") for a in args):
+        try:
+            _prevalidate(args)
+        except ConfigError as e:
+            print(f"aigrid-sim: error: {e}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+    try:
+        config_dir = str(cfgmod.scenarios_dir())
+    except ConfigError as e:
+        print(f"aigrid-sim: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+    @hydra.main(config_path=config_dir, config_name="config", version_base=None)
+    def _task(cfg: DictConfig) -> None:
+        try:
+            run_task(cfg)
+        except ConfigError as e:
+            print(f"aigrid-sim: error: {e}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+
+    _task()
+
+
+if __name__ == "__main__":
+    main()
