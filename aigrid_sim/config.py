@@ -118,14 +118,16 @@ class WorldConfig:
     network: str = "geo"  # geo (RTT model) | zero (no network delay; queueing studies)
     cities: CitiesConfig = field(default_factory=CitiesConfig)
     edge: EdgeConfig = field(default_factory=lambda: EdgeConfig(
-        gpu="L40S", model="llama-3.1-8b-fp8", gpus=2, max_queue=64))
+        gpu="L40S", model="llama-3.1-8b-fp8", gpus=1, max_queue=64))
     regional: RegionalConfig = field(default_factory=lambda: RegionalConfig(
-        gpu="H100", model="llama-3.3-70b-fp8", gpus=16, max_queue=512))
+        gpu="H100", model="llama-3.3-70b-fp8", gpus=4, max_queue=512))
     core: CoreConfig = field(default_factory=lambda: CoreConfig(
-        gpu="H200", model="llama-3.1-405b-fp8", gpus=256, max_queue=4096))
+        gpu="H200", model="llama-3.1-405b-fp8", gpus=32, max_queue=4096))
     sites: list[SiteConfig] = field(default_factory=list)
     origins: list[OriginConfig] = field(default_factory=list)
     graph: GraphConfig = field(default_factory=GraphConfig)
+    # Per-site GPU counts that override the tier's (capacity plans): {site_id: gpus}.
+    site_gpus: Optional[dict[str, int]] = None
 
 
 @dataclass
@@ -163,12 +165,45 @@ class AppConfig:
 
 
 @dataclass
+class MMPPStateConfig:
+    """One state of a Markov-modulated Poisson process."""
+
+    rate: float = 1.0  # relative rate (all states are rescaled so the long-run mean is 1)
+    mean_sojourn_s: float = 60.0  # mean time spent in the state per visit
+
+
+@dataclass
+class MMPPConfig:
+    """Bursty arrivals: the rate follows a continuous-time Markov chain (no states = off)."""
+
+    states: list[MMPPStateConfig] = field(default_factory=list)
+    transitions: Optional[list[list[float]]] = None  # jump matrix; None = to any other uniformly
+    scope: str = "global"  # global (one chain for the world) | region (one chain per region)
+
+
+@dataclass
+class FlashCrowdConfig:
+    """A region's (or countries', cities') rate multiplied by ``factor`` for a window."""
+
+    region: Optional[str] = None  # continent as in requests.parquet `region` ("Europe", ...)
+    countries: Optional[list[str]] = None  # ISO alpha-2 codes
+    cities: Optional[list[str]] = None  # origin names; all three None = everywhere
+    start_s: float = 0.0  # the ramp up begins
+    ramp_up_s: float = 60.0
+    duration_s: float = 300.0  # plateau at `factor`
+    ramp_down_s: float = 60.0
+    factor: float = 3.0
+
+
+@dataclass
 class ArrivalsConfig:
     """How requests arrive in time."""
 
-    kind: str = "diurnal"  # poisson | diurnal
+    kind: str = "diurnal"  # poisson | diurnal | trace (replay the `trace:` section)
     # Hourly multipliers by local hour 0..23 (normalised to mean 1); None = the shipped curve.
     curve: Optional[list[float]] = None
+    mmpp: MMPPConfig = field(default_factory=MMPPConfig)  # bursts on top of poisson/diurnal
+    flash_crowds: list[FlashCrowdConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -178,6 +213,33 @@ class WorkloadConfig:
     rate_rps: float = 400.0  # mean requests per second worldwide at load 1.0
     arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
     apps: list[AppConfig] = field(default_factory=lambda: [AppConfig()])
+
+
+@dataclass
+class TraceColumnsConfig:
+    """Column names of a trace file; None = the format's own name."""
+
+    time: Optional[str] = None
+    time_unit: Optional[str] = None  # datetime | s | ms | us
+    in_tokens: Optional[str] = None
+    out_tokens: Optional[str] = None
+    origin: Optional[str] = None  # a column of origin (city) names, if the trace has one
+    rate: Optional[str] = None  # rate-series formats (servegen): requests per second
+
+
+@dataclass
+class TraceConfig:
+    """Trace replay (``workload.arrivals.kind: trace``)."""
+
+    path: Optional[str] = None  # CSV file; None = the bundled Azure 2023 conversation trace
+    format: str = "azure"  # azure | mooncake | servegen
+    columns: TraceColumnsConfig = field(default_factory=TraceColumnsConfig)
+    start_s: float = 0.0  # window start, seconds after the trace's first timestamp
+    end_s: Optional[float] = None  # window end (exclusive); None = the end of the trace
+    speedup: float = 1.0  # 60 = an hour of trace in a simulated minute
+    scale: float = 1.0  # rate scaling: < 1 thins, > 1 superposes shifted copies (x load)
+    repeat: int = 1  # play the window this many times back to back
+    skip_bad_rows: bool = False  # skip malformed rows (counted in the summary) instead of failing
 
 
 @dataclass
@@ -217,13 +279,16 @@ class SimConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    trace: TraceConfig = field(default_factory=TraceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     params: dict[str, Any] = field(default_factory=dict)  # the scenario's own knobs
 
 
 TIERS = ("edge", "regional", "core")
 SERVICE_KINDS = ("tokens", "exponential", "deterministic", "lognormal")
-ARRIVAL_KINDS = ("poisson", "diurnal")
+ARRIVAL_KINDS = ("poisson", "diurnal", "trace")
+TRACE_FORMATS = ("azure", "mooncake", "servegen")
+TIME_UNITS = ("datetime", "s", "ms", "us")
 
 # ----------------------------------------------------------------------------- composition
 
@@ -364,6 +429,8 @@ def _check(c: SimConfig) -> None:
         _need(s.gpus > 0, f"world.sites[{i}].gpus", f"must be > 0 (site {s.id!r} got {s.gpus})")
         _need(s.tier in TIERS, f"world.sites[{i}].tier", f"must be one of {TIERS}")
         _need(s.max_queue >= 0, f"world.sites[{i}].max_queue", "must be >= 0")
+    for sid, g in (w.site_gpus or {}).items():
+        _need(g > 0, f"world.site_gpus.{sid}", f"must be > 0: a site needs GPUs (got {g})")
     _need(w.cities.access_ms >= 0, "world.cities.access_ms", "must be >= 0")
     _need(w.cities.pops_per_city >= 1, "world.cities.pops_per_city", "must be >= 1")
     wl = c.workload
@@ -374,6 +441,7 @@ def _check(c: SimConfig) -> None:
         _need(len(wl.arrivals.curve) == 24 and min(wl.arrivals.curve) >= 0
               and sum(wl.arrivals.curve) > 0, "workload.arrivals.curve",
               "must be 24 non-negative hourly multipliers, not all zero")
+    _check_arrivals(c)
     _need(len(wl.apps) > 0, "workload.apps", "needs at least one app")
     names = [a.name for a in wl.apps]
     _need(len(set(names)) == len(names), "workload.apps", f"app names must be unique: {names}")
@@ -395,3 +463,41 @@ def _check(c: SimConfig) -> None:
     r = c.routing
     _need(r.k_nearest >= 1, "routing.k_nearest", "must be >= 1")
     _need(r.staleness_s >= 0, "routing.staleness_s", "must be >= 0")
+
+
+def _check_arrivals(c: SimConfig) -> None:
+    """Bursts, flash crowds and trace replay settings."""
+    a = c.workload.arrivals
+    mm = a.mmpp
+    _need(mm.scope in ("global", "region"), "workload.arrivals.mmpp.scope",
+          f"must be 'global' or 'region' (got {mm.scope!r})")
+    _need(len(mm.states) != 1, "workload.arrivals.mmpp.states",
+          "needs at least 2 states (or none to switch bursts off)")
+    for i, st in enumerate(mm.states):
+        k = f"workload.arrivals.mmpp.states[{i}]"
+        _need(st.rate >= 0, f"{k}.rate", f"must be >= 0 (got {st.rate})")
+        _need(st.mean_sojourn_s > 0, f"{k}.mean_sojourn_s", f"must be > 0 (got {st.mean_sojourn_s})")
+    if mm.states:
+        _need(sum(st.rate for st in mm.states) > 0, "workload.arrivals.mmpp.states",
+              "rates must not all be 0")
+    for i, f in enumerate(a.flash_crowds):
+        k = f"workload.arrivals.flash_crowds[{i}]"
+        _need(f.factor >= 0, f"{k}.factor", f"must be >= 0 (got {f.factor})")
+        for name in ("ramp_up_s", "duration_s", "ramp_down_s"):
+            v = getattr(f, name)
+            _need(v >= 0, f"{k}.{name}", f"must be >= 0 (got {v})")
+    t = c.trace
+    if a.kind == "trace":
+        _need(t.format in TRACE_FORMATS, "trace.format",
+              f"must be one of {TRACE_FORMATS} (got {t.format!r})")
+        _need(not mm.states and not a.flash_crowds, "workload.arrivals",
+              "mmpp and flash_crowds modulate synthetic arrivals; they cannot be combined with "
+              "kind 'trace' (use trace.scale / trace.speedup)")
+    _need(t.columns.time_unit is None or t.columns.time_unit in TIME_UNITS,
+          "trace.columns.time_unit", f"must be one of {TIME_UNITS} (got {t.columns.time_unit!r})")
+    _need(t.start_s >= 0, "trace.start_s", f"must be >= 0 (got {t.start_s})")
+    _need(t.end_s is None or t.end_s > t.start_s, "trace.end_s",
+          f"must be > trace.start_s ({t.start_s}) or null (got {t.end_s})")
+    _need(t.speedup > 0, "trace.speedup", f"must be > 0 (got {t.speedup})")
+    _need(t.scale >= 0, "trace.scale", f"must be >= 0 (got {t.scale})")
+    _need(t.repeat >= 1, "trace.repeat", f"must be >= 1 (got {t.repeat})")

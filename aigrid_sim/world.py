@@ -243,6 +243,24 @@ def _unique_names(o: pd.DataFrame) -> list[str]:
     return out
 
 
+def _apply_site_gpus(sites: list[dict], site_gpus: dict[str, int] | None) -> None:
+    """Override the tier's GPU count at the named sites (``world.site_gpus``), in place."""
+    if not site_gpus:
+        return
+    by_id = {s["id"]: s for s in sites}
+    unknown = sorted(set(site_gpus) - set(by_id))
+    if unknown:
+        raise ConfigError(f"key 'world.site_gpus': unknown site ids {unknown}; ids are those of "
+                          f"sites.parquet (e.g. {sorted(by_id)[:3]})")
+    for sid, g in site_gpus.items():
+        dep = by_id[sid]["dep"]
+        if int(g) < dep.gpus_per_replica or int(g) % dep.gpus_per_replica:
+            raise ConfigError(
+                f"key 'world.site_gpus.{sid}': {g} GPUs is not a whole number of replicas of "
+                f"{dep.model.name} on {dep.gpu.name} ({dep.gpus_per_replica} GPUs each)")
+        by_id[sid]["gpus"] = int(g)
+
+
 def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     """Build the world of a run from its config.
 
@@ -261,6 +279,7 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ConfigError(f"key 'world.sites': duplicate site ids {dup}")
+    _apply_site_gpus(sites, w.site_gpus)
     S = len(sites)
     lat = np.array([s["lat"] for s in sites], dtype=float)
     lon = np.array([s["lon"] for s in sites], dtype=float)
