@@ -19,7 +19,7 @@ from aigrid_sim.engine import Engine, Records
 from aigrid_sim.metrics import requests_table, sites_table, summarise
 from aigrid_sim.policies import load_plugins, make_policy
 from aigrid_sim.workload import RequestStream, generate_stream
-from aigrid_sim.world import World, build_world
+from aigrid_sim.world import World, build_world  # noqa: F401 (re-exported for bench)
 
 
 @dataclass
@@ -48,8 +48,15 @@ class RunResult:
 
 
 def make_stream(cfg: cfgmod.SimConfig, world: World) -> RequestStream:
-    """The request stream of a run (synthetic for now; traces plug in here)."""
-    return generate_stream(cfg, world.origin_population, world.origin_utc_offset_h)
+    """The request stream of a run: a replayed trace (``arrivals.kind: trace``) or synthetic."""
+    if cfg.workload.arrivals.kind == "trace":
+        from aigrid_sim.workload.traces import trace_stream
+
+        return trace_stream(cfg, world.origin_population, world.origin_utc_offset_h,
+                            world.origin_name)
+    return generate_stream(cfg, world.origin_population, world.origin_utc_offset_h,
+                           region=world.origin_region, country=world.origin_country,
+                           names=world.origin_name)
 
 
 def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,

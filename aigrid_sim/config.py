@@ -252,6 +252,62 @@ class RoutingConfig:
 
 
 @dataclass
+class OutageConfig:
+    """A scheduled outage: every site matching all the given selectors, from ``start_s``.
+
+    Give at least one of ``site``, ``metro``, ``country`` or ``tier``.
+    """
+
+    site: Optional[str] = None  # a site id, e.g. regional-aws-eu-central-1
+    metro: Optional[str] = None  # a city of the world (or a site id): every site within radius_km
+    radius_km: float = 100.0
+    country: Optional[str] = None  # ISO alpha-2
+    tier: Optional[str] = None  # edge | regional | core
+    start_s: float = 0.0
+    duration_s: Optional[float] = None  # None = until the end of the run
+    fraction: float = 1.0  # share of each site's GPUs lost (1 = the whole site; < 1 partial)
+
+
+@dataclass
+class LinkCutConfig:
+    """A cut of one link of the latency graph (between two site ids) from ``start_s``."""
+
+    a: str = ""
+    b: str = ""
+    start_s: float = 0.0
+    duration_s: Optional[float] = None  # None = until the end of the run
+
+
+@dataclass
+class TierFailuresConfig:
+    """Random whole-site failures of one tier: up ~ Exp(mtbf_s), then down ~ Exp(mttr_s)."""
+
+    mtbf_s: Optional[float] = None  # mean time between failures per site; None = never fails
+    mttr_s: float = 1800.0  # mean time to repair
+
+
+@dataclass
+class RandomFailuresConfig:
+    """Random failures per tier (seeded from the run seed)."""
+
+    edge: TierFailuresConfig = field(default_factory=TierFailuresConfig)
+    regional: TierFailuresConfig = field(default_factory=TierFailuresConfig)
+    core: TierFailuresConfig = field(default_factory=TierFailuresConfig)
+
+
+@dataclass
+class FaultsConfig:
+    """Site outages, link cuts and how requests caught by them fail over (off by default)."""
+
+    outages: list[OutageConfig] = field(default_factory=list)
+    links: list[LinkCutConfig] = field(default_factory=list)
+    random: RandomFailuresConfig = field(default_factory=RandomFailuresConfig)
+    detection_s: float = 0.0  # health checks every this many seconds (0 = failures seen at once)
+    retries: int = 2  # fail-overs allowed per request; then it ends failed
+    retry_delay_s: float = 0.0  # back-off before a caught request is sent again
+
+
+@dataclass
 class OutputConfig:
     """Where and what a run writes."""
 
@@ -280,6 +336,7 @@ class SimConfig:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     trace: TraceConfig = field(default_factory=TraceConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     params: dict[str, Any] = field(default_factory=dict)  # the scenario's own knobs
 
@@ -463,6 +520,34 @@ def _check(c: SimConfig) -> None:
     r = c.routing
     _need(r.k_nearest >= 1, "routing.k_nearest", "must be >= 1")
     _need(r.staleness_s >= 0, "routing.staleness_s", "must be >= 0")
+    _check_faults(c.faults)
+
+
+def _check_faults(f: FaultsConfig) -> None:
+    _need(f.detection_s >= 0, "faults.detection_s", f"must be >= 0 (got {f.detection_s})")
+    _need(0 <= f.retries <= 100, "faults.retries", f"must be 0..100 (got {f.retries})")
+    _need(f.retry_delay_s >= 0, "faults.retry_delay_s", f"must be >= 0 (got {f.retry_delay_s})")
+    for i, o in enumerate(f.outages):
+        k = f"faults.outages[{i}]"
+        _need(any(x is not None for x in (o.site, o.metro, o.country, o.tier)), k,
+              "needs at least one of site, metro, country, tier")
+        _need(o.tier is None or o.tier in TIERS, f"{k}.tier", f"must be one of {TIERS}")
+        _need(o.start_s >= 0, f"{k}.start_s", f"must be >= 0 (got {o.start_s})")
+        _need(o.duration_s is None or o.duration_s > 0, f"{k}.duration_s", "must be > 0 or null")
+        _need(0 < o.fraction <= 1, f"{k}.fraction", f"must be in (0, 1] (got {o.fraction})")
+        _need(o.radius_km >= 0, f"{k}.radius_km", "must be >= 0")
+    for i, link in enumerate(f.links):
+        k = f"faults.links[{i}]"
+        _need(bool(link.a) and bool(link.b) and link.a != link.b, k,
+              "needs two different site ids a and b")
+        _need(link.start_s >= 0, f"{k}.start_s", f"must be >= 0 (got {link.start_s})")
+        _need(link.duration_s is None or link.duration_s > 0, f"{k}.duration_s",
+              "must be > 0 or null")
+    for tier in TIERS:
+        t: TierFailuresConfig = getattr(f.random, tier)
+        _need(t.mtbf_s is None or t.mtbf_s > 0, f"faults.random.{tier}.mtbf_s",
+              "must be > 0 or null")
+        _need(t.mttr_s > 0, f"faults.random.{tier}.mttr_s", f"must be > 0 (got {t.mttr_s})")
 
 
 def _check_arrivals(c: SimConfig) -> None:

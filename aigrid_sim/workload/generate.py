@@ -1,8 +1,10 @@
-"""Synthetic request streams: who asks (city, by population), when (Poisson, follow-the-sun) and what.
+"""Synthetic request streams: who asks (city, by population), when (Poisson, follow-the-sun,
+bursts, flash crowds) and what.
 
 Generation is vectorised: arrival times come from a non-homogeneous Poisson process sampled by
 thinning (candidates at the peak rate, each kept with probability rate(t)/peak), which is exact for
-any rate shape; apps and token counts are drawn in bulk. No Python object per request.
+any rate shape; apps and token counts are drawn in bulk. No Python object per request. The rate
+shapes (diurnal curve, MMPP, flash crowds) are in :mod:`aigrid_sim.workload.processes`.
 """
 
 from __future__ import annotations
@@ -11,14 +13,21 @@ import numpy as np
 
 from aigrid_sim import rng as rngs
 from aigrid_sim.config import AppConfig, SimConfig
+from aigrid_sim.errors import ConfigError
+from aigrid_sim.workload.processes import (
+    MMPP,
+    SERVEGEN_DIURNAL,
+    FlashCrowd,
+    diurnal_curve,
+    diurnal_factor,
+)
 from aigrid_sim.workload.stream import AppSpec, RequestStream
 
-# Default hourly shape of demand by local hour (mean 1): quiet before dawn, rising through the
-# morning, an evening peak around 20:00 -- the usual shape of consumer chat/voice traffic.
-DEFAULT_DIURNAL = np.array([
-    0.55, 0.42, 0.34, 0.30, 0.30, 0.36, 0.52, 0.75, 0.95, 1.08, 1.15, 1.18,
-    1.20, 1.20, 1.18, 1.17, 1.20, 1.28, 1.40, 1.52, 1.58, 1.48, 1.16, 0.82,
-])
+# The default hourly shape of demand by local hour (kept under its old name): see processes.py.
+DEFAULT_DIURNAL = SERVEGEN_DIURNAL
+
+__all__ = ["DEFAULT_DIURNAL", "diurnal_curve", "diurnal_factor", "generate_stream",
+           "assign_apps", "arrival_times_and_origins", "app_specs"]
 
 
 def app_specs(apps: list[AppConfig]) -> list[AppSpec]:
@@ -26,20 +35,6 @@ def app_specs(apps: list[AppConfig]) -> list[AppSpec]:
     return [AppSpec(a.name, a.capability, a.slo_ms, a.slo_on == "ttft",
                     a.service.kind == "tokens", a.tokens.in_mean, a.tokens.out_mean,
                     a.service.mean_s) for a in apps]
-
-
-def diurnal_curve(curve: list[float] | None) -> np.ndarray:
-    """The 24 hourly multipliers, normalised to mean 1."""
-    c = DEFAULT_DIURNAL if curve is None else np.asarray(curve, dtype=float)
-    return c / c.mean()
-
-
-def diurnal_factor(curve: np.ndarray, local_hour: np.ndarray) -> np.ndarray:
-    """Multiplier at fractional local hours, linearly interpolated between hour centres."""
-    h = np.mod(local_hour - 0.5, 24.0)
-    i = np.floor(h).astype(np.int64)
-    frac = h - i
-    return curve[i] * (1 - frac) + curve[(i + 1) % 24] * frac
 
 
 def lognormal_ints(rng: np.random.Generator, mean: float, cv: float, n: int,
@@ -64,34 +59,116 @@ def service_draws(rng: np.random.Generator, app: AppConfig, n: int) -> np.ndarra
 
 
 def arrival_times_and_origins(cfg: SimConfig, population: np.ndarray, utc_offset_h: np.ndarray,
-                              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                              rng: np.random.Generator, *,
+                              region: list[str] | None = None,
+                              country: list[str | None] | None = None,
+                              names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Arrival times (sorted) and origin indices for a run.
 
-    Each origin's rate is ``rate_rps * load * population share * diurnal(local hour)``.
+    Each origin's rate is ``rate_rps * load * population share * diurnal(local hour)
+    * mmpp(t) * flash crowds(t)`` (diurnal only for kind ``diurnal``; the MMPP and flash-crowd
+    factors only if configured). ``region``, ``country`` and ``names`` describe the origins
+    (needed by flash crowds aimed at them and by a per-region MMPP).
+
+    Raises:
+        ConfigError: a flash crowd or per-region MMPP that the origins cannot satisfy.
     """
     T = cfg.duration_s
     weights = population / population.sum()
     total = cfg.workload.rate_rps * cfg.load
-    kind = cfg.workload.arrivals.kind
-    curve = diurnal_curve(cfg.workload.arrivals.curve) if kind == "diurnal" else np.ones(24)
+    arr = cfg.workload.arrivals
+    kind = arr.kind
+    curve = diurnal_curve(arr.curve) if kind == "diurnal" else np.ones(24)
+    mmpp = (MMPP.build([s.rate for s in arr.mmpp.states],
+                       [s.mean_sojourn_s for s in arr.mmpp.states], arr.mmpp.transitions)
+            if arr.mmpp.states else None)
+    crowds = [(FlashCrowd(f.start_s, f.ramp_up_s, f.duration_s, f.ramp_down_s, f.factor),
+               _crowd_origins(i, f, len(weights), region, country, names))
+              for i, f in enumerate(arr.flash_crowds)]
     peak = curve.max()
+    modulated = mmpp is not None or bool(crowds)
+    if mmpp is not None:
+        peak *= mmpp.peak
+    for fc, _ in crowds:
+        peak *= fc.peak
     n = rng.poisson(total * peak * T)
     t = np.sort(rng.uniform(0.0, T, n))
     origin = rng.choice(len(weights), size=n, p=weights).astype(np.int32)
-    if kind == "diurnal":
+    if kind == "diurnal" and not modulated:
         local = cfg.start_utc_h + t / 3600.0 + utc_offset_h[origin]
         keep = rng.uniform(0.0, peak, n) < diurnal_factor(curve, local)
+        t, origin = t[keep], origin[keep]
+    elif modulated:
+        m = np.ones(n)
+        if kind == "diurnal":
+            m *= diurnal_factor(curve, cfg.start_utc_h + t / 3600.0 + utc_offset_h[origin])
+        if mmpp is not None:
+            m *= _mmpp_multiplier(cfg, mmpp, t, origin, region)
+        for fc, mask in crowds:
+            hit = mask[origin]
+            m[hit] *= fc.multiplier(t[hit])
+        keep = rng.uniform(0.0, peak, n) < m
         t, origin = t[keep], origin[keep]
     if cfg.max_requests is not None:
         t, origin = t[:cfg.max_requests], origin[:cfg.max_requests]
     return t, origin
 
 
-def generate_stream(cfg: SimConfig, population: np.ndarray,
-                    utc_offset_h: np.ndarray) -> RequestStream:
-    """The synthetic request stream of a run: arrivals, apps, token counts, fixed work."""
+def _mmpp_multiplier(cfg: SimConfig, mmpp: MMPP, t: np.ndarray, origin: np.ndarray,
+                     region: list[str] | None) -> np.ndarray:
+    """The MMPP factor of each candidate: one chain for the world, or one per region."""
+    T = cfg.duration_s
+    if cfg.workload.arrivals.mmpp.scope == "global":
+        starts, states = mmpp.path(rngs.generator(cfg.seed, "arrivals/mmpp"), T)
+        return mmpp.multiplier(starts, states, t)
+    if region is None:
+        raise ConfigError("key 'workload.arrivals.mmpp.scope': 'region' needs origins with "
+                          "regions (a world), none were given")
+    regions, code = np.unique(np.asarray(region, dtype=object).astype(str), return_inverse=True)
+    out = np.empty(len(t))
+    rc = code[origin]
+    for k, name in enumerate(regions):
+        idx = np.flatnonzero(rc == k)
+        starts, states = mmpp.path(rngs.generator(cfg.seed, f"arrivals/mmpp/{name}"), T)
+        out[idx] = mmpp.multiplier(starts, states, t[idx])
+    return out
+
+
+def _crowd_origins(i: int, f, n: int, region: list[str] | None, country: list[str | None] | None,
+                   names: list[str] | None) -> np.ndarray:
+    """Boolean mask of the origins a flash crowd hits (any of region / countries / cities)."""
+    key = f"workload.arrivals.flash_crowds[{i}]"
+    if f.region is None and f.countries is None and f.cities is None:
+        return np.ones(n, dtype=bool)
+    mask = np.zeros(n, dtype=bool)
+    for attr, values, wanted in (("region", region, [f.region] if f.region is not None else None),
+                                 ("countries", country, f.countries),
+                                 ("cities", names, f.cities)):
+        if wanted is None:
+            continue
+        if values is None:
+            raise ConfigError(f"key '{key}.{attr}': origins carry no {attr} here")
+        vals = np.asarray([str(v) for v in values], dtype=object)
+        missing = sorted(set(wanted) - set(vals.tolist()))
+        if missing:
+            avail = sorted(set(vals.tolist()))
+            hint = f"; available: {', '.join(avail)}" if len(avail) <= 12 else ""
+            raise ConfigError(f"key '{key}.{attr}': no origin matches {missing}{hint}")
+        mask |= np.isin(vals, list(wanted))
+    return mask
+
+
+def generate_stream(cfg: SimConfig, population: np.ndarray, utc_offset_h: np.ndarray, *,
+                    region: list[str] | None = None, country: list[str | None] | None = None,
+                    names: list[str] | None = None) -> RequestStream:
+    """The synthetic request stream of a run: arrivals, apps, token counts, fixed work.
+
+    ``region``, ``country`` and ``names`` (per origin) are needed only by flash crowds aimed at
+    them and by a per-region MMPP.
+    """
     t, origin = arrival_times_and_origins(
-        cfg, population, utc_offset_h, rngs.generator(cfg.seed, "arrivals"))
+        cfg, population, utc_offset_h, rngs.generator(cfg.seed, "arrivals"),
+        region=region, country=country, names=names)
     return assign_apps(cfg, t, origin)
 
 

@@ -1,0 +1,491 @@
+"""Real traces: load LLM request logs and rate series, check every row, and replay them.
+
+Two kinds of trace:
+
+* **request traces** (``azure``, ``mooncake``): one row per request with its arrival time and
+  token counts. Replayed as they are: with no window, speed-up, scaling or repeat, the stream has
+  exactly the trace's requests, in order, with the same inter-arrival times and token counts.
+* **rate series** (``servegen``): the arrival rate per time window. Replayed as a Poisson process
+  whose rate is constant within each window (exact: Poisson counts, uniform times).
+
+A :class:`TraceFormat` maps a format's columns to roles (time, input/output tokens, origin,
+rate); ``trace.columns`` in the config renames any of them, so another file with the same kind of
+columns replays with no code. Times become seconds after the trace's first timestamp.
+
+Every row is checked (missing or non-numeric value, negative or fractional token count, timestamps
+going backwards); the first bad row raises :class:`~aigrid_sim.errors.ConfigError` naming the
+file, the line (the header is line 1) and the reason, unless ``trace.skip_bad_rows`` is set, in
+which case bad rows are dropped and counted in ``RequestStream.info`` (``summary["stream"]``).
+
+Origins: from the trace's origin column (city names of the world) if it has one, else drawn per
+request by population x the diurnal factor of each city's local time at the request's arrival.
+Token counts drive service time: :func:`~aigrid_sim.workload.generate.assign_apps` gives each
+request an app (by share) and, for generative apps, replaces the drawn tokens by the trace's.
+pandas is used only to read and check the file, never in the engine path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aigrid_sim import rng as rngs
+from aigrid_sim.config import SimConfig, TraceConfig
+from aigrid_sim.errors import ConfigError
+from aigrid_sim.workload.generate import assign_apps
+from aigrid_sim.workload.processes import diurnal_curve, diurnal_factor
+from aigrid_sim.workload.stream import RequestStream
+
+BUNDLED_AZURE = "azure_llm_2023_conv.csv"
+_UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+@dataclass(frozen=True)
+class TraceFormat:
+    """Which column plays which role in a trace file.
+
+    Attributes:
+        name: Format name.
+        kind: ``requests`` (one row per request) or ``rate`` (arrival rate per window).
+        time: Time column (request arrival, or window start).
+        time_unit: ``datetime`` (parsed timestamps) or ``s`` / ``ms`` / ``us`` (numbers).
+        in_tokens: Input-token column (request traces).
+        out_tokens: Output-token column (request traces).
+        origin: Optional column of origin (city) names.
+        rate: Rate column, requests per second (rate series).
+    """
+
+    name: str
+    kind: str
+    time: str
+    time_unit: str
+    in_tokens: str | None = None
+    out_tokens: str | None = None
+    origin: str | None = None
+    rate: str | None = None
+
+    def columns(self) -> dict[str, str]:
+        """Role -> column for the roles this format uses."""
+        roles = ("time", "in_tokens", "out_tokens", "origin", "rate")
+        return {r: getattr(self, r) for r in roles if getattr(self, r) is not None}
+
+
+FORMATS: dict[str, TraceFormat] = {
+    # Azure LLM inference trace 2023 (Splitwise): TIMESTAMP,ContextTokens,GeneratedTokens
+    "azure": TraceFormat("azure", "requests", "TIMESTAMP", "datetime", "ContextTokens",
+                         "GeneratedTokens"),
+    # Mooncake FAST'25 traces as CSV: timestamp_ms,input_length,output_length,hash_ids
+    "mooncake": TraceFormat("mooncake", "requests", "timestamp_ms", "ms", "input_length",
+                            "output_length"),
+    # ServeGen rate series: window_start_s,total_rate_rps,active_clients
+    "servegen": TraceFormat("servegen", "rate", "window_start_s", "s", rate="total_rate_rps"),
+}
+
+
+def trace_format(tc: TraceConfig) -> TraceFormat:
+    """The format named by ``trace.format`` with ``trace.columns`` applied.
+
+    Raises:
+        ConfigError: unknown format.
+    """
+    if tc.format not in FORMATS:
+        raise ConfigError(f"key 'trace.format': must be one of {tuple(FORMATS)} "
+                          f"(got {tc.format!r})")
+    fmt = FORMATS[tc.format]
+    c = tc.columns
+    changes = {k: getattr(c, k) for k in ("time", "time_unit", "in_tokens", "out_tokens",
+                                          "origin", "rate") if getattr(c, k) is not None}
+    return replace(fmt, **changes)
+
+
+@dataclass
+class Trace:
+    """A checked trace, times in seconds after its first timestamp.
+
+    Attributes:
+        path: The file read.
+        format: The column mapping used.
+        t: Arrival time (request traces) or window start (rate series), sorted.
+        line: The file line of each kept row (header = line 1).
+        in_tokens: Input tokens per request (request traces), else None.
+        out_tokens: Output tokens per request (request traces), else None.
+        origin: Origin name per request, if the trace has an origin column.
+        rate: Rate per window, requests per second (rate series), else None.
+        rows: Data rows in the file.
+        skipped: Bad rows skipped (``skip_bad_rows``), by reason.
+        skipped_lines: The first few skipped lines.
+    """
+
+    path: Path
+    format: TraceFormat
+    t: np.ndarray
+    line: np.ndarray
+    in_tokens: np.ndarray | None = None
+    out_tokens: np.ndarray | None = None
+    origin: np.ndarray | None = None
+    rate: np.ndarray | None = None
+    rows: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_lines: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    @property
+    def n_skipped(self) -> int:
+        """Number of bad rows skipped."""
+        return int(sum(self.skipped.values()))
+
+
+def resolve_path(tc: TraceConfig) -> Path:
+    """The trace file: ``trace.path``, or the bundled Azure trace when it is null.
+
+    Raises:
+        ConfigError: no path for a format without a bundled trace, or no such file.
+    """
+    if tc.path is None:
+        if tc.format != "azure":
+            raise ConfigError(f"key 'trace.path': needed for trace.format={tc.format} (only the "
+                              f"Azure conversation trace is bundled)")
+        return Path(str(resources.files("aigrid_sim").joinpath(f"data/traces/{BUNDLED_AZURE}")))
+    p = Path(tc.path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"key 'trace.path': no such file: {p} (relative paths are from the "
+                          f"directory you run in: {Path.cwd()})")
+    return p
+
+
+def load_trace(path: str | Path, fmt: TraceFormat | str, *,
+               skip_bad_rows: bool = False) -> Trace:
+    """Read and check a trace file.
+
+    Args:
+        path: CSV file with a header row.
+        fmt: A :class:`TraceFormat` or the name of a built-in one.
+        skip_bad_rows: Drop bad rows (counted in the result) instead of raising.
+
+    Raises:
+        ConfigError: ``"<file>: line <n>: <reason>"`` for a missing column, a missing,
+            non-numeric or negative value, a fractional token count, a timestamp earlier than
+            the previous row's, or a file with no usable row.
+    """
+    path = Path(path)
+    if isinstance(fmt, str):
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown trace format {fmt!r}; known: {', '.join(FORMATS)}")
+        fmt = FORMATS[fmt]
+    if fmt.time_unit not in ("datetime", *_UNIT_S):
+        raise ConfigError(f"key 'trace.columns.time_unit': must be one of datetime, s, ms, us "
+                          f"(got {fmt.time_unit!r})")
+    roles = fmt.columns()
+    try:
+        header = pd.read_csv(path, nrows=0).columns.tolist()
+    except (pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: line 1: not a CSV file with a header row ({e})") from None
+    for role, col in roles.items():
+        if col not in header:
+            raise ConfigError(
+                f"{path}: line 1: missing column {col!r} (trace.format={fmt.name} reads the "
+                f"{role} from it; the file has {header}). Name yours with "
+                f"trace.columns.{role}=<column>")
+    try:
+        df = pd.read_csv(path, usecols=list(dict.fromkeys(roles.values())), dtype=str,
+                         skip_blank_lines=False, keep_default_na=False, na_values=[""])
+    except pd.errors.ParserError as e:
+        raise ConfigError(f"{path}: {_parser_reason(e)}") from None
+    n = len(df)
+    line = np.arange(n, dtype=np.int64) + 2
+    bad = np.zeros(n, dtype=bool)
+    reason = np.full(n, "", dtype=object)
+
+    def flag(mask: np.ndarray, why) -> None:
+        new = mask & ~bad
+        if new.any():
+            idx = np.flatnonzero(new)
+            reason[idx] = [why(i) for i in idx] if callable(why) else why
+            bad[idx] = True
+
+    raw: dict[str, np.ndarray] = {r: df[c].to_numpy(dtype=object) for r, c in roles.items()}
+    for role, col in roles.items():
+        flag(pd.isna(df[col]).to_numpy(), f"missing value in column {col!r}")
+    # Time.
+    tcol = roles["time"]
+    if fmt.time_unit == "datetime":
+        ts = pd.to_datetime(df[tcol], format="ISO8601", errors="coerce")
+        nat = ts.isna().to_numpy()
+        flag(nat, lambda i: f"not a timestamp in column {tcol!r}: {raw['time'][i]!r}")
+        # Integer nanoseconds relative to the first timestamp, so float64 keeps every digit.
+        tint = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        ref = tint[~nat][0] if (~nat).any() else 0
+        tsec = np.where(nat, np.nan, (tint - ref).astype(np.float64))
+        unit = 1e-9
+    else:
+        tsec = pd.to_numeric(df[tcol], errors="coerce").to_numpy(dtype=float)
+        flag(np.isnan(tsec), lambda i: f"not a number in column {tcol!r}: {raw['time'][i]!r}")
+        flag(~np.isfinite(tsec) & ~np.isnan(tsec),
+             lambda i: f"not a finite number in column {tcol!r}: {raw['time'][i]!r}")
+        flag(tsec < 0, lambda i: f"negative time in column {tcol!r}: {raw['time'][i]!r}")
+        unit = _UNIT_S[fmt.time_unit]
+    # Numeric columns.
+    nums: dict[str, np.ndarray] = {}
+    for role in ("in_tokens", "out_tokens", "rate"):
+        if role not in roles:
+            continue
+        col = roles[role]
+        v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        flag(np.isnan(v) | ~np.isfinite(v),
+             lambda i, c=col, r=role: f"not a number in column {c!r}: {raw[r][i]!r}")
+        flag(v < 0, lambda i, c=col, r=role: f"negative value in column {c!r}: {raw[r][i]!r}")
+        if role != "rate":
+            flag(np.abs(v - np.rint(v)) > 1e-9,
+                 lambda i, c=col, r=role: f"not a whole number of tokens in column {c!r}: "
+                                          f"{raw[r][i]!r}")
+        nums[role] = v
+    # Order: a row earlier than the latest good row before it goes backwards in time.
+    good = np.flatnonzero(~bad)
+    if len(good):
+        tg = tsec[good]
+        prev_max = np.concatenate([[-np.inf], np.maximum.accumulate(tg)[:-1]])
+        back = good[tg < prev_max]
+        if len(back):
+            # Name the line holding the running maximum each such row falls behind.
+            at_max = np.where(tg == np.maximum.accumulate(tg), np.arange(len(tg)), 0)
+            lead = good[np.maximum.accumulate(at_max)]
+            for k in np.flatnonzero(tg < prev_max)[:1000]:
+                i, j = good[k], lead[k - 1]
+                reason[i] = (f"timestamps not sorted: {raw['time'][i]!r} is earlier than "
+                             f"{raw['time'][j]!r} on line {line[j]}")
+            reason[back[1000:]] = "timestamps not sorted"
+            bad[back] = True
+    if bad.any():
+        if not skip_bad_rows:
+            i = int(np.flatnonzero(bad)[0])
+            more = int(bad.sum()) - 1
+            tail = f" ({more} more bad rows)" if more else ""
+            raise ConfigError(f"{path}: line {line[i]}: {reason[i]}{tail}. Fix the file, or set "
+                              f"trace.skip_bad_rows=true to skip bad rows")
+        kinds = pd.Series(reason[bad]).str.split(":").str[0].value_counts()
+        skipped = {str(k): int(v) for k, v in kinds.items()}
+        skipped_lines = line[bad][:10].tolist()
+    else:
+        skipped, skipped_lines = {}, []
+    keep = ~bad
+    if not keep.any():
+        raise ConfigError(f"{path}: no usable rows ({n} data rows"
+                          f"{', all bad' if n else ''})")
+    tk = tsec[keep]
+    t = (tk - tk[0]) * unit
+    tr = Trace(path, fmt, t, line[keep], rows=n, skipped=skipped, skipped_lines=skipped_lines)
+    if fmt.kind == "requests":
+        tr.in_tokens = nums["in_tokens"][keep].astype(np.int64)
+        tr.out_tokens = nums["out_tokens"][keep].astype(np.int64)
+    else:
+        tr.rate = nums["rate"][keep]
+    if "origin" in roles:
+        tr.origin = np.asarray(df[roles["origin"]].to_numpy(dtype=object)[keep], dtype=object)
+    return tr
+
+
+def _parser_reason(e: Exception) -> str:
+    """pandas' tokenizer message as ``line N: reason`` (its line numbers count the header)."""
+    import re
+
+    msg = str(e).strip()
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+    if m:
+        return f"line {m.group(2)}: {m.group(3)} fields, expected {m.group(1)}"
+    return msg.splitlines()[-1]
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+@dataclass
+class Replay:
+    """Arrival times of a replayed request trace, with the trace row each one came from."""
+
+    t: np.ndarray  # simulated arrival time, sorted
+    row: np.ndarray  # index into the Trace's arrays
+    in_window: int  # trace requests inside the window (one copy)
+
+
+def replay_requests(tr: Trace, tc: TraceConfig, factor: float,
+                    rng: np.random.Generator) -> Replay:
+    """Window, repeat, scale and speed up a request trace.
+
+    Steps, in order: keep ``[start_s, end_s)`` and shift it to start at 0; play it ``repeat``
+    times back to back (period = window length, or, with no ``end_s``, the span of the kept
+    requests plus their mean inter-arrival time); scale by ``factor`` (= ``trace.scale x load``):
+    ``floor(factor)`` copies, the first unshifted and each other circularly shifted by its own
+    uniform random offset (so copies do not arrive in lock-step), plus one more shifted copy
+    thinned to the fractional part; finally divide times by ``speedup``. With factor 1, repeat 1,
+    speedup 1 and the whole trace this is the identity.
+    """
+    t0 = tc.start_s
+    t1 = np.inf if tc.end_s is None else tc.end_s
+    rows = np.flatnonzero((tr.t >= t0) & (tr.t < t1))
+    if len(rows) == 0:
+        raise ConfigError(f"key 'trace.start_s'/'trace.end_s': no request of {tr.path} falls in "
+                          f"[{t0}, {t1}) s (the trace spans 0 to {tr.t[-1]:.3f} s)")
+    base = tr.t[rows] - t0
+    if tc.end_s is not None:
+        period = t1 - t0
+    else:
+        span = float(base[-1])
+        gap = span / (len(base) - 1) if len(base) > 1 else 1.0
+        period = span + (gap if gap > 0 else 1.0)
+    t = np.concatenate([base + k * period for k in range(tc.repeat)])
+    row = np.tile(rows, tc.repeat)
+    total = period * tc.repeat
+    whole = int(np.floor(factor))
+    frac = factor - whole
+    parts_t, parts_r = [], []
+    for c in range(whole + (1 if frac > 1e-12 else 0)):
+        if c == 0:
+            tc_, rc_ = t, row
+        else:
+            shift = rng.uniform(0.0, total)
+            tc_ = np.mod(t + shift, total)
+            rc_ = row
+        if c == whole:  # the fractional copy
+            keep = rng.uniform(size=len(tc_)) < frac
+            tc_, rc_ = tc_[keep], rc_[keep]
+        parts_t.append(tc_)
+        parts_r.append(rc_)
+    if not parts_t:
+        return Replay(np.zeros(0), np.zeros(0, dtype=np.int64), len(rows))
+    t = np.concatenate(parts_t)
+    row = np.concatenate(parts_r)
+    if len(parts_t) > 1:
+        order = np.argsort(t, kind="stable")
+        t, row = t[order], row[order]
+    return Replay(t / tc.speedup, row, len(rows))
+
+
+def replay_rate(tr: Trace, tc: TraceConfig, factor: float, horizon_s: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Arrival times of a rate series replayed as a piecewise-constant Poisson process.
+
+    Window ``w`` holds rate ``rate[w] x factor x speedup`` over its (sped-up) span; the last
+    window lasts as long as the median window. Windows are clipped to ``[start_s, end_s)``, the
+    series repeated ``repeat`` times, and generation stops at ``horizon_s``.
+
+    Returns:
+        Sorted arrival times and the number of windows used (one copy).
+    """
+    starts = tr.t
+    widths = np.diff(starts)
+    last = float(np.median(widths)) if len(widths) else 1.0
+    ends = np.concatenate([starts[1:], [starts[-1] + last]])
+    t0 = tc.start_s
+    t1 = float(ends[-1]) if tc.end_s is None else min(tc.end_s, float(ends[-1]))
+    a = np.clip(starts, t0, t1) - t0
+    b = np.clip(ends, t0, t1) - t0
+    use = b > a
+    if not use.any():
+        raise ConfigError(f"key 'trace.start_s'/'trace.end_s': no window of {tr.path} overlaps "
+                          f"[{t0}, {t1}) s")
+    a, b, rate = a[use], b[use], tr.rate[use]
+    period = t1 - t0
+    aa = np.concatenate([a + k * period for k in range(tc.repeat)]) / tc.speedup
+    bb = np.concatenate([b + k * period for k in range(tc.repeat)]) / tc.speedup
+    rr = np.tile(rate, tc.repeat) * factor * tc.speedup
+    sel = aa < horizon_s
+    aa, bb, rr = aa[sel], np.minimum(bb[sel], horizon_s), rr[sel]
+    counts = rng.poisson(rr * (bb - aa))
+    lo = np.repeat(aa, counts)
+    hi = np.repeat(bb, counts)
+    t = np.sort(lo + rng.uniform(size=len(lo)) * (hi - lo))
+    return t, int(use.sum())
+
+
+def draw_origins(t: np.ndarray, population: np.ndarray, utc_offset_h: np.ndarray,
+                 curve: np.ndarray, start_utc_h: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """An origin per arrival, with probability proportional to population x diurnal(local time).
+
+    Exact, vectorised rejection: draw a city by population, accept with probability
+    ``diurnal(local hour at t) / max(curve)``, redraw the rejected ones.
+    """
+    w = population / population.sum()
+    out = np.full(len(t), -1, dtype=np.int32)
+    todo = np.arange(len(t))
+    peak = float(curve.max())
+    while len(todo):
+        o = rng.choice(len(w), size=len(todo), p=w)
+        local = start_utc_h + t[todo] / 3600.0 + utc_offset_h[o]
+        ok = rng.uniform(0.0, peak, len(todo)) < diurnal_factor(curve, local)
+        out[todo[ok]] = o[ok]
+        todo = todo[~ok]
+    return out
+
+
+def trace_stream(cfg: SimConfig, population: np.ndarray, utc_offset_h: np.ndarray,
+                 origin_names: list[str]) -> RequestStream:
+    """The request stream of a trace replay run (``workload.arrivals.kind: trace``).
+
+    Requests arriving at or after ``duration_s`` are dropped (counted in ``info``), and
+    ``max_requests`` caps the stream.
+
+    Raises:
+        ConfigError: bad trace settings or file (see :func:`load_trace`), or an origin name in
+            the trace that is not one of the world's origins.
+    """
+    tc = cfg.trace
+    fmt = trace_format(tc)
+    path = resolve_path(tc)
+    tr = load_trace(path, fmt, skip_bad_rows=tc.skip_bad_rows)
+    factor = tc.scale * cfg.load
+    rng = rngs.generator(cfg.seed, "trace/replay")
+    info: dict = {"source": "trace", "trace_path": str(path), "trace_format": fmt.name,
+                  "trace_rows": tr.rows, "trace_rows_skipped": tr.n_skipped,
+                  "trace_skipped_by_reason": dict(tr.skipped),
+                  "trace_skipped_lines": list(tr.skipped_lines),
+                  "speedup": tc.speedup, "scale": factor, "repeat": tc.repeat}
+    in_tok = out_tok = None
+    origin = None
+    if fmt.kind == "requests":
+        rp = replay_requests(tr, tc, factor, rng)
+        info["trace_requests_in_window"] = rp.in_window
+        t, row = rp.t, rp.row
+        keep = t < cfg.duration_s
+        info["dropped_after_duration"] = int((~keep).sum())
+        t, row = t[keep], row[keep]
+        in_tok = tr.in_tokens[row].astype(np.int32)
+        out_tok = tr.out_tokens[row].astype(np.int32)
+        if tr.origin is not None:
+            origin = _origin_index(tr, row, origin_names)
+    else:
+        t, windows = replay_rate(tr, tc, factor, cfg.duration_s, rng)
+        info["trace_windows_in_window"] = windows
+    if cfg.max_requests is not None:
+        t = t[:cfg.max_requests]
+        if in_tok is not None:
+            in_tok, out_tok = in_tok[:cfg.max_requests], out_tok[:cfg.max_requests]
+        if origin is not None:
+            origin = origin[:cfg.max_requests]
+    if origin is None:
+        curve = diurnal_curve(cfg.workload.arrivals.curve)
+        origin = draw_origins(t, population, utc_offset_h, curve, cfg.start_utc_h,
+                              rngs.generator(cfg.seed, "trace/origins"))
+    info["requests"] = int(len(t))
+    stream = assign_apps(cfg, t, origin, in_tokens=in_tok, out_tokens=out_tok)
+    stream.info.update(info)
+    return stream
+
+
+def _origin_index(tr: Trace, row: np.ndarray, names: list[str]) -> np.ndarray:
+    """Origin numbers of the trace's origin column; an unknown name is an error with its line."""
+    index = {n: i for i, n in enumerate(names)}
+    codes = np.array([index.get(str(v), -1) for v in tr.origin], dtype=np.int32)
+    unknown = np.flatnonzero(codes < 0)
+    if len(unknown):
+        i = int(unknown[0])
+        raise ConfigError(f"{tr.path}: line {tr.line[i]}: origin {tr.origin[i]!r} in column "
+                          f"{tr.format.origin!r} is not a city of this world (names as in "
+                          f"requests.parquet `origin`, e.g. {names[0]!r})")
+    return codes[row]
