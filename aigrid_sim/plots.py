@@ -78,7 +78,220 @@ def world_utilisation(sites: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def standard_figures(reqs: pd.DataFrame, sites: pd.DataFrame, folder: Path) -> list[Path]:
-    """Draw every standard figure of a run into ``folder``."""
-    return [latency_cdf_by_tier(reqs, folder / "latency_cdf_by_tier.png"),
-            world_utilisation(sites, folder / "sites_utilisation_map.png")]
+def is_time_varying(reqs: pd.DataFrame, bins: int = 30, threshold: float = 3.0) -> bool:
+    """Whether the arrival rate varies beyond Poisson noise.
+
+    The index of dispersion (variance / mean) of arrival counts in ``bins`` equal bins is ~1 for
+    a constant-rate Poisson stream (the chi-square test with 29 degrees of freedom puts 3.0 at
+    p < 1e-7); diurnal swings, bursts, flash crowds and real traces push it higher.
+    """
+    t = reqs["arrival_s"].to_numpy(float)
+    if len(t) < 10 * bins or not np.isfinite(t).all() or t.max() <= t.min():
+        return False
+    counts = np.histogram(t, bins=bins, range=(0.0, float(t.max())))[0]
+    return bool(counts.var(ddof=1) / max(counts.mean(), 1e-12) > threshold)
+
+
+def rate_and_p95_over_time(reqs: pd.DataFrame, path: Path, bins: int | None = None) -> Path:
+    """Request rate and p95 latency over time, by tier (time-varying runs).
+
+    Top: arrivals per second in each time bin, split by the tier that served (or was chosen
+    for) each request, rejected-before-routing requests apart, and the total. Bottom: p95 of
+    end-to-end latency of completed requests arriving in each bin, per tier and overall; a bin
+    with fewer than 10 completed requests of a tier leaves a gap.
+
+    Args:
+        reqs: The requests table.
+        path: PNG to write.
+        bins: Number of time bins; None = up to 60, at least ~200 requests per bin.
+    """
+    plt = _plt()
+    t = reqs["arrival_s"].to_numpy(float)
+    span = float(t.max()) if len(t) else 1.0
+    span = span if span > 0 else 1.0
+    nb = bins or int(np.clip(len(t) // 200, 5, 60))
+    edges = np.linspace(0.0, span, nb + 1)
+    width = edges[1] - edges[0]
+    minutes = span > 1200
+    scale = 60.0 if minutes else 1.0
+    mid = (edges[:-1] + edges[1:]) / 2 / scale
+    b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, nb - 1)
+    tier = reqs["tier"].astype(object).to_numpy()
+    status = reqs["status"].astype(str).to_numpy()
+    lat = reqs["latency_ms"].to_numpy(float)
+    ok = status == "ok"
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+    total = np.bincount(b, minlength=nb) / width
+    ax1.plot(mid, total, color="black", lw=1.6, label="all arrivals")
+    for name, colour in TIER_COLOURS.items():
+        sel = tier == name
+        if sel.any():
+            ax1.plot(mid, np.bincount(b[sel], minlength=nb) / width, color=colour,
+                     label=f"{name}")
+    unrouted = pd.isna(reqs["tier"]).to_numpy()
+    if unrouted.any():
+        ax1.plot(mid, np.bincount(b[unrouted], minlength=nb) / width, color="grey", ls="--",
+                 label="no site (rejected)")
+    ax1.set_ylabel("requests per second")
+    ax1.set_ylim(bottom=0)
+    ax1.set_title("Arrival rate and p95 latency over time, by tier")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8, loc="upper left", ncol=5)
+
+    def p95(sel: np.ndarray) -> np.ndarray:
+        out = np.full(nb, np.nan)
+        bs, ls = b[sel], lat[sel]
+        order = np.argsort(bs, kind="stable")
+        bs, ls = bs[order], ls[order]
+        cuts = np.searchsorted(bs, np.arange(nb + 1))
+        for i in range(nb):
+            x = ls[cuts[i]:cuts[i + 1]]
+            if len(x) >= 10:
+                out[i] = np.percentile(x, 95)
+        return out
+
+    ax2.plot(mid, p95(ok), color="black", lw=1.6, label="all")
+    for name, colour in TIER_COLOURS.items():
+        sel = ok & (tier == name)
+        if sel.any():
+            ax2.plot(mid, p95(sel), color=colour, marker=".", label=name)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("p95 end-to-end latency (ms, log)")
+    ax2.set_xlabel(f"arrival time ({'min' if minutes else 's'}); bins of {width:.3g} s")
+    ax2.grid(alpha=0.3, which="both")
+    ax2.legend(fontsize=8, loc="upper left", ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def standard_figures(reqs: pd.DataFrame, sites: pd.DataFrame, folder: Path, *,
+                     time_varying: bool | None = None) -> list[Path]:
+    """Draw every standard figure of a run into ``folder``.
+
+    ``rate_over_time.png`` is drawn for time-varying runs: ``time_varying=None`` decides from
+    the arrivals (:func:`is_time_varying`).
+    """
+    out = [latency_cdf_by_tier(reqs, folder / "latency_cdf_by_tier.png"),
+           world_utilisation(sites, folder / "sites_utilisation_map.png")]
+    if time_varying or (time_varying is None and is_time_varying(reqs)):
+        out.append(rate_and_p95_over_time(reqs, folder / "rate_over_time.png"))
+    return out
+
+
+# ----------------------------------------------------------------------------- sweep figures
+# Drawn by aigrid_sim.report from the gathered sweep tables (never from a simulation).
+
+
+def _group_colours(labels) -> dict:
+    plt = _plt()
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+
+
+def latency_cdf_by_group(samples: dict, path: Path, xlabel: str = "end-to-end latency") -> Path:
+    """Empirical CDF of latency, one line per configuration (seeds pooled).
+
+    Args:
+        samples: ``{label: latencies in ms}`` (completed requests).
+        path: PNG to write.
+        xlabel: What the latency is.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    colours = _group_colours(list(samples))
+    for label, x in samples.items():
+        x = np.sort(np.asarray(x, float))
+        if len(x):
+            ax.plot(x, np.arange(1, len(x) + 1) / len(x), color=colours[label], label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{xlabel} (ms, log scale)")
+    ax.set_ylabel("fraction of completed requests")
+    ax.set_title(f"{xlabel[0].upper() + xlabel[1:]} by configuration")
+    ax.axhline(0.95, color="grey", lw=0.8, ls=":")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def metric_by_group_ci(agg: pd.DataFrame, metrics: list, path: Path) -> Path:
+    """One panel per metric: mean per configuration with its confidence interval across seeds.
+
+    Args:
+        agg: One row per configuration with ``config``, ``seeds``, each metric column and its
+            ``<metric>_ci`` half-width (NaN when there is a single seed: no error bar).
+        metrics: ``[(column, axis label), ...]``.
+        path: PNG to write.
+    """
+    plt = _plt()
+    n = len(agg)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 1.2 + 0.45 * n + 1.5),
+                             squeeze=False)
+    colours = _group_colours(list(agg["config"]))
+    y = np.arange(n)
+    for ax, (col, label) in zip(axes[0], metrics):
+        m = agg[col].to_numpy(float)
+        hw = agg[f"{col}_ci"].to_numpy(float)
+        ax.barh(y, m, xerr=np.where(np.isnan(hw), 0.0, hw), capsize=4,
+                color=[colours[c] for c in agg["config"]], alpha=0.85)
+        ax.set_yticks(y, agg["config"], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+        ax.grid(axis="x", alpha=0.3)
+    seeds = sorted(set(int(s) for s in agg["seeds"]))
+    fig.suptitle("Mean across seeds with 95 % confidence intervals "
+                 f"({'/'.join(map(str, seeds))} seeds per configuration)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def latency_cost_curve(agg: pd.DataFrame, path: Path, *, x: str = "latency_p95_ms",
+                       y: str = "cost_per_1k_requests_usd", xlabel: str = "p95 latency (ms)",
+                       colour_by: str | None = "policy", front: str = "pareto") -> Path:
+    """Cost per 1,000 requests against p95 latency, one point per configuration, Pareto front.
+
+    Args:
+        agg: One row per configuration with ``config``, ``x``, ``y`` (and ``<x>_ci``/``<y>_ci``
+            error bars when present) and a boolean ``front`` column marking the frontier.
+        path: PNG to write.
+        x: Latency column.
+        y: Cost column.
+        xlabel: Label of the latency axis.
+        colour_by: Column that picks the colour (e.g. the policy); None = one colour.
+        front: Boolean column of the points on the Pareto frontier.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    groups = list(dict.fromkeys(agg[colour_by])) if colour_by and colour_by in agg else [None]
+    colours = _group_colours(groups)
+    for g in groups:
+        d = agg if g is None else agg[agg[colour_by] == g]
+        xe = d[f"{x}_ci"].to_numpy(float) if f"{x}_ci" in d else None
+        ye = d[f"{y}_ci"].to_numpy(float) if f"{y}_ci" in d else None
+        ax.errorbar(d[x], d[y], xerr=None if xe is None else np.nan_to_num(xe),
+                    yerr=None if ye is None else np.nan_to_num(ye), fmt="o", ms=6,
+                    color=colours[g], capsize=3, label=g if g is not None else "runs", alpha=0.85)
+    f = agg[agg[front]].sort_values(x)
+    if len(f):
+        ax.step(f[x], f[y], where="post", color="black", lw=1.4, label="Pareto frontier")
+        ax.scatter(f[x], f[y], s=110, facecolors="none", edgecolors="black", linewidths=1.4)
+        for r in f.itertuples(index=False):
+            d = r._asdict()
+            ax.annotate(str(d["config"]), (d[x], d[y]), fontsize=7, xytext=(5, 5),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{xlabel}, log scale")
+    ax.set_ylabel("cost per 1,000 completed requests ($)")
+    ax.set_title("Latency-cost trade-off (lower left is better)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,344 @@
+"""Sweep reports: every complete run folder under a path gathered into one tidy table, and figures.
+
+``aigrid-sim-report PATH`` finds each complete run folder below ``PATH`` (``_COMPLETE`` present;
+half-written ``.tmp-*`` folders of interrupted runs are never read), and builds:
+
+* ``runs.parquet`` / ``runs.csv``: one row per run: the swept parameters (every config key whose
+  value differs between the runs, as dotted names such as ``world.edge.gpus``), then latency
+  percentiles, TTFT, SLO attainment (overall and per app), rejections, cost, cost per 1,000
+  requests, utilisation (overall and per tier).
+* ``by_config.csv``: one row per configuration (the swept parameters without ``seed``): mean and
+  95 % Student-t half-width across seeds (:func:`aigrid_sim.stats.mean_ci`) of the main metrics.
+* figures: ``latency_cdf.png`` (latency CDF per configuration, seeds pooled),
+  ``p95_cost_ci.png`` (p95 latency and cost per 1,000 requests per configuration, with the
+  confidence intervals) and ``latency_cost.png`` (cost per 1,000 requests against p95 latency,
+  one point per configuration, with the Pareto frontier).
+
+It reads only run folders (never re-runs anything), so it works on sweeps made by any launcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from aigrid_sim.errors import ConfigError
+from aigrid_sim.results import COMPLETE, is_complete
+
+# Config keys that never count as swept parameters (where results go, how they are shown).
+IGNORED_PREFIXES = ("output.", "hydra.")
+
+#: Metrics summarised per configuration (column, label for figures).
+MAIN_METRICS = (
+    ("latency_p95_ms", "p95 latency (ms)"),
+    ("ttft_p95_ms", "p95 TTFT (ms)"),
+    ("slo_attainment", "SLO attainment"),
+    ("reject_rate", "rejected fraction"),
+    ("cost_per_1k_requests_usd", "cost per 1,000 requests ($)"),
+    ("utilisation", "utilisation"),
+)
+
+LATENCY_COLUMNS = {"e2e": ("latency_ms", "latency_p95_ms", "p95 end-to-end latency (ms)"),
+                   "ttft": ("ttft_ms", "ttft_p95_ms", "p95 time to first token (ms)")}
+
+
+# ----------------------------------------------------------------------------- finding runs
+
+
+def find_runs(path: str | Path) -> tuple[list[Path], int]:
+    """Complete run folders below ``path`` (or ``path`` itself), and how many incomplete ones.
+
+    Returns:
+        ``(complete, n_incomplete)``: sorted complete folders; incomplete = ``.tmp-*`` folders
+        left by interrupted runs plus folders with a ``summary.json`` but no ``_COMPLETE``.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise ConfigError(f"report: {root} does not exist")
+    complete, incomplete = set(), set()
+    for marker in root.rglob(COMPLETE):
+        folder = marker.parent
+        if any(p.startswith(".tmp-") for p in folder.relative_to(root).parts) or \
+                folder.name.startswith(".tmp-"):
+            incomplete.add(folder)
+        elif is_complete(folder):
+            complete.add(folder)
+    for summ in root.rglob("summary.json"):
+        if summ.parent not in complete:
+            incomplete.add(summ.parent)
+    for tmp in root.rglob(".tmp-*"):
+        if tmp.is_dir():
+            incomplete.add(tmp)
+    return sorted(complete), len(incomplete)
+
+
+def flatten(node, prefix: str = "") -> dict:
+    """A nested config as ``{dotted.key: value}``; lists become JSON text (hashable, comparable)."""
+    out: dict = {}
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(node, list):
+        out[prefix[:-1]] = json.dumps(node, sort_keys=True, default=str)
+    else:
+        out[prefix[:-1]] = node
+    return out
+
+
+def _metrics_row(s: dict) -> dict:
+    lat, tt = s.get("latency_ms") or {}, s.get("ttft_ms") or {}
+    n = s.get("requests") or 0
+    row = {
+        "requests": n, "completed": s.get("completed"), "rejected": s.get("rejected"),
+        "failed": s.get("failed"), "in_flight": s.get("in_flight"),
+        "reject_rate": s["rejected"] / n if n else np.nan,
+        "latency_mean_ms": lat.get("mean"), "latency_p50_ms": lat.get("p50"),
+        "latency_p95_ms": lat.get("p95"), "latency_p99_ms": lat.get("p99"),
+        "ttft_p50_ms": tt.get("p50"), "ttft_p95_ms": tt.get("p95"), "ttft_p99_ms": tt.get("p99"),
+        "slo_attainment": s.get("slo_attainment"),
+        "cost_usd": s.get("cost_usd"),
+        "cost_per_1k_requests_usd": s.get("cost_per_1k_requests_usd"),
+        "cost_per_million_tokens_usd": s.get("cost_per_million_tokens_usd"),
+        "utilisation": s.get("utilisation"),
+        "wall_s": s.get("wall_s"),
+    }
+    for tier, b in (s.get("by_tier") or {}).items():
+        row[f"gpus_{tier}"] = b.get("gpus")
+        row[f"utilisation_{tier}"] = b.get("utilisation")
+        row[f"cost_{tier}_usd"] = b.get("cost_usd")
+    for app, b in (s.get("by_app") or {}).items():
+        row[f"slo_attainment_{app}"] = b.get("slo_attainment")
+        row[f"latency_p95_ms_{app}"] = (b.get("latency_ms") or {}).get("p95")
+    return row
+
+
+def gather(path: str | Path) -> pd.DataFrame:
+    """One row per complete run folder under ``path``: swept parameters, then metrics.
+
+    ``df.attrs`` carries ``swept`` (the swept config keys), ``params`` (``swept`` without
+    ``seed``: what defines a configuration) and ``incomplete`` (folders skipped).
+
+    Raises:
+        ConfigError: if there is no complete run folder under ``path``.
+    """
+    folders, n_incomplete = find_runs(path)
+    if not folders:
+        raise ConfigError(f"report: no complete run folder under {path} (a run folder holds "
+                          f"summary.json and {COMPLETE})")
+    configs, rows = [], []
+    for f in folders:
+        cfg = OmegaConf.to_container(OmegaConf.load(f / "config.yaml"), resolve=True)
+        flat = {k: v for k, v in flatten(cfg).items()
+                if not any(k.startswith(p) or k == p[:-1] for p in IGNORED_PREFIXES)}
+        configs.append(flat)
+        summary = json.loads((f / "summary.json").read_text())
+        rows.append({"run": f.name, "path": str(f), **_metrics_row(summary)})
+    cfg_df = pd.DataFrame(configs)
+    swept = [k for k in cfg_df.columns
+             if cfg_df[k].astype(str).nunique(dropna=False) > 1]
+    first = [k for k in ("name", "policy", "seed") if k in swept]
+    swept = first + sorted(k for k in swept if k not in first)
+    base = cfg_df[[c for c in ("name", "policy", "seed") if c in cfg_df.columns]]
+    df = pd.concat([pd.DataFrame(rows)[["run"]],
+                    base.rename(columns={"name": "scenario"}),
+                    cfg_df[[k for k in swept if k not in ("name", "policy", "seed")]],
+                    pd.DataFrame(rows).drop(columns=["run"])], axis=1)
+    params = [("scenario" if k == "name" else k) for k in swept if k != "seed"]
+    df["config"] = config_labels(df, params)
+    df.attrs.update(swept=swept, params=params, incomplete=n_incomplete)
+    return df
+
+
+def config_labels(df: pd.DataFrame, params: list[str]) -> list[str]:
+    """A readable label per row from its swept parameters (seed excluded).
+
+    The policy alone when only the policy is swept; ``key=value, ...`` otherwise; the policy
+    name when nothing but the seed differs.
+    """
+    if not params:
+        return [str(p) for p in df.get("policy", pd.Series(["run"] * len(df)))]
+    if params == ["policy"]:
+        return [str(p) for p in df["policy"]]
+    short = {p: ".".join(p.split(".")[-2:]) for p in params}  # world.edge.gpus -> edge.gpus
+    if len(set(short.values())) < len(short):
+        short = {p: p for p in params}
+    return [", ".join(f"{short[p]}={_fmt(v)}" for p, v in zip(params, vals))
+            for vals in df[params].itertuples(index=False)]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def by_config(df: pd.DataFrame, metrics=MAIN_METRICS, confidence: float = 0.95) -> pd.DataFrame:
+    """Per configuration: number of seeds, and mean and CI half-width of each metric.
+
+    The half-width is the Student-t one of :func:`aigrid_sim.stats.mean_ci` across seeds; NaN when
+    a configuration has fewer than two finite values.
+    """
+    from aigrid_sim.stats import mean_ci
+
+    params = df.attrs.get("params", [])
+    rows = []
+    for label, g in df.groupby("config", sort=False):
+        row = {"config": label, **{p: g[p].iloc[0] for p in params}, "seeds": len(g)}
+        for col, _ in metrics:
+            x = pd.to_numeric(g[col], errors="coerce").dropna().to_numpy(float)
+            if len(x) >= 2:
+                m, hw = mean_ci(x, confidence)
+            else:
+                m, hw = (float(x[0]) if len(x) else np.nan), np.nan
+            row[col], row[f"{col}_ci"] = m, hw
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_front(x, y) -> np.ndarray:
+    """Mask of the points no other point beats on both ``x`` and ``y`` (both minimised).
+
+    A point is dominated when another is at most as large on both axes and smaller on one.
+    NaN points are never on the front.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = ~(np.isnan(x) | np.isnan(y))
+    front = np.zeros(len(x), bool)
+    idx = np.flatnonzero(ok)
+    order = idx[np.lexsort((y[idx], x[idx]))]  # by x, then y
+    best = math.inf
+    for i in order:
+        if y[i] < best:
+            front[i] = True
+            best = y[i]
+    # Equal points are all kept (none dominates the other).
+    for i in idx:
+        if not front[i] and any(x[j] == x[i] and y[j] == y[i] for j in np.flatnonzero(front)):
+            front[i] = True
+    return front
+
+
+def latency_samples(df: pd.DataFrame, column: str = "latency_ms",
+                    per_run: int = 20_000) -> dict[str, np.ndarray]:
+    """Per configuration: latencies of completed requests, seeds pooled.
+
+    Each run contributes at most ``per_run`` values (evenly spaced order statistics, so its
+    distribution is kept) to bound memory on big sweeps.
+    """
+    out: dict[str, list[np.ndarray]] = {}
+    for label, path in zip(df["config"], df["path"]):
+        r = pd.read_parquet(Path(path) / "requests.parquet", columns=["status", column])
+        x = np.sort(r.loc[r["status"] == "ok", column].to_numpy(float))
+        x = x[~np.isnan(x)]
+        if len(x) > per_run:
+            x = x[np.linspace(0, len(x) - 1, per_run).round().astype(int)]
+        out.setdefault(label, []).append(x)
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def write_report(path: str | Path, out: str | Path | None = None, *, figures: bool = True,
+                 latency: str = "e2e") -> dict:
+    """Gather, write the tables and draw the figures; returns what was written.
+
+    Args:
+        path: Folder holding run folders (any depth).
+        out: Where to write; default ``PATH/report``.
+        figures: Draw the PNG figures.
+        latency: ``"e2e"`` (end-to-end) or ``"ttft"``: the latency of the CDF and the curve.
+
+    Returns:
+        ``{"runs": DataFrame, "by_config": DataFrame, "files": [paths]}``.
+    """
+    if latency not in LATENCY_COLUMNS:
+        raise ConfigError(f"report: latency must be one of {sorted(LATENCY_COLUMNS)}, "
+                          f"got {latency!r}")
+    df = gather(path)
+    out = Path(out) if out is not None else Path(path) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    df.to_parquet(out / "runs.parquet", index=False)
+    df.to_csv(out / "runs.csv", index=False)
+    files += [out / "runs.parquet", out / "runs.csv"]
+    agg = by_config(df)
+    req_col, p95_col, p95_label = LATENCY_COLUMNS[latency]
+    agg["pareto"] = pareto_front(agg[p95_col], agg["cost_per_1k_requests_usd"])
+    agg.to_csv(out / "by_config.csv", index=False)
+    files.append(out / "by_config.csv")
+    if figures:
+        from aigrid_sim import plots
+
+        files.append(plots.latency_cdf_by_group(
+            latency_samples(df, req_col), out / "latency_cdf.png",
+            xlabel=("end-to-end latency" if latency == "e2e" else "time to first token")))
+        files.append(plots.metric_by_group_ci(
+            agg, [(p95_col, p95_label), ("cost_per_1k_requests_usd",
+                                         "cost per 1,000 requests ($)")],
+            out / "p95_cost_ci.png"))
+        files.append(plots.latency_cost_curve(
+            agg, out / "latency_cost.png", x=p95_col, y="cost_per_1k_requests_usd",
+            xlabel=p95_label, colour_by="policy" if "policy" in agg.columns else None))
+    return {"runs": df, "by_config": agg, "files": files}
+
+
+def format_table(agg: pd.DataFrame, latency: str = "e2e") -> str:
+    """The per-configuration table for the console."""
+    p95 = LATENCY_COLUMNS[latency][1]
+    lines = [f"{'configuration':<44}{'seeds':>6}{'p95 ms':>18}{'SLO met':>16}"
+             f"{'rejected':>10}{'$ / 1k req':>18}{'util':>7}  pareto"]
+
+    def pm(m, hw, f):
+        if m is None or (isinstance(m, float) and math.isnan(m)):
+            return "-"
+        return f.format(m) + ("" if hw is None or math.isnan(hw) else " ± " + f.format(hw))
+
+    for r in agg.itertuples(index=False):
+        d = r._asdict()
+        lines.append(
+            f"{str(d['config'])[:43]:<44}{d['seeds']:>6}"
+            f"{pm(d[p95], d[p95 + '_ci'], '{:,.0f}'):>18}"
+            f"{pm(100 * d['slo_attainment'], 100 * d['slo_attainment_ci'], '{:.2f}'):>14} %"
+            f"{100 * d['reject_rate']:>9.2f}%"
+            f"{pm(d['cost_per_1k_requests_usd'], d['cost_per_1k_requests_usd_ci'], '{:.3f}'):>18}"
+            f"{100 * d['utilisation']:>6.1f}%  {'*' if d['pareto'] else ''}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point of ``aigrid-sim-report``."""
+    ap = argparse.ArgumentParser(
+        prog="aigrid-sim-report",
+        description="Gather every complete run folder under PATH into one table (parquet + CSV) "
+                    "and draw the comparison figures.")
+    ap.add_argument("path", help="folder holding run folders (e.g. results/)")
+    ap.add_argument("--out", help="where to write the report (default PATH/report)")
+    ap.add_argument("--latency", choices=sorted(LATENCY_COLUMNS), default="e2e",
+                    help="latency used by the CDF and the latency-cost curve (default e2e)")
+    ap.add_argument("--no-figures", action="store_true", help="tables only")
+    args = ap.parse_args(argv)
+    try:
+        rep = write_report(args.path, args.out, figures=not args.no_figures,
+                           latency=args.latency)
+    except ConfigError as e:
+        print(f"aigrid-sim-report: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    df = rep["runs"]
+    print(f"{len(df)} complete runs under {args.path}"
+          + (f" ({df.attrs['incomplete']} incomplete folders skipped)"
+             if df.attrs["incomplete"] else "")
+          + f"; swept: {', '.join(df.attrs['swept']) or '(nothing)'}\n")
+    print(format_table(rep["by_config"], args.latency))
+    print("\n(mean ± 95 % CI half-width across seeds; * = on the latency-cost Pareto frontier)")
+    print("\nwrote:")
+    for f in rep["files"]:
+        print(f"  {f}")
+
+
+if __name__ == "__main__":
+    main()
