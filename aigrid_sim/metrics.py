@@ -30,7 +30,10 @@ def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.Data
     routed = site >= 0
     s0 = np.where(routed, site, 0)
     network_ms = np.where(routed, world.rtt_ms[stream.origin, s0], np.nan)
-    t_site = stream.t + network_ms / 2000.0
+    net = ~np.isnan(rec.net_ms)  # the network changed during the run (link cuts): as recorded
+    network_ms[net] = rec.net_ms[net]
+    # The last attempt left its origin extra_s after arrival (0 unless it failed over).
+    t_site = stream.t + rec.extra_s + network_ms / 2000.0
     ok = rec.status == Status.OK
     # Clip float round-off (t_start and t_site are the same instant when no wait).
     queue_ms = np.maximum((rec.t_start - t_site) * 1000.0, 0.0)
@@ -69,6 +72,11 @@ def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.Data
         "status": pd.Categorical.from_codes(rec.status.astype(np.int64), categories=STATUS_LABELS),
         "reason": pd.Categorical.from_codes(rec.reason.astype(np.int64), categories=REASON_LABELS),
         "attempts": rec.attempts,
+        "failed_over": rec.site0 >= 0,
+        "first_tier": pd.Categorical.from_codes(
+            np.where(rec.site0 >= 0, world.site_tier[np.maximum(rec.site0, 0)], tiers),
+            categories=TIER_LABELS),
+        "extra_ms": extra_ms,
         "in_tokens": stream.in_tokens,
         "out_tokens": stream.out_tokens,
         "batch": rec.batch,
@@ -172,6 +180,7 @@ def summarise(reqs: pd.DataFrame, sites: pd.DataFrame, *, warmup_s: float = 0.0,
         "rejected": int((status == "rejected").sum()),
         "failed": int((status == "failed").sum()),
         "in_flight": int((status == "in_flight").sum()),
+        "failed_over": int(reqs["failed_over"].sum()) if "failed_over" in reqs else 0,
         "measured_requests": int(len(m)),
         "latency_ms": _pcts(ok["latency_ms"].to_numpy()),
         "ttft_ms": _pcts(ok["ttft_ms"].to_numpy()),
@@ -188,6 +197,98 @@ def summarise(reqs: pd.DataFrame, sites: pd.DataFrame, *, warmup_s: float = 0.0,
         "by_tier": by_tier,
         "by_region": {str(r): _group_block(g) for r, g in m.groupby("region", observed=True)},
         "by_app": {str(a): _group_block(g) for a, g in m.groupby("app", observed=True)},
+    }
+
+
+def during_outage(reqs: pd.DataFrame, faults: pd.DataFrame) -> np.ndarray:
+    """Per request: did it arrive while a fault was active in its own region (continent)?
+
+    A site outage (whole or partial) counts in the site's region; a link cut in the regions of
+    both its ends.
+    """
+    t = reqs["arrival_s"].to_numpy()
+    region = reqs["region"].astype(str).to_numpy()
+    out = np.zeros(len(reqs), dtype=bool)
+    if faults is None or faults.empty:
+        return out
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r, a, b in zip(faults["region"], faults["start_s"], faults["end_s"]):
+        for part in str(r).split("|"):
+            spans.setdefault(part, []).append((float(a), float(b)))
+    for r, iv in spans.items():
+        iv.sort()
+        starts, ends = [], []
+        for a, b in iv:  # union of the intervals
+            if starts and a <= ends[-1]:
+                ends[-1] = max(ends[-1], b)
+            else:
+                starts.append(a)
+                ends.append(b)
+        mine = region == r
+        k = np.searchsorted(np.asarray(starts), t[mine], side="right") - 1
+        out[mine] = (k >= 0) & (t[mine] < np.asarray(ends)[np.maximum(k, 0)])
+    return out
+
+
+def fault_summary(reqs: pd.DataFrame, sites: pd.DataFrame, faults: pd.DataFrame, *,
+                  warmup_s: float = 0.0, window_s: float, detection_s: float = 0.0,
+                  retries: int = 0) -> dict:
+    """The ``faults`` block of ``summary.json``: what failures cost in requests, latency and money.
+
+    * ``failed`` / ``failed_over``: requests that ended failed / that lost a site at least once
+      (``failed_over_completed``: of those, completed elsewhere).
+    * ``availability``: per tier, 1 - GPU-seconds lost to outages / GPU-seconds provisioned over
+      the arrival window ``[0, window_s]`` (a partial outage counts its share of GPUs).
+    * ``during_outage`` / ``outside_outage``: requests arriving while a fault was active in their
+      region (:func:`during_outage`) or not: latency percentiles and SLO attainment.
+    * ``extra_cost_usd``: ``idle_capacity`` = provisioned cost of the GPU time that was down
+      (paid for, unusable); ``spillover`` = for completed fail-overs, their cost minus the mean cost
+      of the same app completed without fail-over on the tier they were first sent to; ``total``.
+    * ``spillover``: fail-overs completed, counted by ``first tier->final tier``.
+    """
+    f = faults if faults is not None else pd.DataFrame(columns=["kind"])
+    ws = f[f["kind"] == "site"] if len(f) else f
+    price_s = dict(zip(sites["site"], sites["price_per_gpu_hour"] / 3600.0))
+    tier_of = dict(zip(sites["site"], sites["tier"]))
+    lost_gpu_s = {t: 0.0 for t in TIER_LABELS}
+    idle_cost = 0.0
+    for target, a, b, g in zip(ws.get("target", []), ws.get("start_s", []), ws.get("end_s", []),
+                               ws.get("gpus_lost", [])):
+        over = max(0.0, min(float(b), window_s) - max(float(a), 0.0))
+        lost_gpu_s[tier_of[target]] += g * over
+        idle_cost += g * over * price_s[target]
+    availability = {}
+    for tier in TIER_LABELS:
+        gpus = float(sites.loc[sites["tier"] == tier, "gpus"].sum())
+        if gpus > 0 and window_s > 0:
+            availability[tier] = 1.0 - lost_gpu_s[tier] / (gpus * window_s)
+    m = reqs[reqs["arrival_s"] >= warmup_s]
+    during = during_outage(m, f)
+    fo = m[m["failed_over"] & (m["status"] == "ok")]
+    clean = m[~m["failed_over"] & (m["status"] == "ok")]
+    ref = clean.groupby(["app", "tier"], observed=True)["cost_usd"].mean()
+    spill_cost, moves = 0.0, {}
+    if len(fo):
+        keys = list(zip(fo["app"], fo["first_tier"]))
+        base = np.array([ref.get(k, c) for k, c in zip(keys, fo["cost_usd"])], dtype=float)
+        spill_cost = float((fo["cost_usd"].to_numpy() - base).sum())
+        moves = {f"{a}->{b}": int(n) for (a, b), n in
+                 fo.groupby(["first_tier", "tier"], observed=True).size().items() if n}
+    return {
+        "site_outages": int((f["kind"] == "site").sum()) if len(f) else 0,
+        "link_cuts": int((f["kind"] == "link").sum()) if len(f) else 0,
+        "detection_s": detection_s,
+        "retries": retries,
+        "failed": int((reqs["status"] == "failed").sum()),
+        "failed_over": int(reqs["failed_over"].sum()),
+        "failed_over_completed": int((reqs["failed_over"] & (reqs["status"] == "ok")).sum()),
+        "extra_ms_failed_over": _pcts(fo["extra_ms"].to_numpy()),
+        "availability": availability,
+        "during_outage": _group_block(m[during]),
+        "outside_outage": _group_block(m[~during]),
+        "extra_cost_usd": {"idle_capacity": idle_cost, "spillover": spill_cost,
+                           "total": idle_cost + spill_cost},
+        "spillover": moves,
     }
 
 
@@ -208,3 +309,53 @@ def by_origin(reqs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
             "slo_attainment": _attain(d),
         })
     return pd.DataFrame(rows)
+
+
+def littles_law(reqs: pd.DataFrame, horizon_s: float, t0: float = 0.0,
+                t1: float | None = None) -> pd.DataFrame:
+    """Per site, both sides of Little's law ``L = lambda W`` over the window ``[t0, t1]``.
+
+    A request is *at* its site from the moment it reaches it (``arrival_s`` plus half its
+    ``network_ms``) until its service ends (``+ queue_ms + service_ms``); a request still waiting
+    or in service when the run stopped counts until ``horizon_s``. Requests turned away at the
+    door (``rejected``) and ``failed`` ones are left out. ``L`` is the time-average number at the
+    site, integrated exactly from these intervals; ``lambda`` counts requests reaching the site
+    inside the window per second and ``W`` is their mean time at the site. Over a window that
+    starts empty and ends after every request has left, ``L == lambda W`` holds exactly; otherwise
+    requests straddling the window's ends make the difference.
+
+    Args:
+        reqs: The requests table (:func:`requests_table` or ``requests.parquet``).
+        horizon_s: When the run's clock stopped (duration plus drain), seconds.
+        t0: Start of the window, seconds.
+        t1: End of the window (default ``horizon_s``).
+
+    Returns:
+        One row per site that received requests: ``site, arrivals, lam_per_s, w_s, l_mean,
+        lam_w``.
+    """
+    t1 = horizon_s if t1 is None else t1
+    if not t1 > t0:
+        raise ValueError(f"the window must have t1 > t0 (got t0={t0}, t1={t1})")
+    status = reqs["status"].astype(str).to_numpy()
+    keep = np.isin(status, ("ok", "in_flight")) & (reqs["site"].to_numpy() != "")
+    d = reqs.loc[keep]
+    enter = d["arrival_s"].to_numpy() + d["network_ms"].to_numpy() / 2000.0
+    stay_s = (d["queue_ms"].to_numpy() + d["service_ms"].to_numpy()) / 1000.0
+    leave = np.minimum(np.where(np.isnan(stay_s), horizon_s, enter + stay_s), horizon_s)
+    there = enter <= horizon_s  # still travelling to the site when the run stopped: not there
+    site = d["site"].to_numpy()[there]
+    enter, leave = enter[there], leave[there]
+    overlap = np.clip(np.minimum(leave, t1) - np.maximum(enter, t0), 0.0, None)
+    inside = (enter >= t0) & (enter < t1)
+    span = t1 - t0
+    frame = pd.DataFrame({"site": site, "overlap": overlap, "inside": inside,
+                          "stay": np.where(inside, leave - enter, 0.0)})
+    g = frame.groupby("site", sort=True)
+    out = pd.DataFrame({"arrivals": g["inside"].sum().astype(np.int64),
+                        "area": g["overlap"].sum(), "stay": g["stay"].sum()})
+    out["lam_per_s"] = out["arrivals"] / span
+    out["w_s"] = np.where(out["arrivals"] > 0, out["stay"] / out["arrivals"].clip(lower=1), 0.0)
+    out["l_mean"] = out["area"] / span
+    out["lam_w"] = out["lam_per_s"] * out["w_s"]
+    return out.drop(columns=["area", "stay"]).reset_index()
