@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigrid_sim import config as cfgmod
 from aigrid_sim.engine import Engine, Records
-from aigrid_sim.metrics import requests_table, sites_table, summarise
+from aigrid_sim.faults import FaultSchedule, build_schedule
+from aigrid_sim.metrics import fault_summary, requests_table, sites_table, summarise
 from aigrid_sim.policies import load_plugins, make_policy
 from aigrid_sim.workload import RequestStream, generate_stream
 from aigrid_sim.world import World, build_world  # noqa: F401 (re-exported for bench)
@@ -35,6 +36,8 @@ class RunResult:
         stream: The request stream it replayed.
         records: The raw per-request records.
         out_dir: The run folder, if one was written.
+        faults: One row per outage or link cut (``aigrid_sim.faults.TABLE_COLUMNS``); empty
+            when nothing failed.
     """
 
     requests: pd.DataFrame
@@ -45,6 +48,7 @@ class RunResult:
     stream: RequestStream = field(repr=False)
     records: Records = field(repr=False)
     out_dir: Path | None = None
+    faults: pd.DataFrame | None = field(default=None, repr=False)
 
 
 def make_stream(cfg: cfgmod.SimConfig, world: World) -> RequestStream:
@@ -61,16 +65,22 @@ def make_stream(cfg: cfgmod.SimConfig, world: World) -> RequestStream:
 
 def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,
              stream: RequestStream | None = None,
-             progress: Callable[[float], None] | None = None) -> tuple[World, RequestStream,
-                                                                       Records, float]:
-    """Build (unless given) and simulate; returns world, stream, records and the horizon."""
+             progress: Callable[[float], None] | None = None,
+             faults: FaultSchedule | None = None) -> tuple[World, RequestStream, Records, float]:
+    """Build (unless given) and simulate; returns world, stream, records and the horizon.
+
+    ``faults`` defaults to the schedule of ``cfg.faults`` (nothing fails unless configured).
+    """
     load_plugins(cfg.plugins)
     policy = make_policy(cfg.policy, cfg.routing.params)
     world = world or build_world(cfg)
     stream = stream if stream is not None else make_stream(cfg, world)
     horizon = cfg.duration_s + cfg.drain_s
+    if faults is None:
+        faults = build_schedule(cfg.faults, world, cfg.seed, horizon)
     engine = Engine(world, stream, policy, seed=cfg.seed, k_nearest=cfg.routing.k_nearest,
-                    staleness_s=cfg.routing.staleness_s, horizon_s=horizon, progress=progress)
+                    staleness_s=cfg.routing.staleness_s, horizon_s=horizon, progress=progress,
+                    faults=faults)
     return world, stream, engine.run(), horizon
 
 
@@ -80,10 +90,17 @@ def run_config(dcfg: DictConfig, *, out_dir: str | Path | None = None,
     """Run an already composed config (what the CLI and :func:`run` call)."""
     t0 = time.perf_counter()
     cfg = cfgmod.validate(dcfg)
-    world, stream, rec, _ = simulate(cfg, world=world, progress=progress)
+    world = world or build_world(cfg)
+    schedule = build_schedule(cfg.faults, world, cfg.seed, cfg.duration_s + cfg.drain_s)
+    world, stream, rec, _ = simulate(cfg, world=world, progress=progress, faults=schedule)
     reqs = requests_table(world, stream, rec)
     sites = sites_table(world, rec, cfg.duration_s, reqs)
     summary = summarise(reqs, sites, warmup_s=cfg.warmup_s, window_s=cfg.duration_s)
+    if schedule.active:
+        summary["faults"] = fault_summary(reqs, sites, schedule.table, warmup_s=cfg.warmup_s,
+                                          window_s=cfg.duration_s,
+                                          detection_s=schedule.detection_s,
+                                          retries=schedule.retries)
     summary.update({
         "scenario": cfg.name, "policy": cfg.policy, "seed": cfg.seed, "load": cfg.load,
         "duration_s": cfg.duration_s, "sites": world.n_sites, "origins": world.n_origins,
@@ -92,7 +109,8 @@ def run_config(dcfg: DictConfig, *, out_dir: str | Path | None = None,
     resolved = OmegaConf.create(OmegaConf.to_container(dcfg, resolve=True))
     if "hydra" in resolved:
         del resolved["hydra"]
-    result = RunResult(reqs, sites, summary, resolved, world, stream, rec)
+    result = RunResult(reqs, sites, summary, resolved, world, stream, rec,
+                       faults=schedule.table if schedule.active else None)
     if out_dir is not None:
         from aigrid_sim.results import write_run
         result.out_dir = write_run(result, Path(out_dir), figures=cfg.output.figures)

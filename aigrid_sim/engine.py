@@ -10,6 +10,15 @@ section 6), and the trip back is pure arithmetic since nothing can happen to a r
 way home. Slots are counted per site: ``busy[s]`` of ``slots[s]`` (replicas x max batch) are in
 use, the rest wait FIFO in ``queues[s]`` up to ``max_queue[s]``.
 
+Faults (:mod:`aigrid_sim.faults`) change a site's capacity or the network while the run goes on.
+``alive[s]`` is the truth, ``up[s]`` what policies see (copied from ``alive`` at once, or at the
+next health check when ``faults.detection_s > 0``). A request caught by a failure -- queued or in
+service at a site that goes down or loses replicas, or arriving at a dead site it was sent to --
+fails over: the news travels back to its origin (one way), then after ``retry_delay_s`` the policy
+chooses again, and the time lost is added to its latency (``extra_s``); past ``retries`` fail-overs
+it ends ``failed``. Completion timeouts cannot be cancelled in SimPy, so an interrupted request's
+completion callback is removed from its timeout and its slot is released at once.
+
 A generative request's service time is fixed at admission from the batch it joins: prefill of its
 input tokens plus its output tokens at the per-token time of that batch size (no event per token;
 the approximation and its error are checked in the tests).
@@ -24,6 +33,8 @@ import numpy as np
 import simpy
 from simpy.events import Timeout
 
+from aigrid_sim import faults as faultmod
+from aigrid_sim import rng as rngs
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.outcomes import Reason, Status
 from aigrid_sim.policies.base import Reject, Request, RoutingPolicy
@@ -36,7 +47,8 @@ from aigrid_sim.world import World
 class Records:
     """One row per request, filled in place during the run (times in seconds from the start).
 
-    ``t_start``/``service_s`` are NaN for requests that never started service.
+    ``t_start``/``service_s`` are NaN for requests that never started service (or whose service
+    was interrupted by a failure).
     """
 
     site: np.ndarray  # int32, -1 if never routed
@@ -48,6 +60,9 @@ class Records:
     batch: np.ndarray  # int16: sequences in the replica's batch when admitted
     extra_s: np.ndarray  # time lost to failed attempts (fail-over), added to latency
     attempts: np.ndarray  # int8: sites tried
+    site0: np.ndarray  # int32: first site that failed under the request (-1 if none)
+    wasted_s: np.ndarray  # slot-seconds of service lost to failures
+    net_ms: np.ndarray  # round trip of the last attempt when the network changed (else NaN)
 
     @classmethod
     def empty(cls, n: int) -> Records:
@@ -55,7 +70,7 @@ class Records:
         nan = np.full(n, np.nan)
         return cls(np.full(n, -1, np.int32), np.zeros(n, np.int8), np.zeros(n, np.int8),
                    nan, nan.copy(), nan.copy(), np.zeros(n, np.int16), np.zeros(n),
-                   np.zeros(n, np.int8))
+                   np.zeros(n, np.int8), np.full(n, -1, np.int32), np.zeros(n), nan.copy())
 
 
 class Engine:
@@ -70,11 +85,17 @@ class Engine:
         staleness_s: Policies see load refreshed this often (0 = live).
         horizon_s: Stop the clock here; unfinished requests stay ``in_flight``.
         progress: Optional callable ``progress(now_s)`` called about 200 times during the run.
+        faults: Optional fault schedule (:func:`aigrid_sim.faults.build_schedule`).
     """
 
     def __init__(self, world: World, stream: RequestStream, policy: RoutingPolicy, *,
                  seed: int = 0, k_nearest: int = 8, staleness_s: float = 0.0,
-                 horizon_s: float | None = None, progress=None):
+                 horizon_s: float | None = None, progress=None,
+                 faults: faultmod.FaultSchedule | None = None):
+        self.faults = faults if faults is not None and faults.active else None
+        self._log_net = self.faults is not None and self.faults.has_links
+        if self._log_net:  # link cuts change the latencies: never touch the caller's world
+            world = faultmod.private_network(world)
         self.world = world
         self.stream = stream
         self.policy = policy
@@ -92,9 +113,12 @@ class Engine:
         self.spt = [d.prefill_s_per_token for d in deps]
         self.tpot = [d.tpot_s for d in deps]
         self.busy = [0] * S
+        # Per site: sum of in/out tokens of the generative requests in service (prefill stalls).
+        self.in_per_out = [0.0] * S
         self.queues: list[deque] = [deque() for _ in range(S)]
-        self.in_service: list[set] = [set() for _ in range(S)]
-        self.up = [True] * S
+        self.in_service: list[dict] = [{} for _ in range(S)]  # request id -> completion event
+        self.up = [True] * S  # as policies see it
+        self.alive = [True] * S  # the truth
         apps = stream.apps
         for s, d in enumerate(deps):
             if d.fixed and any(a.generative for a in apps):
@@ -102,11 +126,9 @@ class Engine:
                 raise ConfigError(
                     f"site {world.site_id[s]!r} hosts {d.model.name!r}, which has no token speeds, "
                     f"but apps {gen} are generative; give those sites a generative model")
-        # Mean prefill and decode seconds of each app at each site (batch 1), for predictions.
+        # Mean prefill seconds of each app at each site, for policies' latency predictions.
         self.est_prefill_s = [[(a.mean_in_tokens * d.prefill_s_per_token) if a.generative else 0.0
                                for a in apps] for d in deps]
-        self.est_decode_s = [[(a.mean_out_tokens * d.tpot_s[1]) if a.generative else a.mean_work_s
-                              for a in apps] for d in deps]
         self.view = GridView(self, k_nearest)
         if staleness_s > 0:
             self._seen_busy = list(self.busy)
@@ -133,6 +155,16 @@ class Engine:
     def run(self) -> Records:
         """Run to the horizon and return the records."""
         self.env.process(self._arrivals())
+        if self.faults is not None:
+            f = self.faults
+            self._retries = f.retries
+            self._retry_delay = f.retry_delay_s
+            self._nominal = (list(self.replicas), list(self.slots), list(self.max_queue))
+            self._lost = [0] * self.world.n_sites
+            self._preempt = rngs.py_random(self.seed, "faults/preempt")
+            self.env.process(faultmod.inject(self, f))
+            if f.detection_s > 0:
+                self.env.process(faultmod.health_checks(self, f.detection_s))
         if self._progress is not None:
             self.env.process(self._tick())
         self.env.run(until=self.horizon_s + 1e-9)
@@ -185,6 +217,8 @@ class Engine:
         rec.site[i] = s
         rec.attempts[i] = attempt + 1
         one_way = self._rtt.item(self._origin[i], s) * 0.0005
+        if self._log_net:
+            rec.net_ms[i] = one_way * 2000.0
         if one_way > 0:
             ev = Timeout(self.env, one_way, (i, s))
             ev.callbacks.append(self._at_site)
@@ -200,6 +234,8 @@ class Engine:
             self._start(i, s)
         elif len(self.queues[s]) < self.max_queue[s]:
             self.queues[s].append(i)
+        elif not self.alive[s]:  # sent to a dead site (before its failure was detected)
+            self._fail_over(i, s)
         else:
             self.records.status[i] = Status.REJECTED
             self.records.reason[i] = Reason.QUEUE_FULL
@@ -210,8 +246,16 @@ class Engine:
         batch = (b - 1) // self.replicas[s] + 1
         rec = self.records
         if self._app_gen[self._app[i]]:
-            pre = self._in[i] * self.spt[s]
-            svc = pre + self._out[i] * self.tpot[s][batch]
+            spt = self.spt[s]
+            pre = self._in[i] * spt
+            # Decode at the batch's step time, plus the stalls while the others' successors are
+            # prefilled: sum_j in_j/out_j prefill tokens per own token over the replica's other
+            # sequences (aigrid_sim/batching.py measures this against a per-iteration model).
+            r = self.in_per_out[s] if b > 1 else 0.0
+            stall = spt * r * (batch - 1) / (b - 1) if b > 1 else 0.0
+            out = self._out[i] or 1
+            svc = pre + out * (self.tpot[s][batch] + stall)
+            self.in_per_out[s] = r + self._in[i] / out
         else:
             pre = 0.0
             svc = self._work[i]
@@ -219,15 +263,92 @@ class Engine:
         rec.service_s[i] = svc
         rec.prefill_s[i] = pre
         rec.batch[i] = batch
-        self.in_service[s].add(i)
         ev = Timeout(self.env, svc, (i, s))
         ev.callbacks.append(self._done)
+        self.in_service[s][i] = ev
 
     def _done(self, ev) -> None:
         i, s = ev._value
-        self.in_service[s].discard(i)
+        del self.in_service[s][i]
         self.records.status[i] = Status.OK
         self.busy[s] -= 1
+        if self._app_gen[self._app[i]]:
+            self.in_per_out[s] -= self._in[i] / (self._out[i] or 1)
         q = self.queues[s]
         if q:
             self._start(q.popleft(), s)
+
+    # ------------------------------------------------------------------ faults
+    def network_changed(self) -> None:
+        """The latency matrices changed in place (a link cut or restored): refresh the view."""
+        self.view.invalidate()
+
+    def set_lost_replicas(self, s: int, lost: int) -> None:
+        """From now on, site ``s`` has ``lost`` of its replicas out of service (0 = fully up).
+
+        Losing every replica takes the site down: its queued and in-service requests fail over.
+        Losing some preempts the in-service requests of the lost replicas (their share of the
+        busy slots, picked at random from the run seed) and they fail over; the queue stays.
+        Regaining replicas starts queued requests on the freed slots.
+        """
+        replicas0, slots0, queue0 = self._nominal
+        alive = replicas0[s] - lost
+        before = replicas0[s] - self._lost[s]
+        self._lost[s] = lost
+        if alive <= 0:
+            self.alive[s] = False
+            self.slots[s] = 0
+            self.max_queue[s] = -1  # _enter's fast path then falls through to the dead-site check
+            for i in list(self.in_service[s]):
+                self._interrupt(i, s)
+            q = self.queues[s]
+            while q:
+                self._fail_over(q.popleft(), s)
+        else:
+            self.alive[s] = True
+            self.replicas[s] = alive
+            self.slots[s] = slots = slots0[s] // replicas0[s] * alive
+            self.max_queue[s] = queue0[s]
+            busy = self.busy[s]
+            if alive < before and busy:
+                n = max(busy - slots, round(busy * (before - alive) / before))
+                for i in self._preempt.sample(list(self.in_service[s]), min(n, busy)):
+                    self._interrupt(i, s)
+            q = self.queues[s]
+            while q and self.busy[s] < slots:
+                self._start(q.popleft(), s)
+        if self.faults.detection_s == 0:
+            self.up[s] = self.alive[s]
+
+    def _interrupt(self, i: int, s: int) -> None:
+        """Stop request ``i``'s service at site ``s``: free its slot, drop its completion, fail over."""
+        ev = self.in_service[s].pop(i)
+        ev.callbacks.remove(self._done)
+        self.busy[s] -= 1
+        ipo = getattr(self, "in_per_out", None)  # batching state kept by _start/_done: undo too
+        if ipo is not None and self._app_gen[self._app[i]]:
+            ipo[s] -= self._in[i] / (self._out[i] or 1)
+        rec = self.records
+        rec.wasted_s[i] += self.env.now - rec.t_start[i]
+        rec.t_start[i] = rec.service_s[i] = rec.prefill_s[i] = np.nan
+        rec.batch[i] = 0
+        self._fail_over(i, s)
+
+    def _fail_over(self, i: int, s: int) -> None:
+        """Request ``i`` lost site ``s``: send it again after the news reaches its origin, or fail."""
+        rec = self.records
+        if rec.site0[i] < 0:
+            rec.site0[i] = s
+        attempts = int(rec.attempts[i])
+        if attempts > self._retries:
+            rec.status[i] = Status.FAILED
+            rec.reason[i] = Reason.RETRIES_EXHAUSTED if self._retries else Reason.SITE_DOWN
+            return
+        delay = self._rtt.item(self._origin[i], s) * 0.0005 + self._retry_delay
+        rec.extra_s[i] = self.env.now + delay - self._t[i]
+        ev = Timeout(self.env, delay, i)
+        ev.callbacks.append(self._retry)
+
+    def _retry(self, ev) -> None:
+        i = ev._value
+        self._arrive(i, int(self.records.attempts[i]))

@@ -46,10 +46,14 @@ class GridView:
         self._busy = engine.busy
         self._queue_len = engine.queue_len
         self._up = engine.up
-        # Mean service seconds of each app at each site at batch 1 and per extra batch member,
-        # for latency predictions: est(s, a, batch) = base + per_batch * (batch - 1).
+        # For latency predictions: mean prefill seconds of each app at each site, and the decode
+        # work of its mean output at the site's current batch size.
         self._est_prefill = engine.est_prefill_s
-        self._est_decode = engine.est_decode_s
+        self._tpot = engine.tpot
+        self._replicas = engine.replicas
+        self._max_batch = [d.max_batch for d in w.site_deployment]
+        self._mean_out = [a.mean_out_tokens if a.generative else 0.0 for a in self.apps]
+        self._mean_work = [0.0 if a.generative else a.mean_work_s for a in self.apps]
 
     # ---- static facts
     @property
@@ -120,17 +124,24 @@ class GridView:
     def predict_ms(self, request: Request, site: int) -> float:
         """Predicted latency of ``request`` at ``site`` in its SLO's metric (TTFT or end-to-end).
 
-        Round trip + expected wait (M/M/c-style: queue ahead / slots x mean service) + prefill, and
-        for end-to-end targets the decode of the app's mean output at the current batch.
+        Round trip + expected wait + prefill, plus, for end-to-end targets, decoding the app's mean
+        output at the batch size the request would join. The wait is M/M/c-like: nothing while a
+        slot is free, else (queue ahead + 1) x mean service at a full batch / slots.
         """
         a = request.app
         busy = self._busy[site]
         slots = self.slots[site]
         pre = self._est_prefill[site][a]
-        dec = self._est_decode[site][a]
-        per = pre + dec
-        wait = 0.0 if busy < slots else (self._queue_len(site) + 1) * per / slots
-        own = pre if request.slo_on_ttft else per
+        tpot = self._tpot[site]
+        if busy < slots:
+            wait = 0.0
+            b = busy // self._replicas[site] + 1
+        else:
+            b = self._max_batch[site]
+            full = pre + self._mean_out[a] * tpot[b] + self._mean_work[a]
+            wait = (self._queue_len(site) + 1) * full / slots
+        own = pre if request.slo_on_ttft else pre + self._mean_out[a] * tpot[b] + \
+            self._mean_work[a]
         return self._rtt.item(request.origin, site) + 1000.0 * (wait + own)
 
 

@@ -1,0 +1,115 @@
+"""``aigrid-sim-bench``: how fast the engine is, against a minimal hand-written SimPy model.
+
+Runs the reference scenario (``global_agent`` on the full real-world grid: 340 PoPs, 72 regional
+sites, 3 cores, 6,204 cities) for N requests and, in the same process, a minimal
+process-per-customer M/M/c SimPy model (c = 8, rho = 0.9) for the same number of customers, and
+prints requests per second of each and their ratio. ``--memory`` also measures the peak resident
+memory of a 1,000,000-request run in a fresh subprocess.
+
+Usage: ``aigrid-sim-bench [--requests 200000] [--memory] [--memory-requests 1000000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import simpy
+
+
+def minimal_mmc(n: int, c: int = 8, rho: float = 0.9, seed: int = 1) -> float:
+    """Wall seconds for a minimal process-per-customer M/M/c SimPy model of ``n`` customers."""
+    rng = np.random.default_rng(seed)
+    mu = 1.0
+    lam = rho * c * mu
+    inter = rng.exponential(1 / lam, n).tolist()
+    service = rng.exponential(1 / mu, n).tolist()
+    env = simpy.Environment()
+    servers = simpy.Resource(env, capacity=c)
+    waits = [0.0] * n
+
+    def customer(i):
+        t = env.now
+        with servers.request() as req:
+            yield req
+            waits[i] = env.now - t
+            yield env.timeout(service[i])
+
+    def source():
+        for i in range(n):
+            yield env.timeout(inter[i])
+            env.process(customer(i))
+
+    t0 = time.perf_counter()
+    env.process(source())
+    env.run()
+    return time.perf_counter() - t0
+
+
+def simulator(n: int, seed: int = 1) -> dict:
+    """Build the reference world and stream, then time the engine alone on ``n`` requests."""
+    from aigrid_sim import api, config
+
+    t0 = time.perf_counter()
+    cfg = config.validate(config.compose("global_agent", [
+        f"max_requests={n}", f"duration_s={n / 700:.0f}", f"seed={seed}"]))
+    world = api.build_world(cfg)
+    t1 = time.perf_counter()
+    stream = api.make_stream(cfg, world)
+    t2 = time.perf_counter()
+    _, _, rec, _ = api.simulate(cfg, world=world, stream=stream)
+    t3 = time.perf_counter()
+    return {"requests": len(stream), "world_s": t1 - t0, "stream_s": t2 - t1,
+            "engine_s": t3 - t2, "sites": world.n_sites, "origins": world.n_origins}
+
+
+def _peak_rss_child(n: int) -> None:
+    import resource
+
+    from aigrid_sim import api, config
+    from aigrid_sim.metrics import requests_table
+
+    cfg = config.validate(config.compose("global_agent", [
+        f"max_requests={n}", f"duration_s={n / 700:.0f}"]))
+    world, stream, rec, _ = api.simulate(cfg)
+    requests_table(world, stream, rec)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"requests": len(stream), "peak_rss_mb": peak_kb / 1024}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    ap = argparse.ArgumentParser(prog="aigrid-sim-bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=200_000)
+    ap.add_argument("--memory", action="store_true", help="also measure peak memory")
+    ap.add_argument("--memory-requests", type=int, default=1_000_000)
+    ap.add_argument("--_child", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a._child:
+        _peak_rss_child(a._child)
+        return
+    sim = simulator(a.requests)
+    mm = minimal_mmc(sim["requests"])
+    sim_rate = sim["requests"] / sim["engine_s"]
+    mm_rate = sim["requests"] / mm
+    print(f"reference world: {sim['sites']} sites, {sim['origins']:,} cities; "
+          f"build {sim['world_s']:.2f} s, stream {sim['stream_s']:.2f} s")
+    print(f"{'model':<44}{'requests':>10}{'wall s':>9}{'req/s':>10}")
+    print(f"{'aigrid-sim engine (global_agent, full grid)':<44}{sim['requests']:>10,}"
+          f"{sim['engine_s']:>9.2f}{sim_rate:>10,.0f}")
+    print(f"{'minimal SimPy M/M/8, rho 0.9':<44}{sim['requests']:>10,}{mm:>9.2f}{mm_rate:>10,.0f}")
+    print(f"ratio (aigrid-sim / minimal SimPy): {sim_rate / mm_rate:.2f}")
+    if a.memory:
+        out = subprocess.run([sys.executable, "-m", "aigrid_sim.bench", "--_child",
+                              str(a.memory_requests)], capture_output=True, text=True, check=True)
+        m = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"peak memory, {m['requests']:,} requests (simulate + requests table): "
+              f"{m['peak_rss_mb']:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
