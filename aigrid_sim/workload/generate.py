@@ -169,7 +169,12 @@ def generate_stream(cfg: SimConfig, population: np.ndarray, utc_offset_h: np.nda
     t, origin = arrival_times_and_origins(
         cfg, population, utc_offset_h, rngs.generator(cfg.seed, "arrivals"),
         region=region, country=country, names=names)
-    return assign_apps(cfg, t, origin)
+    stream = assign_apps(cfg, t, origin)
+    arr = cfg.workload.arrivals
+    stream.info.update({"source": "synthetic", "arrivals": arr.kind,
+                        "mmpp_states": len(arr.mmpp.states),
+                        "flash_crowds": len(arr.flash_crowds), "requests": int(len(t))})
+    return stream
 
 
 def assign_apps(cfg: SimConfig, t: np.ndarray, origin: np.ndarray,
