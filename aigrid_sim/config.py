@@ -122,6 +122,7 @@ class WorldConfig:
     regional: RegionalConfig = field(default_factory=lambda: RegionalConfig(
         gpu="H100", model="llama-3.3-70b-fp8", gpus=4, max_queue=512))
     core: CoreConfig = field(default_factory=lambda: CoreConfig(
+        sites=["aws:us-east-1", "azure:westeurope", "gcp:asia-northeast1"],
         gpu="H200", model="llama-3.1-405b-fp8", gpus=32, max_queue=4096))
     sites: list[SiteConfig] = field(default_factory=list)
     origins: list[OriginConfig] = field(default_factory=list)
@@ -155,7 +156,7 @@ class TokensConfig:
 class AppConfig:
     """A request class: its traffic share, the capability it needs and its latency target."""
 
-    name: str = "app"
+    name: str = "default"
     share: float = 1.0
     capability: int = 1
     slo_ms: float = 1000.0
@@ -210,7 +211,7 @@ class ArrivalsConfig:
 class WorkloadConfig:
     """Global traffic: total mean rate, arrival process and apps."""
 
-    rate_rps: float = 400.0  # mean requests per second worldwide at load 1.0
+    rate_rps: float = 1000.0  # mean requests per second worldwide at load 1.0
     arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
     apps: list[AppConfig] = field(default_factory=lambda: [AppConfig()])
 
@@ -331,7 +332,7 @@ class SimConfig:
     drain_s: float = 120.0  # simulated time after the last arrival; later ends are in_flight
     max_requests: Optional[int] = None  # stop generating after this many requests
     plugins: list[str] = field(default_factory=list)  # modules imported first (user policies)
-    name: str = "run"  # scenario name, for run folders
+    name: str = "default"  # scenario name, for run folders
     world: WorldConfig = field(default_factory=WorldConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
@@ -397,10 +398,13 @@ def compose(scenario: str = "global_agent", overrides: list[str] | tuple[str, ..
 
 def clean_hydra_message(msg: str) -> str:
     """Shorten Hydra's override errors to the part a user needs."""
-    m = re.search(r"Key '([^']+)' is not in struct", msg)
+    m = re.search(r"Could not override '([^']+)'", msg) or \
+        re.search(r"Key '([^']+)' is not in struct", msg)
     if m:
-        return (f"unknown key '{m.group(1)}'. Check the spelling, or add a new key with "
-                f"'+{m.group(1)}=...' only if the scenario uses it")
+        key = m.group(1)
+        hint = (f"; to add a parameter to a free-form section use '+{key}=...'"
+                if ".params." in key else ". Check the spelling")
+        return f"unknown key '{key}'{hint}"
     return msg.split("\n")[0]
 
 
