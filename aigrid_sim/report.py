@@ -141,8 +141,7 @@ def gather(path: str | Path) -> pd.DataFrame:
         summary = json.loads((f / "summary.json").read_text())
         rows.append({"run": f.name, "path": str(f), **_metrics_row(summary)})
     cfg_df = pd.DataFrame(configs)
-    swept = [k for k in cfg_df.columns
-             if cfg_df[k].astype(str).nunique(dropna=False) > 1]
+    swept = [k for k in cfg_df.columns if cfg_df[k].map(_text).nunique() > 1]
     first = [k for k in ("name", "policy", "seed") if k in swept]
     swept = first + sorted(k for k in swept if k not in first)
     base = cfg_df[[c for c in ("name", "policy", "seed") if c in cfg_df.columns]]
@@ -150,10 +149,43 @@ def gather(path: str | Path) -> pd.DataFrame:
                     base.rename(columns={"name": "scenario"}),
                     cfg_df[[k for k in swept if k not in ("name", "policy", "seed")]],
                     pd.DataFrame(rows).drop(columns=["run"])], axis=1)
-    params = [("scenario" if k == "name" else k) for k in swept if k != "seed"]
+    params = [("scenario" if k == "name" else k) for k in _independent(cfg_df, swept)
+              if k != "seed"]
     df["config"] = config_labels(df, params)
     df.attrs.update(swept=swept, params=params, incomplete=n_incomplete)
     return df
+
+
+def _text(v) -> str:
+    return "<unset>" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def _independent(cfg_df: pd.DataFrame, swept: list[str]) -> list[str]:
+    """The swept keys that define a configuration, without those derived from the others.
+
+    A scenario knob such as ``servers`` also changes the keys it is interpolated into
+    (``world.sites``); keys are taken in order (name, policy, seed; the scenario's own top-level
+    knobs; then the schema's, shallow first, lists last) and one is dropped when the keys
+    already taken determine its value.
+    """
+    from aigrid_sim.config import SimConfig
+
+    schema = set(SimConfig.__dataclass_fields__)
+
+    def rank(k: str):
+        fixed = ("name", "policy", "seed")
+        if k in fixed:
+            return (0, fixed.index(k), 0, k)
+        listy = cfg_df[k].map(lambda v: isinstance(v, str) and v[:1] in ("[", "{")).any()
+        return (1 if "." not in k and k not in schema else 2, k.count("."), int(listy), k)
+
+    kept: list[str] = []
+    text = cfg_df[swept].map(_text)  # (astype(str) would keep NaN, and groupby drops NaN keys)
+    for k in sorted(swept, key=rank):
+        if k in ("name", "policy", "seed") or not kept or \
+                text.groupby(kept)[k].nunique().max() > 1:
+            kept.append(k)
+    return kept
 
 
 def config_labels(df: pd.DataFrame, params: list[str]) -> list[str]:

@@ -1,0 +1,125 @@
+"""Sweep reports: gathering run folders, per-configuration CIs, the Pareto front, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aigrid_sim import report as R
+from aigrid_sim.api import run
+from aigrid_sim.errors import ConfigError
+from aigrid_sim.stats import mean_ci
+
+MMC = ["requests=3000", "output.figures=false"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A 2 policies x 2 server counts x 2 seeds sweep of the M/M/c scenario, plus debris."""
+    root = tmp_path_factory.mktemp("sweep")
+    for policy in ("nearest_capable", "least_loaded"):
+        for servers in (8, 10):
+            for seed in (1, 2):
+                run("mmc", MMC + [f"policy={policy}", f"servers={servers}", f"seed={seed}"],
+                    out_dir=root)
+    # An interrupted run: its temporary folder, and a folder without the _COMPLETE marker.
+    done = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    shutil.copytree(done, root / ".tmp-interrupted-abc")
+    shutil.copytree(done, root / "half_written")
+    (root / "half_written" / "_COMPLETE").unlink()
+    return root
+
+
+def test_gather_one_row_per_complete_run(sweep):
+    df = R.gather(sweep)
+    assert len(df) == 8
+    assert df.attrs["incomplete"] == 2
+    assert df.attrs["params"] == ["policy", "servers"]  # world.sites follows servers: derived
+    assert {"policy", "seed", "servers", "world.sites"} <= set(df.attrs["swept"])
+    assert df["run"].is_unique
+    for col in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "slo_attainment",
+                "cost_usd", "cost_per_1k_requests_usd", "utilisation", "reject_rate"):
+        assert df[col].notna().all(), col
+    # Values come from each run's summary.json unchanged.
+    row = df.iloc[0]
+    s = json.loads((sweep / row["run"] / "summary.json").read_text())
+    assert row["latency_p95_ms"] == s["latency_ms"]["p95"]
+    assert row["cost_per_1k_requests_usd"] == s["cost_per_1k_requests_usd"]
+    # More servers: lower latency, higher cost (same arrivals per seed).
+    a = df.set_index(["policy", "servers", "seed"])
+    for pol in ("nearest_capable", "least_loaded"):
+        for seed in (1, 2):
+            assert a.loc[(pol, 10, seed), "latency_p95_ms"] < a.loc[(pol, 8, seed), "latency_p95_ms"]
+            assert a.loc[(pol, 10, seed), "cost_usd"] > a.loc[(pol, 8, seed), "cost_usd"]
+
+
+def test_by_config_uses_student_t_across_seeds(sweep):
+    df = R.gather(sweep)
+    agg = R.by_config(df)
+    assert len(agg) == 4 and (agg["seeds"] == 2).all()
+    r = agg[agg["config"] == "policy=least_loaded, servers=8"].iloc[0]
+    x = df[(df["policy"] == "least_loaded") & (df["servers"] == 8)]["latency_p95_ms"]
+    m, hw = mean_ci(x.to_numpy())
+    assert r["latency_p95_ms"] == pytest.approx(m)
+    assert r["latency_p95_ms_ci"] == pytest.approx(hw)
+
+
+def test_single_seed_has_no_interval():
+    df = pd.DataFrame({"config": ["a", "b", "b"], "latency_p95_ms": [1.0, 2.0, 4.0]})
+    df.attrs["params"] = []
+    agg = R.by_config(df, metrics=[("latency_p95_ms", "")])
+    assert np.isnan(agg.loc[0, "latency_p95_ms_ci"]) and agg.loc[0, "latency_p95_ms"] == 1.0
+    assert agg.loc[1, "latency_p95_ms"] == 3.0 and agg.loc[1, "latency_p95_ms_ci"] > 0
+
+
+def test_pareto_front_by_hand():
+    x = [1, 2, 3, 2, 4, np.nan, 1]
+    y = [5, 3, 1, 4, 1, 0, 5]
+    assert R.pareto_front(x, y).tolist() == [True, True, True, False, False, False, True]
+
+
+def test_pareto_front_matches_the_definition():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(1, 30))
+        x = rng.integers(0, 8, n).astype(float)
+        y = rng.integers(0, 8, n).astype(float)
+        got = R.pareto_front(x, y)
+        want = [not any(x[j] <= x[i] and y[j] <= y[i] and (x[j] < x[i] or y[j] < y[i])
+                        for j in range(n)) for i in range(n)]
+        assert got.tolist() == want
+
+
+def test_write_report_files_and_figures(sweep, tmp_path):
+    rep = R.write_report(sweep, tmp_path / "rep")
+    names = {p.name for p in rep["files"]}
+    assert names == {"runs.parquet", "runs.csv", "by_config.csv", "latency_cdf.png",
+                     "p95_cost_ci.png", "latency_cost.png"}
+    for p in rep["files"]:
+        assert p.stat().st_size > 0
+    back = pd.read_parquet(tmp_path / "rep" / "runs.parquet")
+    assert len(back) == 8 and list(back.columns) == list(rep["runs"].columns)
+    assert len(pd.read_csv(tmp_path / "rep" / "runs.csv")) == 8
+    agg = pd.read_csv(tmp_path / "rep" / "by_config.csv")
+    # Each policy's servers=8 and servers=10 trade latency for cost: the faster one is on the
+    # front unless an identical or better point exists.
+    assert agg["pareto"].any()
+    best_latency = agg["latency_p95_ms"].idxmin()
+    assert agg.loc[best_latency, "pareto"]
+
+
+def test_report_cli(sweep, tmp_path, capsys):
+    R.main([str(sweep), "--out", str(tmp_path / "r"), "--no-figures", "--latency", "ttft"])
+    out = capsys.readouterr().out
+    assert "8 complete runs" in out and "2 incomplete folders skipped" in out
+    assert "policy=nearest_capable, servers=10" in out
+    with pytest.raises(SystemExit) as e:
+        R.main([str(tmp_path / "empty_does_not_exist")])
+    assert e.value.code == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no complete run folder"):
+        R.gather(tmp_path / "empty")
