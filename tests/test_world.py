@@ -1,0 +1,81 @@
+"""The world: real places, tiers, the latency graph and the origin x site matrix."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from aigrid_sim import config
+from aigrid_sim.geo import fibre_floor_ms, great_circle_km
+from aigrid_sim.world import Tier, build_world, shortest_rtt
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(config.validate(config.compose("global_agent")))
+
+
+def test_tiers_come_from_real_places(world):
+    tiers = np.bincount(world.site_tier, minlength=3)
+    assert tiers[Tier.EDGE] == 340  # every Cloudflare PoP metro
+    assert 40 <= tiers[Tier.REGIONAL] <= 119  # cloud regions, one per metro
+    assert tiers[Tier.CORE] == 3
+    assert world.n_origins == 6204  # GeoNames cities >= 100,000 people
+    assert len(set(world.origin_name)) == world.n_origins
+    assert "edge-NRT" in world.site_id and "core-aws-us-east-1" in world.site_id
+
+
+def test_regional_sites_are_one_per_metro(world):
+    reg = np.flatnonzero(world.site_tier == Tier.REGIONAL)
+    d = great_circle_km(world.site_lat[reg, None], world.site_lon[reg, None],
+                        world.site_lat[None, reg], world.site_lon[None, reg])
+    np.fill_diagonal(d, np.inf)
+    assert d.min() > 100.0
+
+
+def test_graph_connected_and_matrix_shapes(world):
+    assert nx.is_connected(world.graph)
+    assert world.rtt_ms.shape == (world.n_origins, world.n_sites)
+    assert np.isfinite(world.rtt_ms).all()
+    np.testing.assert_allclose(world.site_rtt_ms, world.site_rtt_ms.T)
+
+
+def test_no_path_beats_light_in_fibre(world):
+    assert (world.rtt_ms >= world.floor_rtt_ms() - 1e-9).all()
+    d = great_circle_km(world.site_lat[:, None], world.site_lon[:, None],
+                        world.site_lat[None, :], world.site_lon[None, :])
+    assert (world.site_rtt_ms >= fibre_floor_ms(d) - 1e-9).all()
+
+
+def test_users_reach_a_nearby_edge_fast(world):
+    """Big cities have an edge PoP within a few tens of ms; a far core is much further."""
+    i = world.origin_name.index("Tokyo")
+    edge = world.site_tier == Tier.EDGE
+    assert world.rtt_ms[i, edge].min() < 20
+    assert world.rtt_ms[i, world.site_id.index("core-aws-us-east-1")] > 120
+
+
+def test_latency_is_shortest_path_through_entry_points(world):
+    o = 17
+    via = [world.attach_ms[o, j] + world.site_rtt_ms[world.attach_site[o, j]]
+           for j in range(world.attach_site.shape[1])]
+    np.testing.assert_allclose(world.rtt_ms[o], np.minimum.reduce(via))
+
+
+def test_shortest_rtt_matches_networkx(world):
+    d = shortest_rtt(world.graph, world.n_sites)
+    ref = nx.single_source_dijkstra_path_length(world.graph, 5, weight="rtt_ms")
+    for j, v in ref.items():
+        assert d[5, j] == pytest.approx(v)
+
+
+def test_filters_and_custom_world():
+    sim = config.validate(config.compose("global_agent", [
+        "world.cities.countries=[JP]", "world.edge.countries=[JP]",
+        "world.regional.providers=[aws]"]))
+    w = build_world(sim)
+    assert set(w.origin_country) == {"JP"}
+    assert all(w.site_country[s] == "JP" for s in np.flatnonzero(w.site_tier == Tier.EDGE))
+    mmc = build_world(config.validate(config.compose("mmc", ["servers=5"])))
+    assert mmc.n_sites == 1 and int(mmc.site_slots[0]) == 5 and (mmc.rtt_ms == 0).all()
