@@ -318,7 +318,9 @@ def littles_law(reqs: pd.DataFrame, horizon_s: float, t0: float = 0.0,
     A request is *at* its site from the moment it reaches it (``arrival_s`` plus half its
     ``network_ms``) until its service ends (``+ queue_ms + service_ms``); a request still waiting
     or in service when the run stopped counts until ``horizon_s``. Requests turned away at the
-    door (``rejected``) and ``failed`` ones are left out. ``L`` is the time-average number at the
+    door (``rejected``) and ``failed`` ones are left out, and so is the time a request that failed
+    over spent at the sites it left (the records keep only its last site): with faults, the law
+    holds only at sites that had none. ``L`` is the time-average number at the
     site, integrated exactly from these intervals; ``lambda`` counts requests reaching the site
     inside the window per second and ``W`` is their mean time at the site. Over a window that
     starts empty and ends after every request has left, ``L == lambda W`` holds exactly; otherwise
@@ -341,6 +343,8 @@ def littles_law(reqs: pd.DataFrame, horizon_s: float, t0: float = 0.0,
     keep = np.isin(status, ("ok", "in_flight")) & (reqs["site"].to_numpy() != "")
     d = reqs.loc[keep]
     enter = d["arrival_s"].to_numpy() + d["network_ms"].to_numpy() / 2000.0
+    if "extra_ms" in d:  # a request that failed over left for its last site this much later
+        enter = enter + d["extra_ms"].to_numpy() / 1000.0
     stay_s = (d["queue_ms"].to_numpy() + d["service_ms"].to_numpy()) / 1000.0
     leave = np.minimum(np.where(np.isnan(stay_s), horizon_s, enter + stay_s), horizon_s)
     there = enter <= horizon_s  # still travelling to the site when the run stopped: not there
