@@ -524,6 +524,10 @@ def _check(c: SimConfig) -> None:
     r = c.routing
     _need(r.k_nearest >= 1, "routing.k_nearest", "must be >= 1")
     _need(r.staleness_s >= 0, "routing.staleness_s", "must be >= 0")
+    from aigrid_sim.policies import load_plugins, make_policy  # late: policies import config
+
+    load_plugins(c.plugins)
+    make_policy(c.policy, r.params)  # unknown policy or parameters -> ConfigError
     _check_faults(c.faults)
 
 

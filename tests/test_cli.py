@@ -1,0 +1,84 @@
+"""The aigrid-sim command as a user runs it, and the run folders it leaves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import aigrid_sim
+from aigrid_sim.results import COMPLETE, is_complete, load_run, write_run
+
+SMALL = ["world.cities.max_cities=200", "duration_s=10", "workload.rate_rps=100"]
+
+
+def cli(args, cwd):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "aigrid_sim.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_runs_prints_summary_and_writes_folder(tmp_path):
+    p = cli(SMALL, tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    for word in ("requests", "completed", "p95", "edge", "regional", "core", "SLO met",
+                 "per 1,000 completed requests", "run folder:", "by region", "Europe"):
+        assert word in out, word
+    folder = Path(out.strip().splitlines()[-1].split("run folder: ")[1])
+    folder = folder if folder.is_absolute() else tmp_path / folder
+    assert is_complete(folder)
+    names = {f.name for f in folder.iterdir()}
+    assert {"config.yaml", "requests.parquet", "sites.parquet", "summary.json",
+            "latency_cdf_by_tier.png", "sites_utilisation_map.png", COMPLETE} <= names
+    s = json.loads((folder / "summary.json").read_text())
+    req = pd.read_parquet(folder / "requests.parquet")
+    assert len(req) == s["requests"]
+    # Running the same config again reuses the complete folder.
+    again = cli(SMALL, tmp_path)
+    assert "already complete" in again.stdout
+
+
+@pytest.mark.parametrize("args, text", [
+    (["policy=nope"], "unknown policy 'nope'"),
+    (["nosuchkey=1"], "unknown key 'nosuchkey'"),
+    (["scenario=atlantis"], "unknown scenario 'atlantis'"),
+    (["world.regional.gpus=0"], "world.regional.gpus"),
+    (["--multirun", "policy=centralised,nope"], "unknown policy 'nope'"),
+])
+def test_cli_config_errors_exit_2_without_traceback(tmp_path, args, text):
+    p = cli(args, tmp_path)
+    assert p.returncode == 2
+    assert text in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_run_folder_is_atomic(tmp_path, monkeypatch):
+    r = aigrid_sim.run("global_agent", SMALL + ["output.figures=false"])
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)
+    with pytest.raises(RuntimeError):
+        write_run(r, tmp_path, figures=False)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+    monkeypatch.undo()
+    folder = write_run(r, tmp_path, figures=False)
+    loaded = load_run(folder)
+    assert loaded["summary"]["requests"] == r.summary["requests"]
+    pd.testing.assert_frame_equal(loaded["requests"], r.requests)
+
+
+def test_api_writes_nothing_unless_asked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = aigrid_sim.run("global_agent", SMALL)
+    assert r.out_dir is None and list(tmp_path.iterdir()) == []
+    r2 = aigrid_sim.run("global_agent", SMALL, out_dir=tmp_path / "out")
+    assert is_complete(r2.out_dir)
