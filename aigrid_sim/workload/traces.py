@@ -26,6 +26,8 @@ pandas is used only to read and check the file, never in the engine path.
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -192,15 +194,35 @@ def load_trace(path: str | Path, fmt: TraceFormat | str, *,
                 f"{path}: line 1: missing column {col!r} (trace.format={fmt.name} reads the "
                 f"{role} from it; the file has {header}). Name yours with "
                 f"trace.columns.{role}=<column>")
-    try:
-        df = pd.read_csv(path, usecols=list(dict.fromkeys(roles.values())), dtype=str,
-                         skip_blank_lines=False, keep_default_na=False, na_values=[""])
-    except pd.errors.ParserError as e:
-        raise ConfigError(f"{path}: {_parser_reason(e)}") from None
+    # Every column is read (not usecols) so that a row with too many fields is caught: pandas
+    # raises on it (or, skipping, warns with its line), except on the first data row, which it
+    # truncates with a warning.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        try:
+            df = pd.read_csv(path, dtype=str, index_col=False, skip_blank_lines=False,
+                             keep_default_na=False, na_values=[""],
+                             on_bad_lines="warn" if skip_bad_rows else "error")
+        except pd.errors.ParserError as e:
+            raise ConfigError(f"{path}: {_parser_reason(e)}. Fix the file, or set "
+                              f"trace.skip_bad_rows=true to skip bad rows") from None
+    ragged: list[tuple[int, str]] = []
+    first_row_long = False
+    for w in caught:
+        msg = str(w.message)
+        for m in re.finditer(r"line (\d+): expected (\d+) fields, saw (\d+)", msg):
+            ragged.append((int(m.group(1)), f"{m.group(3)} fields, expected {m.group(2)}"))
+        first_row_long |= "Length of header" in msg
     n = len(df)
-    line = np.arange(n, dtype=np.int64) + 2
+    # File line of each row read: data starts on line 2; lines pandas skipped are not rows.
+    skipped_ragged = {ln for ln, _ in ragged}
+    line = np.array([ln for ln in range(2, n + len(ragged) + 2) if ln not in skipped_ragged],
+                    dtype=np.int64) if ragged else np.arange(n, dtype=np.int64) + 2
     bad = np.zeros(n, dtype=bool)
     reason = np.full(n, "", dtype=object)
+    if first_row_long and n:
+        bad[0] = True
+        reason[0] = "more fields than the header"
 
     def flag(mask: np.ndarray, why) -> None:
         new = mask & ~bad
@@ -261,16 +283,17 @@ def load_trace(path: str | Path, fmt: TraceFormat | str, *,
                              f"{raw['time'][j]!r} on line {line[j]}")
             reason[back[1000:]] = "timestamps not sorted"
             bad[back] = True
-    if bad.any():
+    if bad.any() or ragged:
         if not skip_bad_rows:
             i = int(np.flatnonzero(bad)[0])
             more = int(bad.sum()) - 1
             tail = f" ({more} more bad rows)" if more else ""
             raise ConfigError(f"{path}: line {line[i]}: {reason[i]}{tail}. Fix the file, or set "
                               f"trace.skip_bad_rows=true to skip bad rows")
-        kinds = pd.Series(reason[bad]).str.split(":").str[0].value_counts()
+        kinds = pd.Series(list(reason[bad]) + ["wrong number of fields"] * len(ragged),
+                          dtype=object).str.split(":").str[0].value_counts()
         skipped = {str(k): int(v) for k, v in kinds.items()}
-        skipped_lines = line[bad][:10].tolist()
+        skipped_lines = sorted(line[bad].tolist() + list(skipped_ragged))[:10]
     else:
         skipped, skipped_lines = {}, []
     keep = ~bad
@@ -292,8 +315,6 @@ def load_trace(path: str | Path, fmt: TraceFormat | str, *,
 
 def _parser_reason(e: Exception) -> str:
     """pandas' tokenizer message as ``line N: reason`` (its line numbers count the header)."""
-    import re
-
     msg = str(e).strip()
     m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
     if m:
