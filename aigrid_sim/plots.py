@@ -122,7 +122,7 @@ def rate_and_p95_over_time(reqs: pd.DataFrame, path: Path, bins: int | None = No
     ok = status == "ok"
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
     total = np.bincount(b, minlength=nb) / width
-    ax1.plot(mid, total, color="black", lw=1.6, label="all arrivals")
+    ax1.plot(mid, total, color="black", lw=1.4, ls="--", zorder=3, label="all arrivals")
     for name, colour in TIER_COLOURS.items():
         sel = tier == name
         if sel.any():
@@ -150,7 +150,7 @@ def rate_and_p95_over_time(reqs: pd.DataFrame, path: Path, bins: int | None = No
                 out[i] = np.percentile(x, 95)
         return out
 
-    ax2.plot(mid, p95(ok), color="black", lw=1.6, label="all")
+    ax2.plot(mid, p95(ok), color="black", lw=1.4, ls="--", zorder=3, label="all")
     for name, colour in TIER_COLOURS.items():
         sel = ok & (tier == name)
         if sel.any():
