@@ -569,7 +569,8 @@ def _check_arrivals(c: SimConfig) -> None:
     for i, st in enumerate(mm.states):
         k = f"workload.arrivals.mmpp.states[{i}]"
         _need(st.rate >= 0, f"{k}.rate", f"must be >= 0 (got {st.rate})")
-        _need(st.mean_sojourn_s > 0, f"{k}.mean_sojourn_s", f"must be > 0 (got {st.mean_sojourn_s})")
+        _need(st.mean_sojourn_s > 0, f"{k}.mean_sojourn_s",
+              f"must be > 0 (got {st.mean_sojourn_s})")
     if mm.states:
         _need(sum(st.rate for st in mm.states) > 0, "workload.arrivals.mmpp.states",
               "rates must not all be 0")

@@ -33,7 +33,8 @@ def derive(path: Path) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    default = Path(__file__).resolve().parents[2] / "shared/data/traces/servegen_m-small_rate_10min.csv"
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
+    default = shared / "servegen_m-small_rate_10min.csv"
     c = derive(Path(sys.argv[1]) if len(sys.argv) > 1 else default)
     print("[" + ", ".join(f"{x:.3f}" for x in c) + "]")
     print(f"peak/mean {c.max():.3f}  trough/mean {c.min():.3f}  peak hour {int(c.argmax())}")

@@ -257,7 +257,7 @@ class FlashCrowd:
         return 1.0 + (self.factor - 1.0) * self.profile(t)
 
     def mean_multiplier(self, t0: float, t1: float, steps: int = 20_001) -> float:
-        """Average multiplier over ``[t0, t1]`` (trapezoid rule; the profile is piecewise linear)."""
+        """Average multiplier over ``[t0, t1]`` (trapezoid rule on a piecewise-linear profile)."""
         t = np.linspace(t0, t1, steps)
         y = self.multiplier(t)
         return float(np.sum((y[1:] + y[:-1]) * np.diff(t)) / 2.0 / (t1 - t0))
