@@ -230,7 +230,7 @@ def queue_checks(cases: list[QueueCase], jobs: int = 1,
 FULL_CASES = [
     QueueCase("M/M/1", 1, 0.3, 100_000, 8),
     QueueCase("M/M/1", 1, 0.7, 200_000, 8),
-    QueueCase("M/M/4", 4, 0.8, 200_000, 8, pwait=True),
+    QueueCase("M/M/4", 4, 0.95, 200_000, 8, pwait=True),
     QueueCase("M/M/8", 8, 0.9, 200_000, 10, pwait=True),
     QueueCase("M/M/16", 16, 0.5, 100_000, 8, pwait=True),
     QueueCase("M/M/64", 64, 0.9, 400_000, 8, pwait=True),
@@ -428,18 +428,31 @@ def default_data_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def rtt_checks(data_dir: Path) -> list[Check]:
-    """Hold-out scores of the fitted RTT model against its targets (see ``aigrid_sim.rtt_fit``)."""
+#: Targets of the RTT model on held-out city pairs (issue 3).
+RTT_MEDIAN_APE_MAX = 12.0
+RTT_P90_APE_MAX = 35.0
+
+
+def rtt_scorer():
+    """The hold-out evaluation of :mod:`aigrid_sim.rtt_fit`, or None if it does not provide one."""
     from aigrid_sim import rtt_fit
 
-    score = rtt_fit.holdout_scores(data_dir)
+    return getattr(rtt_fit, "holdout_scores", None)
+
+
+def rtt_checks(data_dir: Path) -> list[Check]:
+    """Hold-out scores of the fitted RTT model against its targets (see ``aigrid_sim.rtt_fit``)."""
+    scorer = rtt_scorer()
+    if scorer is None:
+        raise ConfigError("aigrid_sim.rtt_fit has no holdout_scores(); run with --no-rtt")
+    score = scorer(data_dir)
     n = score.get("pairs", score.get("rows"))
     note = f"{n:,} held-out measurements" if n else "held-out measurements"
     return [
-        Check("RTT hold-out median abs % error", score["median_ape"], 12.0, 0.0,
-              score["median_ape"] <= 12.0, "%", "max", note),
-        Check("RTT hold-out p90 abs % error", score["p90_ape"], 35.0, 0.0,
-              score["p90_ape"] <= 35.0, "%", "max", note),
+        Check("RTT hold-out median abs % error", score["median_ape"], RTT_MEDIAN_APE_MAX, 0.0,
+              score["median_ape"] <= RTT_MEDIAN_APE_MAX, "%", "max", note),
+        Check("RTT hold-out p90 abs % error", score["p90_ape"], RTT_P90_APE_MAX, 0.0,
+              score["p90_ape"] <= RTT_P90_APE_MAX, "%", "max", note),
         Check("RTT below fibre floor (count)", float(score["below_floor"]), 0.0, 0.0,
               score["below_floor"] == 0, "", "max", "estimates under light-in-fibre"),
     ]
