@@ -62,6 +62,16 @@ def summary_table(s: dict) -> str:
             lines.append(f"{title.replace('_', ' ')}:")
             for k, b in s[title].items():
                 lines.append(row(f"  {k}", b))
+    st = s.get("stream") or {}
+    if st.get("source") == "trace":
+        lines += ["", f"trace: {Path(str(st.get('trace_path'))).name} ({st.get('trace_format')}), "
+                  f"{st.get('requests', 0):,} requests replayed"
+                  + (f", {st['trace_rows_skipped']:,} bad rows skipped (lines "
+                     f"{', '.join(map(str, st.get('trace_skipped_lines', [])))}"
+                     f"{', ...' if st['trace_rows_skipped'] > 10 else ''})"
+                     if st.get("trace_rows_skipped") else "")
+                  + (f", {st['dropped_after_duration']:,} after duration_s left out"
+                     if st.get("dropped_after_duration") else "")]
     cp = s.get("cost_per_1k_requests_usd")
     cm = s.get("cost_per_million_tokens_usd")
     lines += ["", f"cost: ${s['cost_usd']:,.2f} provisioned GPU time"
