@@ -79,7 +79,34 @@ def summary_table(s: dict) -> str:
               + (f", ${cm:,.2f} per million tokens" if cm else "")]
     if s.get("reasons"):
         lines.append("not completed: " + ", ".join(f"{k} {v:,}" for k, v in s["reasons"].items()))
+    if s.get("faults"):
+        lines += [""] + fault_lines(s["faults"])
     return "\n".join(lines)
+
+
+def fault_lines(f: dict) -> list[str]:
+    """Console lines for the ``faults`` block of a summary."""
+    ex = f.get("extra_ms_failed_over") or {}
+    cost = f.get("extra_cost_usd") or {}
+    lines = [
+        f"faults: {f['site_outages']:,} site outage(s), {f['link_cuts']:,} link cut(s); "
+        f"detection every {f['detection_s']:g} s, {f['retries']} retries",
+        f"  failed {f['failed']:,}, failed over {f['failed_over']:,} "
+        f"({f['failed_over_completed']:,} completed elsewhere, extra p50 {fmt_ms(ex.get('p50'))} /"
+        f" p95 {fmt_ms(ex.get('p95'))} ms)",
+        "  availability (GPU-time up): " + ", ".join(
+            f"{t} {100 * a:.2f} %" for t, a in f.get("availability", {}).items()),
+    ]
+    for key, label in (("during_outage", "during outages"), ("outside_outage", "outside")):
+        b = f.get(key) or {}
+        lat = b.get("latency_ms") or {}
+        lines.append(f"  {label + ':':<16}{b.get('requests', 0):>9,} requests, p95 "
+                     f"{fmt_ms(lat.get('p95'))} ms, SLO met {fmt_pct(b.get('slo_attainment'))}")
+    lines.append(f"  extra cost: ${cost.get('total', 0):,.2f} (idle failed capacity "
+                 f"${cost.get('idle_capacity', 0):,.2f}, spill-over ${cost.get('spillover', 0):,.2f})"
+                 + ("; spill-over " + ", ".join(f"{k} {v:,}" for k, v in f["spillover"].items())
+                    if f.get("spillover") else ""))
+    return lines
 
 
 def _progress_bar(horizon_s: float, enabled: bool | None):

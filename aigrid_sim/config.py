@@ -304,6 +304,7 @@ class FaultsConfig:
     links: list[LinkCutConfig] = field(default_factory=list)
     random: RandomFailuresConfig = field(default_factory=RandomFailuresConfig)
     detection_s: float = 0.0  # health checks every this many seconds (0 = failures seen at once)
+    passive_detection: bool = False  # a request bouncing off a dead site marks it down at once
     retries: int = 2  # fail-overs allowed per request; then it ends failed
     retry_delay_s: float = 0.0  # back-off before a caught request is sent again
 

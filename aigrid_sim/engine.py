@@ -159,6 +159,7 @@ class Engine:
             f = self.faults
             self._retries = f.retries
             self._retry_delay = f.retry_delay_s
+            self._passive = f.passive_detection
             self._nominal = (list(self.replicas), list(self.slots), list(self.max_queue))
             self._lost = [0] * self.world.n_sites
             self._preempt = rngs.py_random(self.seed, "faults/preempt")
@@ -339,6 +340,8 @@ class Engine:
         rec = self.records
         if rec.site0[i] < 0:
             rec.site0[i] = s
+        if self._passive and not self.alive[s]:
+            self.up[s] = False
         attempts = int(rec.attempts[i])
         if attempts > self._retries:
             rec.status[i] = Status.FAILED

@@ -65,6 +65,9 @@ class FaultSchedule:
             partial outage; ``gpus_lost`` of ``gpus``) or ``link``; ``region`` is the continent
             of the site (of both ends for a link, joined by ``|``); times clipped to the horizon.
         detection_s: Health-check period (0 = policies see failures at once).
+        passive_detection: A request that fails at a dead site marks it down for policies at
+            once (as a load balancer ejects an endpoint on a connection error); it is seen up
+            again at the next health check after its repair.
         retries: Fail-overs allowed per request.
         retry_delay_s: Back-off before a caught request is sent again.
     """
@@ -72,6 +75,7 @@ class FaultSchedule:
     timeline: list[tuple[float, Change, int, int]] = field(default_factory=list)
     table: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TABLE_COLUMNS))
     detection_s: float = 0.0
+    passive_detection: bool = False
     retries: int = 2
     retry_delay_s: float = 0.0
 
@@ -232,7 +236,8 @@ def build_schedule(cfg: FaultsConfig, world: World, seed: int, horizon_s: float
                                   ignore_index=True)
     table = table.astype({"start_s": float, "end_s": float, "gpus_lost": np.int64,
                           "gpus": np.int64})
-    return FaultSchedule(timeline, table, cfg.detection_s, cfg.retries, cfg.retry_delay_s)
+    return FaultSchedule(timeline, table, cfg.detection_s, cfg.passive_detection, cfg.retries,
+                         cfg.retry_delay_s)
 
 
 # ----------------------------------------------------------------------------- network

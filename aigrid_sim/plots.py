@@ -166,17 +166,128 @@ def rate_and_p95_over_time(reqs: pd.DataFrame, path: Path, bins: int | None = No
     return path
 
 
+def _union(intervals) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def faults_over_time(reqs: pd.DataFrame, faults: pd.DataFrame, sites: pd.DataFrame, path: Path,
+                     bins: int | None = None) -> Path:
+    """p95 latency, failed and failed-over requests, and capacity down over time, outages shaded.
+
+    Top: p95 end-to-end latency of completed requests arriving in each time bin, overall and per
+    tier (bins with fewer than 10 completed requests left empty). Middle: requests per bin that
+    ended ``failed`` and that failed over at least once. Bottom: share of each tier's GPUs down
+    (whole and partial site outages). Red shading: some site was (at least partly) down; blue
+    hatching: a link was cut. Everything is read from ``requests.parquet``, ``sites.parquet`` and
+    ``faults.parquet``.
+
+    Args:
+        reqs: The requests table.
+        faults: The faults table (``faults.parquet``).
+        sites: The sites table (GPUs per tier).
+        path: PNG to write.
+        bins: Number of time bins; None = up to 80, at least ~200 requests per bin.
+    """
+    plt = _plt()
+    t = reqs["arrival_s"].to_numpy(float)
+    span = float(t.max()) if len(t) else 1.0
+    span = span if span > 0 else 1.0
+    nb = bins or int(np.clip(len(t) // 200, 5, 80))
+    edges = np.linspace(0.0, span, nb + 1)
+    width = edges[1] - edges[0]
+    scale = 3600.0 if span > 4 * 3600 else (60.0 if span > 1200 else 1.0)
+    unit = {3600.0: "h", 60.0: "min", 1.0: "s"}[scale]
+    mid = (edges[:-1] + edges[1:]) / 2 / scale
+    b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, nb - 1)
+    status = reqs["status"].astype(str).to_numpy()
+    tier = reqs["tier"].astype(object).to_numpy()
+    lat = reqs["latency_ms"].to_numpy(float)
+    ok = status == "ok"
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(11, 8), sharex=True,
+                                        gridspec_kw={"height_ratios": [3, 2, 1.4]})
+
+    def p95(sel: np.ndarray) -> np.ndarray:
+        out = np.full(nb, np.nan)
+        order = np.argsort(b[sel], kind="stable")
+        bs, ls = b[sel][order], lat[sel][order]
+        cuts = np.searchsorted(bs, np.arange(nb + 1))
+        for i in range(nb):
+            x = ls[cuts[i]:cuts[i + 1]]
+            if len(x) >= 10:
+                out[i] = np.percentile(x, 95)
+        return out
+
+    ax1.plot(mid, p95(ok), color="black", lw=1.4, ls="--", zorder=3, label="all")
+    for name, colour in TIER_COLOURS.items():
+        sel = ok & (tier == name)
+        if sel.any():
+            ax1.plot(mid, p95(sel), color=colour, marker=".", label=name)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("p95 latency (ms, log)")
+    ax1.set_title("Faults: p95 latency, failed requests and capacity down over time")
+    failed = np.bincount(b[status == "failed"], minlength=nb)
+    over = np.bincount(b[reqs["failed_over"].to_numpy(bool)], minlength=nb) \
+        if "failed_over" in reqs else np.zeros(nb)
+    ax2.bar(mid, failed, width=width / scale * 0.9, color="#c0392b", label="failed")
+    ax2.plot(mid, over, color="#34495e", marker=".", label="failed over (>= 1 retry)")
+    ax2.set_ylabel(f"requests per {width:.3g} s bin")
+    ax2.set_ylim(bottom=0)
+    site_rows = faults[faults["kind"] == "site"]
+    link_rows = faults[faults["kind"] == "link"]
+    grid = np.linspace(0.0, span, 600)
+    for name, colour in TIER_COLOURS.items():
+        total = float(sites.loc[sites["tier"] == name, "gpus"].sum())
+        rows = site_rows[site_rows["tier"] == name]
+        if total <= 0 or rows.empty:
+            continue
+        down = np.zeros_like(grid)
+        for a, e, g in zip(rows["start_s"], rows["end_s"], rows["gpus_lost"]):
+            down += np.where((grid >= a) & (grid < e), g, 0.0)
+        ax3.step(grid / scale, 100.0 * down / total, where="post", color=colour, label=name)
+    ax3.set_ylabel("GPUs down (%)")
+    ax3.set_ylim(bottom=0)
+    ax3.set_xlabel(f"arrival time ({unit}); bins of {width:.3g} s")
+    for ax in (ax1, ax2, ax3):
+        for a, e in _union(zip(site_rows["start_s"], site_rows["end_s"])):
+            ax.axvspan(a / scale, min(e, span) / scale, color="#e74c3c", alpha=0.12, lw=0)
+        for a, e in _union(zip(link_rows["start_s"], link_rows["end_s"])):
+            ax.axvspan(a / scale, min(e, span) / scale, facecolor="none", edgecolor="#2980b9",
+                       hatch="//", alpha=0.35, lw=0)
+        ax.grid(alpha=0.3, which="both")
+        ax.set_xlim(0, span / scale)
+    n_site, n_link = len(site_rows), len(link_rows)
+    ax1.legend(fontsize=8, loc="upper left", ncol=4,
+               title=f"{n_site} site outage(s), {n_link} link cut(s)", title_fontsize=8)
+    ax2.legend(fontsize=8, loc="upper left")
+    if n_site:
+        ax3.legend(fontsize=8, loc="upper left", ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def standard_figures(reqs: pd.DataFrame, sites: pd.DataFrame, folder: Path, *,
-                     time_varying: bool | None = None) -> list[Path]:
+                     time_varying: bool | None = None,
+                     faults: pd.DataFrame | None = None) -> list[Path]:
     """Draw every standard figure of a run into ``folder``.
 
     ``rate_over_time.png`` is drawn for time-varying runs: ``time_varying=None`` decides from
-    the arrivals (:func:`is_time_varying`).
+    the arrivals (:func:`is_time_varying`). ``faults_over_time.png`` is drawn for runs with
+    faults (a non-empty ``faults`` table, i.e. ``faults.parquet``).
     """
     out = [latency_cdf_by_tier(reqs, folder / "latency_cdf_by_tier.png"),
            world_utilisation(sites, folder / "sites_utilisation_map.png")]
     if time_varying or (time_varying is None and is_time_varying(reqs)):
         out.append(rate_and_p95_over_time(reqs, folder / "rate_over_time.png"))
+    if faults is not None and len(faults):
+        out.append(faults_over_time(reqs, faults, sites, folder / "faults_over_time.png"))
     return out
 
 

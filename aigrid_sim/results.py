@@ -57,8 +57,9 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
               name: str | None = None) -> Path:
     """Write a run folder under ``root`` atomically and return its path.
 
-    Files: ``config.yaml``, ``requests.parquet``, ``sites.parquet``, ``summary.json``, the
-    standard PNG figures, and ``_COMPLETE``.
+    Files: ``config.yaml``, ``requests.parquet``, ``sites.parquet``, ``summary.json``,
+    ``faults.parquet`` (runs with faults: one row per outage or link cut), the standard PNG
+    figures, and ``_COMPLETE``.
     """
     root.mkdir(parents=True, exist_ok=True)
     final = root / (name or run_folder_name(result.config))
@@ -68,12 +69,15 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
         OmegaConf.save(result.config, tmp / "config.yaml", resolve=True)
         result.requests.to_parquet(tmp / "requests.parquet", index=False)
         result.sites.to_parquet(tmp / "sites.parquet", index=False)
+        faults = getattr(result, "faults", None)
+        if faults is not None and len(faults):
+            faults.to_parquet(tmp / "faults.parquet", index=False)
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2,
                                                      default=_json_default))
         if figures:
             from aigrid_sim import plots
 
-            plots.standard_figures(result.requests, result.sites, tmp)
+            plots.standard_figures(result.requests, result.sites, tmp, faults=faults)
         (tmp / COMPLETE).write_text("")
         if final.exists():
             shutil.rmtree(final)
@@ -94,4 +98,6 @@ def load_run(folder: str | Path) -> dict:
         "requests": pd.read_parquet(folder / "requests.parquet"),
         "sites": pd.read_parquet(folder / "sites.parquet"),
         "config": OmegaConf.load(folder / "config.yaml"),
+        "faults": pd.read_parquet(folder / "faults.parquet")
+        if (folder / "faults.parquet").exists() else None,
     }
