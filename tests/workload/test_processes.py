@@ -204,9 +204,11 @@ def test_synthetic_streams_are_reproducible_bit_for_bit():
     assert not np.array_equal(a.t[:100], c.t[:100])
 
 
-def test_flash_crowd_scenario_quadruples_europe_during_the_plateau(small_overrides):
-    ov = [o for o in small_overrides if not o.startswith("duration_s")]
-    r = aigrid_sim.run("flash_crowd", ov + ["duration_s=240", "drain_s=30"])
+def test_flash_crowd_scenario_quadruples_europe_during_the_plateau(small_overrides, tmp_path):
+    ov = [o for o in small_overrides if not o.startswith(("duration_s", "output.figures"))]
+    r = aigrid_sim.run("flash_crowd", ov + ["duration_s=240", "drain_s=30",
+                                            "output.figures=true"], out_dir=tmp_path)
+    assert (r.out_dir / "rate_over_time.png").stat().st_size > 10_000
     q = r.requests
     eu = q[q["region"] == "Europe"]["arrival_s"].to_numpy()
     other = q[q["region"] != "Europe"]["arrival_s"].to_numpy()
