@@ -257,6 +257,15 @@ def pareto_front(x, y) -> np.ndarray:
     return front
 
 
+def frontier(agg: pd.DataFrame, latency_col: str = "latency_p95_ms",
+             max_reject: float = 0.01) -> np.ndarray:
+    """Pareto mask of cost per 1,000 requests vs latency among configurations rejecting at most
+    ``max_reject`` of their requests (a configuration that turns work away looks fast)."""
+    ok = (agg["reject_rate"].to_numpy(float) <= max_reject)
+    x = np.where(ok, agg[latency_col].to_numpy(float), np.nan)
+    return pareto_front(x, agg["cost_per_1k_requests_usd"])
+
+
 def latency_samples(df: pd.DataFrame, column: str = "latency_ms",
                     per_run: int = 20_000) -> dict[str, np.ndarray]:
     """Per configuration: latencies of completed requests, seeds pooled.
@@ -276,7 +285,7 @@ def latency_samples(df: pd.DataFrame, column: str = "latency_ms",
 
 
 def write_report(path: str | Path, out: str | Path | None = None, *, figures: bool = True,
-                 latency: str = "e2e") -> dict:
+                 latency: str = "e2e", frontier_max_reject: float = 0.01) -> dict:
     """Gather, write the tables and draw the figures; returns what was written.
 
     Args:
@@ -284,6 +293,8 @@ def write_report(path: str | Path, out: str | Path | None = None, *, figures: bo
         out: Where to write; default ``PATH/report``.
         figures: Draw the PNG figures.
         latency: ``"e2e"`` (end-to-end) or ``"ttft"``: the latency of the CDF and the curve.
+        frontier_max_reject: Configurations rejecting a larger share of requests are left off
+            the Pareto frontier (their latency is that of the requests they kept).
 
     Returns:
         ``{"runs": DataFrame, "by_config": DataFrame, "files": [paths]}``.
@@ -300,7 +311,7 @@ def write_report(path: str | Path, out: str | Path | None = None, *, figures: bo
     files += [out / "runs.parquet", out / "runs.csv"]
     agg = by_config(df)
     req_col, p95_col, p95_label = LATENCY_COLUMNS[latency]
-    agg["pareto"] = pareto_front(agg[p95_col], agg["cost_per_1k_requests_usd"])
+    agg["pareto"] = frontier(agg, p95_col, frontier_max_reject)
     agg.to_csv(out / "by_config.csv", index=False)
     files.append(out / "by_config.csv")
     if figures:
@@ -352,11 +363,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="where to write the report (default PATH/report)")
     ap.add_argument("--latency", choices=sorted(LATENCY_COLUMNS), default="e2e",
                     help="latency used by the CDF and the latency-cost curve (default e2e)")
+    ap.add_argument("--frontier-max-reject", type=float, default=0.01,
+                    help="configurations rejecting more than this share are kept off the Pareto "
+                         "frontier (default 0.01)")
     ap.add_argument("--no-figures", action="store_true", help="tables only")
     args = ap.parse_args(argv)
     try:
         rep = write_report(args.path, args.out, figures=not args.no_figures,
-                           latency=args.latency)
+                           latency=args.latency, frontier_max_reject=args.frontier_max_reject)
     except ConfigError as e:
         print(f"aigrid-sim-report: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -366,7 +380,8 @@ def main(argv: list[str] | None = None) -> None:
              if df.attrs["incomplete"] else "")
           + f"; swept: {', '.join(df.attrs['swept']) or '(nothing)'}\n")
     print(format_table(rep["by_config"], args.latency))
-    print("\n(mean ± 95 % CI half-width across seeds; * = on the latency-cost Pareto frontier)")
+    print("\n(mean ± 95 % CI half-width across seeds; * = on the latency-cost Pareto frontier, "
+          f"among configurations rejecting <= {100 * args.frontier_max_reject:g} %)")
     print("\nwrote:")
     for f in rep["files"]:
         print(f"  {f}")

@@ -123,3 +123,13 @@ def test_report_cli(sweep, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no complete run folder"):
         R.gather(tmp_path / "empty")
+
+
+def test_frontier_leaves_out_configurations_that_reject_work():
+    agg = pd.DataFrame({"latency_p95_ms": [100.0, 200.0, 300.0],
+                        "cost_per_1k_requests_usd": [1.0, 2.0, 0.5],
+                        "reject_rate": [0.30, 0.0, 0.0]})
+    # Without the rejection rule the 30 %-rejecting config dominates the 200 ms one.
+    assert R.pareto_front(agg["latency_p95_ms"], agg["cost_per_1k_requests_usd"]).tolist() == \
+        [True, False, True]
+    assert R.frontier(agg, max_reject=0.01).tolist() == [False, True, True]
