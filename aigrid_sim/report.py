@@ -231,7 +231,16 @@ def by_config(df: pd.DataFrame, metrics=MAIN_METRICS, confidence: float = 0.95) 
                 m, hw = (float(x[0]) if len(x) else np.nan), np.nan
             row[col], row[f"{col}_ci"] = m, hw
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if params and len(out):  # figures and tables in parameter order, not folder order
+        out = out.sort_values(params, kind="stable", key=lambda c: c.map(_sort_key)) \
+            .reset_index(drop=True)
+    return out
+
+
+def _sort_key(v):
+    return (0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) \
+        else (1, 0.0, str(v))
 
 
 def pareto_front(x, y) -> np.ndarray:
