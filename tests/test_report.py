@@ -53,8 +53,9 @@ def test_gather_one_row_per_complete_run(sweep):
     a = df.set_index(["policy", "servers", "seed"])
     for pol in ("nearest_capable", "least_loaded"):
         for seed in (1, 2):
-            assert a.loc[(pol, 10, seed), "latency_p95_ms"] < a.loc[(pol, 8, seed), "latency_p95_ms"]
-            assert a.loc[(pol, 10, seed), "cost_usd"] > a.loc[(pol, 8, seed), "cost_usd"]
+            big, small = a.loc[(pol, 10, seed)], a.loc[(pol, 8, seed)]
+            assert big["latency_p95_ms"] < small["latency_p95_ms"]
+            assert big["cost_usd"] > small["cost_usd"]
 
 
 def test_by_config_uses_student_t_across_seeds(sweep):
