@@ -62,8 +62,8 @@ class Targets:
     """What a plan must achieve on every verification seed.
 
     Attributes:
-        slo_attainment: Every app's SLO attainment (share of its requests meeting its SLO; rejected
-            and failed ones count as misses) must be at least this.
+        slo_attainment: Every app's SLO attainment (share of its requests meeting its SLO;
+            rejected, failed and unfinished ones count as misses) must be at least this.
         max_reject: Rejected requests / all requests must be at most this.
         queue_share: Share of the SLO error budget the analytic step leaves to queueing (the rest
             is for the network floor and the model's error).
@@ -266,6 +266,19 @@ def size_site(load: SiteLoad, dep, max_queue: int, targets: Targets,
 # ----------------------------------------------------------------------------- the search
 
 
+def strict_attainment(reqs: pd.DataFrame, warmup_s: float = 0.0) -> dict[str, float]:
+    """Per app: requests (arriving after ``warmup_s``) that met their SLO / all of them.
+
+    Stricter than the run summary, which leaves requests still in flight at the end out: for a
+    plan an unfinished request is a miss, or an overloaded site whose queue only grows (nothing
+    rejected, nothing finished late) would pass any target.
+    """
+    m = reqs[reqs["arrival_s"] >= warmup_s]
+    g = m.groupby("app", observed=True)["slo_met"]
+    return {str(k): float(v) for k, v in g.mean().items()}
+
+
+
 class _Planner:
     """State of one planning search (configs, pilot, budget, history)."""
 
@@ -348,10 +361,8 @@ class _Planner:
             idx = {sid: i for i, sid in enumerate(self.ids)}
             self.pilot_site[seed] = q["site"].map(idx).fillna(-1).to_numpy(int)
             self.pilot_miss[seed] = ~q["slo_met"].to_numpy(bool)
-            for app, b in r.summary.get("by_app", {}).items():
-                att = b.get("slo_attainment")
-                if att is not None:
-                    floor[app] = min(floor.get(app, 1.0), att)
+            for app, att in strict_attainment(q, self.cfg.warmup_s).items():
+                floor[app] = min(floor.get(app, 1.0), att)
             m = q[q["arrival_s"] >= self.cfg.warmup_s]
             ttft = m["app"].map({a.name: a.slo_on == "ttft" for a in apps}).to_numpy(bool)
             metric = np.where(ttft, m["ttft_ms"], m["latency_ms"]) - m["queue_ms"].to_numpy()
@@ -399,9 +410,8 @@ class _Planner:
             s = r.summary
             summaries.append(s)
             sites = r.sites if sites is None else sites
-            for app, b in s.get("by_app", {}).items():
-                v = b.get("slo_attainment")
-                atts[app] = min(atts.get(app, 1.0), 1.0 if v is None else v)
+            for app, v in strict_attainment(r.requests, self.cfg.warmup_s).items():
+                atts[app] = min(atts.get(app, 1.0), v)
             rej = max(rej, s["rejected"] / s["requests"] if s["requests"] else 0.0)
             q = r.requests
             measured = (q["arrival_s"] >= self.cfg.warmup_s).to_numpy()
@@ -409,7 +419,7 @@ class _Planner:
             site = q["site"].map(idx).fillna(-1).to_numpy(int)
             ps = self.pilot_site[seed]
             status = q["status"].astype(str).to_numpy()
-            miss = measured & (status != "in_flight") & ~q["slo_met"].to_numpy(bool)
+            miss = measured & ~q["slo_met"].to_numpy(bool)  # unfinished requests included
             ttft = q["app"].map(ttft_app).to_numpy(bool)
             metric = np.where(ttft, q["ttft_ms"], q["latency_ms"])
             queue_made = (metric - q["queue_ms"].to_numpy()) <= q["slo_ms"].to_numpy()
@@ -417,7 +427,8 @@ class _Planner:
             new_miss = miss & ~self.pilot_miss[seed]
             for i in np.flatnonzero(new_miss & moved):
                 blamed[ps[i]] += 1
-            here = new_miss & ~moved & (site >= 0) & ((status == "rejected") | queue_made)
+            here = new_miss & ~moved & (site >= 0) & (
+                (status == "rejected") | (status == "in_flight") | queue_made)
             np.add.at(blamed, site[here], 1)
             pilot_count += np.bincount(ps[measured & (ps >= 0)], minlength=len(self.ids))
         met = rej <= self.targets.max_reject and all(
