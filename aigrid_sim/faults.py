@@ -10,8 +10,9 @@ Three parts, kept apart:
   :class:`FaultSchedule` with a table of every interval (written as ``faults.parquet``).
 * **Network** -- :func:`cut_link` / :func:`restore_link` change a private copy of the world's
   latency matrices in place, recomputing only what changed: a cut re-runs Dijkstra only from the
-  sites whose shortest path to some site used the link (``d[a,u] + w + d[v,b] == d[a,b]``); a
-  restored link can only shorten paths, which is exact in one vectorised step.
+  sites on one side of the pairs whose shortest path used the link
+  (``d[x,u] + w + d[v,y] == d[x,y]``) and only the origins entering the grid where distances
+  changed; a restored link can only shorten paths, which is exact in one vectorised step.
 * **Injection** -- :func:`inject` is the SimPy process that applies the schedule to an engine at
   the right times; :func:`health_checks` copies the true state of the sites into what policies
   see every ``detection_s`` seconds.
@@ -252,17 +253,32 @@ def private_network(world: World) -> World:
     return w
 
 
-def _update_origins(world: World, cols: np.ndarray) -> None:
-    if len(cols):
-        sub = world.site_rtt_ms[:, cols][world.attach_site]  # O x k x len(cols)
-        world.rtt_ms[:, cols] = (world.attach_ms[:, :, None] + sub).min(axis=1)
+def _update_origins(world: World, changed: np.ndarray) -> None:
+    """Recompute the origin x site round trips that depend on a changed site pair.
+
+    ``changed`` (S x S) marks the pairs whose ``site_rtt_ms`` changed; the round trip from origin
+    ``o`` to site ``y`` depends only on ``site_rtt_ms[k, y]`` for its attachment sites ``k``.
+    """
+    rows = changed.any(axis=1)
+    if not rows.any():
+        return
+    hit = np.flatnonzero(rows[world.attach_site].any(axis=1))
+    if not len(hit):
+        return
+    att = world.attach_site[hit]
+    o, y = np.nonzero(changed[att].any(axis=1))
+    via = world.attach_ms[hit[o]] + world.site_rtt_ms[att[o], y[:, None]]
+    world.rtt_ms[hit[o], y] = via.min(axis=1)
 
 
 def cut_link(world: World, a: int, b: int) -> dict:
     """Remove link ``a``-``b`` from ``world`` (a private copy) and update its latencies in place.
 
-    Only the sites whose shortest path to some site used the link are re-run through Dijkstra;
-    the origin x site matrix is recomputed only for the sites whose distances changed.
+    The pairs whose shortest path used the link are ``x -> a -> b -> y`` with
+    ``d[x,a] + w + d[b,y] == d[x,b]`` (or the same through ``b -> a``); every such pair has one end
+    on each side of the link, so Dijkstra is re-run only from the smaller side's sites, and the
+    origin x site matrix only for the origins entering the grid at a site whose distances
+    changed.
 
     Returns:
         The removed edge's attributes (for :func:`restore_link`).
@@ -272,21 +288,19 @@ def cut_link(world: World, a: int, b: int) -> dict:
     w = attrs["rtt_ms"]
     g.remove_edge(a, b)
     tol = _TOL * max(1.0, float(d.max()))
-    via = np.minimum(d[:, [a]] + w + d[[b], :], d[:, [b]] + w + d[[a], :])
-    used = via <= d + tol
-    np.fill_diagonal(used, False)
-    rows = np.flatnonzero(used.any(axis=1))
-    if len(rows):
+    used = d[:, [a]] + w + d[[b], :] <= d + tol  # x ... a - b ... y was a shortest path
+    side_a, side_b = np.flatnonzero(used.any(axis=1)), np.flatnonzero(used.any(axis=0))
+    src = side_a if len(side_a) <= len(side_b) else side_b
+    if len(src):
         adj = nx.to_scipy_sparse_array(g, nodelist=range(world.n_sites), weight="rtt_ms",
                                        format="csr")
-        new = dijkstra(adj, directed=False, indices=rows)
-        old = d[rows].copy()
-        d[rows, :] = new
-        d[:, rows] = new.T
-        changed = np.zeros(world.n_sites, dtype=bool)
-        changed[rows] |= (np.abs(new - old) > tol).any(axis=1)
-        changed |= (np.abs(new - old) > tol).any(axis=0)
-        _update_origins(world, np.flatnonzero(changed))
+        new = dijkstra(adj, directed=False, indices=src)
+        changed = np.zeros(d.shape, dtype=bool)
+        changed[src] = np.abs(new - d[src]) > tol
+        changed |= changed.T
+        d[src, :] = new
+        d[:, src] = new.T
+        _update_origins(world, changed)
     return attrs
 
 
@@ -296,9 +310,9 @@ def restore_link(world: World, a: int, b: int, attrs: dict) -> None:
     d = world.site_rtt_ms
     w = attrs["rtt_ms"]
     new = np.minimum(d, np.minimum(d[:, [a]] + w + d[[b], :], d[:, [b]] + w + d[[a], :]))
-    changed = (new < d).any(axis=0)
+    changed = new < d
     d[:] = new
-    _update_origins(world, np.flatnonzero(changed))
+    _update_origins(world, changed)
 
 
 # ----------------------------------------------------------------------------- injection

@@ -236,7 +236,7 @@ def faults_over_time(reqs: pd.DataFrame, faults: pd.DataFrame, sites: pd.DataFra
         if "failed_over" in reqs else np.zeros(nb)
     ax2.bar(mid, failed, width=width / scale * 0.9, color="#c0392b", label="failed")
     ax2.plot(mid, over, color="#34495e", marker=".", label="failed over (>= 1 retry)")
-    ax2.set_ylabel(f"requests per {width:.3g} s bin")
+    ax2.set_ylabel("requests per bin\n(by arrival time)")
     ax2.set_ylim(bottom=0)
     site_rows = faults[faults["kind"] == "site"]
     link_rows = faults[faults["kind"] == "link"]
@@ -252,7 +252,7 @@ def faults_over_time(reqs: pd.DataFrame, faults: pd.DataFrame, sites: pd.DataFra
         ax3.step(grid / scale, 100.0 * down / total, where="post", color=colour, label=name)
     ax3.set_ylabel("GPUs down (%)")
     ax3.set_ylim(bottom=0)
-    ax3.set_xlabel(f"arrival time ({unit}); bins of {width:.3g} s")
+    ax3.set_xlabel(f"arrival time ({unit}); bins of {width / scale:.3g} {unit}")
     for ax in (ax1, ax2, ax3):
         for a, e in _union(zip(site_rows["start_s"], site_rows["end_s"])):
             ax.axvspan(a / scale, min(e, span) / scale, color="#e74c3c", alpha=0.12, lw=0)
@@ -262,7 +262,7 @@ def faults_over_time(reqs: pd.DataFrame, faults: pd.DataFrame, sites: pd.DataFra
         ax.grid(alpha=0.3, which="both")
         ax.set_xlim(0, span / scale)
     n_site, n_link = len(site_rows), len(link_rows)
-    ax1.legend(fontsize=8, loc="upper left", ncol=4,
+    ax1.legend(fontsize=8, loc="best", ncol=4,
                title=f"{n_site} site outage(s), {n_link} link cut(s)", title_fontsize=8)
     ax2.legend(fontsize=8, loc="upper left")
     if n_site:

@@ -323,6 +323,34 @@ def test_link_cut_raises_exactly_the_pairs_whose_path_used_it():
     np.testing.assert_allclose(w.rtt_ms, before, rtol=0, atol=1e-9)
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_incremental_network_matches_full_recompute(data):
+    """Any sequence of cuts and restores leaves exactly the all-pairs shortest paths."""
+    import networkx as nx
+
+    world = _world()
+    w = private_network(world)
+    edges = sorted(world.graph.edges)
+    removed: dict = {}
+    for _ in range(data.draw(st.integers(1, 6))):
+        if removed and data.draw(st.booleans()):
+            e = data.draw(st.sampled_from(sorted(removed)))
+            restore_link(w, *e, removed.pop(e))
+        else:
+            e = data.draw(st.sampled_from(edges))
+            if e in removed:
+                continue
+            g = w.graph.copy()
+            g.remove_edge(*e)
+            if not nx.is_connected(g):
+                continue
+            removed[e] = cut_link(w, *e)
+        full = shortest_rtt(w.graph, w.n_sites)
+        np.testing.assert_allclose(w.site_rtt_ms, full, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(w.rtt_ms, w.origin_rtt(full), rtol=0, atol=1e-9)
+
+
 def test_link_cut_in_a_run_takes_the_detour():
     world = _world()
     s = world.site_id.index(_busy_sites()[0])
