@@ -1,11 +1,34 @@
-"""Coordinates, great-circle distance and the round-trip-time model.
+"""Coordinates, great-circle distance and the round-trip-time (RTT) model.
 
-Everything here is vectorised over numpy arrays (scalars work too). The round-trip-time model is
-propagation in fibre over the great-circle distance, times a path-inflation factor, plus a fixed
-term; it never returns less than the speed-of-light-in-fibre floor.
+This module owns every network-latency number the simulator derives from geography. Everything is
+vectorised over numpy arrays with broadcasting (scalars work too).
+
+The RTT model is fitted on measured Internet RTTs (WonderProxy, July 2020) by
+``scripts/fit_rtt.py``, which writes ``aigrid_sim/data/rtt_params.json``; that file is read once,
+lazily. For places a and b in countries A and B, with ``floor`` = :func:`fibre_floor_ms` (light in
+fibre on the great circle)::
+
+    path = great circle a -> b, except that a side whose country has a hub detours through it:
+           a -> hub(A) -> hub(B) -> b, capped at max_detour x the great circle
+    infl = max(1, infl_3000km + infl_log_slope * ln(path / 3000 km))
+    RTT  = max(floor(a, b), infl * floor(path) + access(A) + access(B))
+
+Hubs are real interconnection cities (Frankfurt, Miami, Tokyo...) through which a country reaches
+either everything abroad or only other regions (``hub_for``; Asia and Oceania count as one
+region). They produce the long tail of detours, e.g. Nairobi-Dar es Salaam through Europe.
+``access`` is a country's fixed overhead: last mile, congestion, and international bottlenecks no
+hub explains; within one country only ``min(access, domestic_access_ms)`` applies, since domestic
+traffic skips the international part. Countries absent from the measurements take their
+continent's fitted access and hub. A place without a usable code gets the no-code access term and
+no hub; when neither place has one, an inflation curve fitted without country information is used.
 """
 
 from __future__ import annotations
+
+import csv
+import functools
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -13,9 +36,17 @@ EARTH_RADIUS_KM = 6371.0088
 #: Light in fibre covers about 200 km per millisecond (refractive index ~1.47), one way.
 FIBRE_KM_PER_MS = 199.86
 
-# First-cut parameters; refitted on measured RTTs by scripts/fit_rtt.py.
-_INFLATION = 1.5
-_BASE_MS = 4.0
+_DATA = Path(__file__).resolve().parent / "data"
+PARAMS_PATH = _DATA / "rtt_params.json"
+#: Continent codes of ``world_countries.csv`` with fitted fallback parameters.
+CONTINENTS = ("AF", "AS", "EU", "NA", "OC", "SA")
+#: Region of each continent for hubs that serve "other regions" only: Asia and Oceania form one
+#: region (Asia-Pacific) because their traffic to each other rarely detours through the US.
+REGION = np.array([0, 1, 2, 3, 1, 4])
+_N_CODES = 26 * 26  # slot of every "AA".."ZZ" code; one more slot for missing/unknown codes
+_UNKNOWN = _N_CODES
+#: Paths shorter than this use the inflation of this length (the log would diverge).
+_MIN_PATH_KM = 10.0
 
 
 def great_circle_km(lat1, lon1, lat2, lon2) -> np.ndarray:
@@ -32,6 +63,163 @@ def fibre_floor_ms(distance_km) -> np.ndarray:
     return 2.0 * np.asarray(distance_km, dtype=float) / FIBRE_KM_PER_MS
 
 
+def code_index(codes) -> np.ndarray | int:
+    """Map ISO 3166-1 alpha-2 codes to slots 0..675 ("AA".."ZZ"), anything else to 676.
+
+    Works on scalars and arrays of str or object (None, NaN, "", "USA" all become "unknown")
+    without a Python-level loop, so millions of codes take milliseconds.
+
+    Args:
+        codes: None, a code, or an array-like of codes (case-insensitive).
+
+    Returns:
+        An int for None or a scalar code, else an int array of the input's shape.
+    """
+    if codes is None:
+        return _UNKNOWN
+    arr = np.asarray(codes)
+    if arr.dtype.kind not in "U":
+        arr = arr.astype(str)  # None -> "None", nan -> "nan": both invalid below
+    # Three UCS-4 characters per code: a valid code has two letters and nothing after them.
+    chars = np.ascontiguousarray(arr, dtype="<U3").reshape(-1).view(np.uint32).reshape(-1, 3)
+    chars = chars.astype(np.int64)
+    chars[:, :2] -= 32 * ((chars[:, :2] >= 97) & (chars[:, :2] <= 122))  # lower -> upper case
+    c0, c1 = chars[:, 0] - 65, chars[:, 1] - 65
+    valid = (c0 >= 0) & (c0 < 26) & (c1 >= 0) & (c1 < 26) & (chars[:, 2] == 0)
+    idx = np.where(valid, c0 * 26 + c1, _UNKNOWN).reshape(arr.shape)
+    return int(idx) if idx.ndim == 0 else idx
+
+
+class RttModel:
+    """The fitted RTT model as lookup tables indexed by :func:`code_index` slots.
+
+    Args:
+        params: The content of ``rtt_params.json`` (see ``scripts/fit_rtt.py``).
+    """
+
+    def __init__(self, params: dict):
+        self.params = params
+        self.infl = (float(params["infl_3000km"]), float(params["infl_log_slope"]))
+        self.max_detour = float(params["max_detour"])
+        self.domestic_access = float(params["domestic_access_ms"])
+        nc = params["no_codes"]
+        self.infl_no_codes = (float(nc["infl_3000km"]), float(nc["infl_log_slope"]))
+        n = _N_CODES + 1
+        # Unknown slots (no code, not an ISO code, Antarctica) keep the no-code access and no hub.
+        self.access = np.full(n, float(nc["access_ms"]))
+        hub_lat, hub_lon = np.full(n, np.nan), np.full(n, np.nan)
+        self.has_entry = np.zeros(n, dtype=bool)
+        self.hub_abroad = np.zeros(n, dtype=bool)  # False: hub only towards other regions
+        self.region = np.full(n, -1)
+        for iso2, cont in country_continents().items():
+            entry = params["countries"].get(iso2) or params["continents"].get(cont)
+            if entry is None:
+                continue
+            i = code_index(iso2)
+            self.has_entry[i] = True
+            self.region[i] = REGION[CONTINENTS.index(cont)]
+            self.access[i] = entry["access_ms"]
+            if entry["hub"] is not None:
+                hub_lat[i], hub_lon[i] = params["hubs"][entry["hub"]]
+                self.hub_abroad[i] = entry["hub_for"] == "abroad"
+        self.hub_xyz = unit_xyz(hub_lat, hub_lon)  # NaN rows: no hub
+
+    def __call__(self, lat1, lon1, lat2, lon2, country1=None, country2=None) -> np.ndarray:
+        """Estimate RTTs in ms; same contract as :func:`estimate_rtt_ms`."""
+        # The floor comes from exactly the call a user would make, so the clip holds bit for bit.
+        direct_km = great_circle_km(lat1, lon1, lat2, lon2)
+        i1, i2 = code_index(country1), code_index(country2)
+        lat1, lon1, lat2, lon2, i1, i2, direct_km = np.broadcast_arrays(
+            lat1, lon1, lat2, lon2, i1, i2, direct_km)
+        abroad = i1 != i2
+        other = self.region[i1] != self.region[i2]
+        # A side detours through its hub for pairs abroad that its hub_for covers.
+        hub1 = np.where(abroad & (self.hub_abroad[i1] | other), self.hub_xyz[:, i1], np.nan)
+        hub2 = np.where(abroad & (self.hub_abroad[i2] | other), self.hub_xyz[:, i2], np.nan)
+        if np.isnan(hub1[0]).all() and np.isnan(hub2[0]).all():
+            path_km = direct_km  # nothing detours: skip the unit vectors
+        else:
+            path_km = routed_path_km(unit_xyz(lat1, lon1), unit_xyz(lat2, lon2), hub1, hub2,
+                                     direct_km, self.max_detour)
+        # Two places without usable codes: the curve fitted without any country information.
+        blind = ~self.has_entry[i1] & ~self.has_entry[i2]
+        infl = [np.where(blind, nc, c) for c, nc in zip(self.infl, self.infl_no_codes)]
+        a1, a2 = self.access[i1], self.access[i2]
+        # Within one country only the domestic share of the access term applies: the rest is
+        # the international bottleneck (e.g. China's border, West Africa's submarine cables).
+        domestic = ~abroad & self.has_entry[i1]
+        access_sum = np.where(domestic, 2 * np.minimum(a1, self.domestic_access), a1 + a2)
+        rtt = predict_ms(direct_km, path_km, access_sum, *infl)
+        return rtt if rtt.ndim else rtt[()]
+
+
+def unit_xyz(lat, lon) -> np.ndarray:
+    """Unit vectors (stacked on a new first axis of length 3) of points given in degrees."""
+    la, lo = np.radians(lat), np.radians(lon)
+    c = np.cos(la)
+    return np.stack([c * np.cos(lo), c * np.sin(lo), np.sin(la)])
+
+
+def _chord_km(p, q):
+    # Great circle from the chord between unit vectors: a third of the haversine's cost.
+    chord = np.sqrt(((p - q) ** 2).sum(axis=0))
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(chord / 2, 1.0))
+
+
+def routed_path_km(p1, p2, hub1, hub2, direct_km, max_detour=np.inf) -> np.ndarray:
+    """Length of the path p1 -> hub1 -> hub2 -> p2, where a NaN hub means "no detour there".
+
+    Args:
+        p1: Unit vectors (:func:`unit_xyz`) of the first places, shape (3, ...).
+        p2: Unit vectors of the second places.
+        hub1: Unit vectors of the first places' hubs, NaN where that side goes direct.
+        hub2: Same for the second places.
+        direct_km: Great-circle distances p1 -> p2, returned where neither side detours.
+        max_detour: Cap on the path as a multiple of ``direct_km``.
+
+    Returns:
+        Path lengths in km, shaped like ``direct_km``.
+    """
+    r1, r2 = ~np.isnan(hub1[0]), ~np.isnan(hub2[0])
+    g1 = np.where(r1, hub1, p1)
+    g2 = np.where(r2, hub2, p2)
+    legs = _chord_km(p1, g1) + _chord_km(g1, g2) + _chord_km(g2, p2)
+    return np.where(r1 | r2, np.minimum(legs, max_detour * direct_km), direct_km)
+
+
+def predict_ms(direct_km, path_km, access_sum, infl_3000km, infl_log_slope):
+    """Core RTT formula shared by the model and the fit (see the module docstring).
+
+    Args:
+        direct_km: Great-circle distance between the two places.
+        path_km: Length of the routed path (>= ``direct_km``).
+        access_sum: Sum of the two places' access terms, ms.
+        infl_3000km: Path inflation at 3,000 km.
+        infl_log_slope: Change of the inflation per e-fold of path length.
+
+    Returns:
+        RTT in ms, never below the fibre floor of ``direct_km``.
+    """
+    # Short paths wiggle more relative to their length (metro rings, regional backhaul).
+    log_len = np.log(np.maximum(path_km, _MIN_PATH_KM) / 3000.0)
+    infl = np.maximum(1.0, infl_3000km + infl_log_slope * log_len)
+    rtt = infl * fibre_floor_ms(path_km) + access_sum
+    return np.maximum(fibre_floor_ms(direct_km), rtt)
+
+
+@functools.cache
+def country_continents() -> dict[str, str]:
+    """ISO alpha-2 code -> continent code (AF, AN, AS, EU, NA, OC, SA), from world_countries.csv."""
+    with open(_DATA / "world_countries.csv", newline="", encoding="utf-8") as f:
+        return {row["iso2"]: row["continent_code"] for row in csv.DictReader(f)}
+
+
+@functools.cache
+def default_model() -> RttModel:
+    """The model of the shipped ``rtt_params.json``, built on first use and cached."""
+    return RttModel(json.loads(PARAMS_PATH.read_text(encoding="utf-8")))
+
+
 def estimate_rtt_ms(lat1, lon1, lat2, lon2, country1=None, country2=None) -> np.ndarray:
     """Estimate the round-trip time in ms between two places (vectorised, broadcasts).
 
@@ -45,7 +233,6 @@ def estimate_rtt_ms(lat1, lon1, lat2, lon2, country1=None, country2=None) -> np.
 
     Returns:
         Round-trip time in milliseconds, never below :func:`fibre_floor_ms` of the distance.
+        Without codes the estimate is coarser (no per-country access terms or hubs).
     """
-    d = great_circle_km(lat1, lon1, lat2, lon2)
-    floor = fibre_floor_ms(d)
-    return np.maximum(floor, _BASE_MS + _INFLATION * floor)
+    return default_model()(lat1, lon1, lat2, lon2, country1, country2)
