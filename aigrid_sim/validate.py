@@ -230,7 +230,7 @@ def queue_checks(cases: list[QueueCase], jobs: int = 1,
 FULL_CASES = [
     QueueCase("M/M/1", 1, 0.3, 100_000, 8),
     QueueCase("M/M/1", 1, 0.7, 200_000, 8),
-    QueueCase("M/M/4", 4, 0.95, 200_000, 8, pwait=True),
+    QueueCase("M/M/4", 4, 0.95, 300_000, 10, pwait=True),
     QueueCase("M/M/8", 8, 0.9, 200_000, 10, pwait=True),
     QueueCase("M/M/16", 16, 0.5, 100_000, 8, pwait=True),
     QueueCase("M/M/64", 64, 0.9, 400_000, 8, pwait=True),
