@@ -239,8 +239,9 @@ def fault_summary(reqs: pd.DataFrame, sites: pd.DataFrame, faults: pd.DataFrame,
       (``failed_over_completed``: of those, completed elsewhere).
     * ``availability``: per tier, 1 - GPU-seconds lost to outages / GPU-seconds provisioned over
       the arrival window ``[0, window_s]`` (a partial outage counts its share of GPUs).
-    * ``during_outage`` / ``outside_outage``: requests arriving while a fault was active in their
-      region (:func:`during_outage`) or not: latency percentiles and SLO attainment.
+    * ``during_outage`` / ``outside_outage``: requests from the regions a fault ever touched,
+      arriving while a fault was active in their region (:func:`during_outage`) or while none
+      was (the same regions' baseline): latency percentiles and SLO attainment.
     * ``extra_cost_usd``: ``idle_capacity`` = provisioned cost of the GPU time that was down
       (paid for, unusable); ``spillover`` = for completed fail-overs, their cost minus the mean cost
       of the same app completed without fail-over on the tier they were first sent to; ``total``.
@@ -264,6 +265,8 @@ def fault_summary(reqs: pd.DataFrame, sites: pd.DataFrame, faults: pd.DataFrame,
             availability[tier] = 1.0 - lost_gpu_s[tier] / (gpus * window_s)
     m = reqs[reqs["arrival_s"] >= warmup_s]
     during = during_outage(m, f)
+    touched = {p for r in (f["region"] if len(f) else []) for p in str(r).split("|")}
+    outside = m["region"].astype(str).isin(touched).to_numpy() & ~during
     fo = m[m["failed_over"] & (m["status"] == "ok")]
     clean = m[~m["failed_over"] & (m["status"] == "ok")]
     ref = clean.groupby(["app", "tier"], observed=True)["cost_usd"].mean()
@@ -285,7 +288,7 @@ def fault_summary(reqs: pd.DataFrame, sites: pd.DataFrame, faults: pd.DataFrame,
         "extra_ms_failed_over": _pcts(fo["extra_ms"].to_numpy()),
         "availability": availability,
         "during_outage": _group_block(m[during]),
-        "outside_outage": _group_block(m[~during]),
+        "outside_outage": _group_block(m[outside]),
         "extra_cost_usd": {"idle_capacity": idle_cost, "spillover": spill_cost,
                            "total": idle_cost + spill_cost},
         "spillover": moves,
