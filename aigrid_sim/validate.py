@@ -79,8 +79,11 @@ class Check:
 
     @property
     def error(self) -> float:
-        """Relative error ``(simulated - expected) / expected`` (``"ci"``), or the margin
-        ``simulated - expected`` in the unit (``"max"``)."""
+        """Relative error (``"ci"``), or the margin in the unit (``"max"``, ``"info"``).
+
+        ``(simulated - expected) / expected`` for sampled estimates, ``simulated - expected``
+        for scores against a bound.
+        """
         if self.kind in ("max", "info"):
             return self.simulated - self.expected
         return (self.simulated - self.expected) / self.expected if self.expected else math.nan
@@ -250,9 +253,11 @@ QUICK_CASES = [
 # ----------------------------------------------------------------------------- Little's law
 
 
-def sample_occupancy(engine, rate_per_s: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Attach a SimPy process that records, at Poisson instants, how many requests each site
-    holds (waiting plus in service), read from the engine's live state.
+def sample_occupancy(engine, rate_per_s: float, seed: int) -> tuple[list, list]:
+    """Sample each site's occupancy from the engine's live state at Poisson instants.
+
+    Attaches a SimPy process that records how many requests each site holds (waiting plus in
+    service).
 
     By PASTA, averages over Poisson sampling instants estimate time averages without bias.
 
@@ -500,8 +505,10 @@ def _fmt(x: float, unit: str) -> str:
 
 
 def format_table(checks: list[Check]) -> str:
-    """The table: check | simulated | expected | error | result | note (columns split by 2+
-    spaces)."""
+    """The table: check, simulated, expected, error, result, how.
+
+    Columns are separated by at least two spaces, so a row splits on runs of two or more spaces.
+    """
     head = ("check", "simulated", "expected", "error", "result", "how")
     rows = []
     for c in checks:

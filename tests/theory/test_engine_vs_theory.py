@@ -95,8 +95,11 @@ def test_engine_rejections_equal_finite_room_reference(servers, room):
 
 
 def check_case(case: QueueCase, max_rel_hw: float, jobs: int = 1) -> None:
-    """Every analytic value of ``case`` lies in the 99 % CI; the CI is tighter than
-    ``max_rel_hw`` of the value."""
+    """Check every analytic value of ``case`` against its replications.
+
+    The value must lie in the 99 % CI, and the CI's half-width must be at most ``max_rel_hw``
+    of the value.
+    """
     (reps,) = run_cases([case], jobs)
     keys = ["blocking"] if case.loss else ["wait", "pwait"] if case.service_kind == \
         "exponential" else ["wait"]
