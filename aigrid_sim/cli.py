@@ -102,8 +102,10 @@ def fault_lines(f: dict) -> list[str]:
         lat = b.get("latency_ms") or {}
         lines.append(f"  {label + ':':<16}{b.get('requests', 0):>9,} requests, p95 "
                      f"{fmt_ms(lat.get('p95'))} ms, SLO met {fmt_pct(b.get('slo_attainment'))}")
-    lines.append(f"  extra cost: ${cost.get('total', 0):,.2f} (idle failed capacity "
-                 f"${cost.get('idle_capacity', 0):,.2f}, spill-over ${cost.get('spillover', 0):,.2f})"
+    usd = {k: round(float(cost.get(k) or 0.0), 2) + 0.0 for k in  # + 0.0: no "-0.00"
+           ("total", "idle_capacity", "spillover")}
+    lines.append(f"  extra cost: ${usd['total']:,.2f} (idle failed capacity "
+                 f"${usd['idle_capacity']:,.2f}, spill-over ${usd['spillover']:,.2f})"
                  + ("; spill-over " + ", ".join(f"{k} {v:,}" for k, v in f["spillover"].items())
                     if f.get("spillover") else ""))
     return lines
