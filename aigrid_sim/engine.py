@@ -202,7 +202,8 @@ class Engine:
     def _arrive(self, i: int, attempt: int = 0) -> None:
         a = self._app[i]
         req = Request(i, self._t[i], self._origin[i], a, self._app_cap[a], self._app_slo[a],
-                      self._app_ttft[a], self._in[i], attempt)
+                      self._app_ttft[a], self._in[i], attempt,
+                      int(self.records.site[i]) if attempt else -1)
         s = self.policy.choose(req, self.view)
         rec = self.records
         if s < 0:

@@ -146,7 +146,8 @@ def _country_codes() -> dict[str, str]:
     c = read_data("world_countries.csv")
     names = dict(zip(c.name, c.iso2))
     names.update({"United States": "US", "South Korea": "KR", "Hong Kong": "HK", "Taiwan": "TW",
-                  "United Kingdom": "GB", "Czech Republic": "CZ", "Ivory Coast": "CI"})
+                  "United Kingdom": "GB", "Czech Republic": "CZ", "Ivory Coast": "CI",
+                  "Netherlands": "NL"})
     return names
 
 

@@ -229,10 +229,14 @@ def test_no_retries_means_failed_with_site_down():
 
 
 def test_retry_budget_is_respected():
-    """Several sites down at once: no request is tried more than retries + 1 times."""
-    busy = _busy_sites()[:8]
-    faults = FaultsConfig(outages=[OutageConfig(site=x, start_s=2.0, duration_s=3.0)
-                                   for x in busy], detection_s=1.5, retries=1)
+    """Every site down at once: no request is tried more than retries + 1 times.
+
+    (A fail-over avoids the site that just failed it, so exhausting the budget needs the next
+    choice to be down as well.)
+    """
+    faults = FaultsConfig(outages=[OutageConfig(tier=t, start_s=2.0, duration_s=3.0)
+                                   for t in ("edge", "regional", "core")],
+                          detection_s=1.5, retries=1)
     eng, _ = _engine(faults, ["load=3"])
     rec = eng.records
     assert rec.attempts.max() <= 2
@@ -449,3 +453,14 @@ def test_scenarios_resolve():
         world = build_world(cfg)
         sched = build_schedule(cfg.faults, world, cfg.seed, cfg.duration_s + cfg.drain_s)
         assert sched.active
+
+
+def test_fail_over_does_not_return_to_the_site_that_failed_it():
+    """Before health checks notice, a retried request still avoids the site that just failed it."""
+    site = _busy_sites()[0]
+    eng, _, s = _outage_run(site, 10.0)  # detection far later than the outage's start
+    rec = eng.records
+    retried = (rec.site0 == s) & (rec.attempts == 2)
+    assert retried.sum() > 0
+    assert (rec.site[retried] != s).all()
+    check_engine_state(eng)

@@ -79,3 +79,8 @@ def test_filters_and_custom_world():
     assert all(w.site_country[s] == "JP" for s in np.flatnonzero(w.site_tier == Tier.EDGE))
     mmc = build_world(config.validate(config.compose("mmc", ["servers=5"])))
     assert mmc.n_sites == 1 and int(mmc.site_slots[0]) == 5 and (mmc.rtt_ms == 0).all()
+
+
+def test_every_site_has_a_country(world):
+    """Cloud-region country names all map to ISO codes (outage regions and RTTs need them)."""
+    assert all(isinstance(c, str) and len(c) == 2 for c in world.site_country)

@@ -20,7 +20,7 @@ class Centralised(BasePolicy):
 
     def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
         for s in view.tier_candidates(request.origin, request.capability, Tier.CORE):
-            if view.is_up(s):
+            if view.is_up(s) and s != request.avoid:
                 return s
         return Reject.NO_CAPABLE_SITE
 
@@ -31,7 +31,7 @@ class NearestCapable(BasePolicy):
 
     def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
         for s in view.candidates(request.origin, request.capability):
-            if view.is_up(s):
+            if view.is_up(s) and s != request.avoid:
                 return s
         return Reject.NO_CAPABLE_SITE
 
@@ -64,7 +64,7 @@ class CheapestFeasible(BasePolicy):
         o, cap, k = request.origin, request.capability, self.per_tier
         for tier in _TIERS:
             for s in view.tier_candidates(o, cap, tier)[:k]:
-                if not view.is_up(s):
+                if not view.is_up(s) or s == request.avoid:
                     continue
                 ms = view.predict_ms(request, s)
                 if ms <= slo:
@@ -92,7 +92,7 @@ class LeastLoaded(BasePolicy):
     def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
         best, best_load = -1, float("inf")
         for s in view.candidates(request.origin, request.capability)[:self.k]:
-            if view.is_up(s):
+            if view.is_up(s) and s != request.avoid:
                 load = view.load(s)
                 if load < best_load:
                     best, best_load = s, load
@@ -117,7 +117,7 @@ class PowerOfTwo(BasePolicy):
 
     def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
         cands = [s for s in view.candidates(request.origin, request.capability)[:self.k]
-                 if view.is_up(s)]
+                 if view.is_up(s) and s != request.avoid]
         n = len(cands)
         if n == 0:
             return Reject.NO_CAPABLE_SITE
@@ -149,7 +149,7 @@ class LatencyAware(BasePolicy):
     def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
         best, best_ms = -1, float("inf")
         for s in view.candidates(request.origin, request.capability)[:self.k]:
-            if view.is_up(s):
+            if view.is_up(s) and s != request.avoid:
                 ms = view.predict_ms(request, s)
                 if ms < best_ms:
                     best, best_ms = s, ms
