@@ -129,6 +129,8 @@ class WorldConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     # Per-site GPU counts that override the tier's (capacity plans): {site_id: gpus}.
     site_gpus: Optional[dict[str, int]] = None
+    # Per-site GPU counts a scenario ships (its capacity plan); site_gpus overrides these.
+    sized_gpus: Optional[dict[str, int]] = None
 
 
 @dataclass
@@ -491,8 +493,9 @@ def _check(c: SimConfig) -> None:
         _need(s.gpus > 0, f"world.sites[{i}].gpus", f"must be > 0 (site {s.id!r} got {s.gpus})")
         _need(s.tier in TIERS, f"world.sites[{i}].tier", f"must be one of {TIERS}")
         _need(s.max_queue >= 0, f"world.sites[{i}].max_queue", "must be >= 0")
-    for sid, g in (w.site_gpus or {}).items():
-        _need(g > 0, f"world.site_gpus.{sid}", f"must be > 0: a site needs GPUs (got {g})")
+    for key in ("sized_gpus", "site_gpus"):
+        for sid, g in (getattr(w, key) or {}).items():
+            _need(g > 0, f"world.{key}.{sid}", f"must be > 0: a site needs GPUs (got {g})")
     _need(w.cities.access_ms >= 0, "world.cities.access_ms", "must be >= 0")
     _need(w.cities.pops_per_city >= 1, "world.cities.pops_per_city", "must be >= 1")
     wl = c.workload

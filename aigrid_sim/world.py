@@ -8,6 +8,7 @@ Nothing here changes during a run.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import IntEnum
 from importlib import resources
@@ -244,20 +245,35 @@ def _unique_names(o: pd.DataFrame) -> list[str]:
     return out
 
 
-def _apply_site_gpus(sites: list[dict], site_gpus: dict[str, int] | None) -> None:
-    """Override the tier's GPU count at the named sites (``world.site_gpus``), in place."""
+@functools.cache
+def _all_grid_ids() -> frozenset[str]:
+    """Every site id the real-world grid can have (before filters)."""
+    pops = read_data("cdn_pops_cloudflare.csv")
+    regions = read_data("cloud_regions.csv")
+    keys = regions.provider + "-" + regions.region_code
+    return frozenset(("edge-" + pops.iata).tolist() + ("regional-" + keys).tolist()
+                     + ("core-" + keys).tolist())
+
+
+def _apply_site_gpus(sites: list[dict], site_gpus: dict[str, int] | None,
+                     key: str = "site_gpus") -> None:
+    """Override the tier's GPU count at the named sites (``world.<key>``), in place."""
     if not site_gpus:
         return
     by_id = {s["id"]: s for s in sites}
-    unknown = sorted(set(site_gpus) - set(by_id))
+    # Ids of real places that the world's filters left out are ignored, so a scenario's sizing
+    # still applies when a user cuts the world to a region; any other id is a typo.
+    unknown = sorted(set(site_gpus) - set(by_id) - _all_grid_ids())
     if unknown:
-        raise ConfigError(f"key 'world.site_gpus': unknown site ids {unknown}; ids are those of "
+        raise ConfigError(f"key 'world.{key}': unknown site ids {unknown}; ids are those of "
                           f"sites.parquet (e.g. {sorted(by_id)[:3]})")
     for sid, g in site_gpus.items():
+        if sid not in by_id:
+            continue
         dep = by_id[sid]["dep"]
         if int(g) < dep.gpus_per_replica or int(g) % dep.gpus_per_replica:
             raise ConfigError(
-                f"key 'world.site_gpus.{sid}': {g} GPUs is not a whole number of replicas of "
+                f"key 'world.{key}.{sid}': {g} GPUs is not a whole number of replicas of "
                 f"{dep.model.name} on {dep.gpu.name} ({dep.gpus_per_replica} GPUs each)")
         by_id[sid]["gpus"] = int(g)
 
@@ -280,6 +296,7 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ConfigError(f"key 'world.sites': duplicate site ids {dup}")
+    _apply_site_gpus(sites, w.sized_gpus, "sized_gpus")
     _apply_site_gpus(sites, w.site_gpus)
     S = len(sites)
     lat = np.array([s["lat"] for s in sites], dtype=float)
