@@ -138,23 +138,7 @@ def rate_and_p95_over_time(reqs: pd.DataFrame, path: Path, bins: int | None = No
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8, loc="upper left", ncol=5)
 
-    def p95(sel: np.ndarray) -> np.ndarray:
-        out = np.full(nb, np.nan)
-        bs, ls = b[sel], lat[sel]
-        order = np.argsort(bs, kind="stable")
-        bs, ls = bs[order], ls[order]
-        cuts = np.searchsorted(bs, np.arange(nb + 1))
-        for i in range(nb):
-            x = ls[cuts[i]:cuts[i + 1]]
-            if len(x) >= 10:
-                out[i] = np.percentile(x, 95)
-        return out
-
-    ax2.plot(mid, p95(ok), color="black", lw=1.4, ls="--", zorder=3, label="all")
-    for name, colour in TIER_COLOURS.items():
-        sel = ok & (tier == name)
-        if sel.any():
-            ax2.plot(mid, p95(sel), color=colour, marker=".", label=name)
+    _plot_p95_by_tier(ax2, mid, b, nb, lat, ok, tier)
     ax2.set_yscale("log")
     ax2.set_ylabel("p95 end-to-end latency (ms, log)")
     ax2.set_xlabel(f"arrival time ({'min' if minutes else 's'}); bins of {width:.3g} s")
@@ -164,6 +148,29 @@ def rate_and_p95_over_time(reqs: pd.DataFrame, path: Path, bins: int | None = No
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _binned_p95(b: np.ndarray, values: np.ndarray, nb: int, min_n: int = 10) -> np.ndarray:
+    """p95 of ``values`` in each of ``nb`` bins (bin index ``b``); NaN where fewer than min_n."""
+    out = np.full(nb, np.nan)
+    order = np.argsort(b, kind="stable")
+    bs, vs = b[order], values[order]
+    cuts = np.searchsorted(bs, np.arange(nb + 1))
+    for i in range(nb):
+        x = vs[cuts[i]:cuts[i + 1]]
+        if len(x) >= min_n:
+            out[i] = np.percentile(x, 95)
+    return out
+
+
+def _plot_p95_by_tier(ax, mid, b, nb, lat, ok, tier) -> None:
+    """Binned p95 latency of completed requests: all (dashed) and one line per tier."""
+    ax.plot(mid, _binned_p95(b[ok], lat[ok], nb), color="black", lw=1.4, ls="--", zorder=3,
+            label="all")
+    for name, colour in TIER_COLOURS.items():
+        sel = ok & (tier == name)
+        if sel.any():
+            ax.plot(mid, _binned_p95(b[sel], lat[sel], nb), color=colour, marker=".", label=name)
 
 
 def _union(intervals) -> list[tuple[float, float]]:
@@ -212,22 +219,7 @@ def faults_over_time(reqs: pd.DataFrame, faults: pd.DataFrame, sites: pd.DataFra
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(11, 8), sharex=True,
                                         gridspec_kw={"height_ratios": [3, 2, 1.4]})
 
-    def p95(sel: np.ndarray) -> np.ndarray:
-        out = np.full(nb, np.nan)
-        order = np.argsort(b[sel], kind="stable")
-        bs, ls = b[sel][order], lat[sel][order]
-        cuts = np.searchsorted(bs, np.arange(nb + 1))
-        for i in range(nb):
-            x = ls[cuts[i]:cuts[i + 1]]
-            if len(x) >= 10:
-                out[i] = np.percentile(x, 95)
-        return out
-
-    ax1.plot(mid, p95(ok), color="black", lw=1.4, ls="--", zorder=3, label="all")
-    for name, colour in TIER_COLOURS.items():
-        sel = ok & (tier == name)
-        if sel.any():
-            ax1.plot(mid, p95(sel), color=colour, marker=".", label=name)
+    _plot_p95_by_tier(ax1, mid, b, nb, lat, ok, tier)
     ax1.set_yscale("log")
     ax1.set_ylabel("p95 latency (ms, log)")
     ax1.set_title("Faults: p95 latency, failed requests and capacity down over time")
