@@ -20,8 +20,10 @@ it ends ``failed``. Completion timeouts cannot be cancelled in SimPy, so an inte
 completion callback is removed from its timeout and its slot is released at once.
 
 A generative request's service time is fixed at admission from the batch it joins: prefill of its
-input tokens plus its output tokens at the per-token time of that batch size (no event per token;
-the approximation and its error are checked in the tests).
+input tokens plus its output tokens at the per-token time of that batch size, plus the stalls
+while the batch's other sequences are replaced and prefilled (no event per token; the
+approximation and its error against a per-iteration model are in :mod:`aigrid_sim.batching` and
+its tests).
 """
 
 from __future__ import annotations
@@ -327,9 +329,8 @@ class Engine:
         ev = self.in_service[s].pop(i)
         ev.callbacks.remove(self._done)
         self.busy[s] -= 1
-        ipo = getattr(self, "in_per_out", None)  # batching state kept by _start/_done: undo too
-        if ipo is not None and self._app_gen[self._app[i]]:
-            ipo[s] -= self._in[i] / (self._out[i] or 1)
+        if self._app_gen[self._app[i]]:  # undo its share of the batch's prefill stalls
+            self.in_per_out[s] -= self._in[i] / (self._out[i] or 1)
         rec = self.records
         rec.wasted_s[i] += self.env.now - rec.t_start[i]
         rec.t_start[i] = rec.service_s[i] = rec.prefill_s[i] = np.nan
