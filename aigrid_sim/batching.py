@@ -150,7 +150,7 @@ def simulate_admission(dep: Deployment, arrival_s, in_tokens, out_tokens, *,
             the plain ``prefill + out x tpot[b]`` rule, for comparison.
         prefill_wait: Also make a request wait for the prefills admitted before it (FIFO on the
             replica) or, if none, half a decode step; a TTFT refinement the engine does not
-            apply yet (measured in docs/notes/inference.md).
+            apply yet (measured in docs/inference.md).
 
     Returns:
         Per-request times (``t_first`` = admission + own prefill).

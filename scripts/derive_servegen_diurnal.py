@@ -5,7 +5,7 @@ Usage: ``python scripts/derive_servegen_diurnal.py [path/to/servegen_m-small_rat
 
 Method: the file holds the total arrival rate of Alibaba Cloud Model Studio's ``m-small`` language
 model in 600-second windows over 14 days (ServeGen, Apache-2.0; summed over clients, see
-docs/notes/traffic.md). Each day is divided by its own mean (so busy and quiet days weigh the
+docs/traffic.md). Each day is divided by its own mean (so busy and quiet days weigh the
 same); for each hour of the day we take the median over the 14 days (robust to the outage-like
 dips of days 9-13), and normalise the 24 medians to mean 1. We assume window 0 starts at local
 midnight (the series is quietest 01:00-06:00 and peaks 20:00-22:00, as consumer traffic does).

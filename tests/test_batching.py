@@ -18,7 +18,7 @@ deployment / workload  rho   per-request service err   mean service a/r   mean l
 ("a/r" = admission-time rule / reference.) Without the prefill-stall term the mean service time
 is 18-72 % too short and, at rho 1.2, the replica serves 20 % more than it can. The rule's TTFT
 (wait + own prefill) misses the wait for the iteration in progress and for other prefills: it is
-0.25-0.72 of the reference's mean TTFT below saturation (see docs/notes/inference.md).
+0.25-0.72 of the reference's mean TTFT below saturation (see docs/inference.md).
 """
 
 from __future__ import annotations
