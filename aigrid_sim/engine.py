@@ -20,8 +20,9 @@ it ends ``failed``. Completion timeouts cannot be cancelled in SimPy, so an inte
 completion callback is removed from its timeout and its slot is released at once.
 
 A generative request's service time is fixed at admission from the batch it joins: prefill of its
-input tokens plus its output tokens at the per-token time of that batch size, plus the stalls
-while the batch's other sequences are replaced and prefilled (no event per token; the
+input tokens (after waiting for earlier prefills or half the decode step in progress), plus its
+output tokens at the per-token time of that batch size, plus the stalls while the batch's other
+sequences are replaced and prefilled (no event per token; the
 approximation and its error against a per-iteration model are in :mod:`aigrid_sim.batching` and
 its tests).
 """
@@ -117,6 +118,8 @@ class Engine:
         self.busy = [0] * S
         # Per site: sum of in/out tokens of the generative requests in service (prefill stalls).
         self.in_per_out = [0.0] * S
+        # Per site: when the prefills admitted so far will be done (first-token waits).
+        self.prefill_free = [0.0] * S
         self.queues: list[deque] = [deque() for _ in range(S)]
         self.in_service: list[dict] = [{} for _ in range(S)]  # request id -> completion event
         self.up = [True] * S  # as policies see it
@@ -258,6 +261,15 @@ class Engine:
             r = self.in_per_out[s] if b > 1 else 0.0
             stall = spt * r * (batch - 1) / (b - 1) if b > 1 else 0.0
             out = self._out[i] or 1
+            # Its first token also waits for the prefills admitted before it (FIFO; a site's
+            # replicas prefill in parallel) or, if none is pending, for half the decode step in
+            # progress on its replica.
+            now = self.env.now
+            free = self.prefill_free[s]
+            wait = free - now if free > now else (0.5 * self.tpot[s][batch - 1] if batch > 1
+                                                  else 0.0)
+            self.prefill_free[s] = now + wait + pre / self.replicas[s]
+            pre += wait
             svc = pre + out * (self.tpot[s][batch] + stall)
             self.in_per_out[s] = r + self._in[i] / out
         else:
