@@ -33,7 +33,13 @@ def config_hash(cfg: DictConfig) -> str:
     plain.pop("hydra", None)
     plain.pop("output", None)
     text = json.dumps(plain, sort_keys=True, default=str) + __version__
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+    h = hashlib.sha256(text.encode())
+    trace_path = (plain.get("trace") or {}).get("path")
+    arrivals = ((plain.get("workload") or {}).get("arrivals") or {}).get("kind")
+    if arrivals == "trace" and trace_path and Path(trace_path).expanduser().is_file():
+        # A trace edited in place is a different run: hash its bytes, not just its name.
+        h.update(Path(trace_path).expanduser().read_bytes())
+    return h.hexdigest()[:10]
 
 
 def run_folder_name(cfg: DictConfig) -> str:

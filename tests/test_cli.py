@@ -82,3 +82,16 @@ def test_api_writes_nothing_unless_asked(tmp_path, monkeypatch):
     assert r.out_dir is None and list(tmp_path.iterdir()) == []
     r2 = aigrid_sim.run("global_agent", SMALL, out_dir=tmp_path / "out")
     assert is_complete(r2.out_dir)
+
+
+def test_editing_a_trace_in_place_changes_the_run_folder(tmp_path):
+    """Resume must not reuse a run folder made from an older version of the same trace file."""
+    from aigrid_sim.config import compose
+    from aigrid_sim.results import run_folder_name
+
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,10,5\n")
+    over = ["workload.arrivals.kind=trace", f"trace.path={trace}"]
+    a = run_folder_name(compose("trace_replay", over))
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,10,6\n")
+    assert run_folder_name(compose("trace_replay", over)) != a
