@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -158,6 +159,15 @@ def _points(sp: dict, key: str) -> tuple[tuple[float, float, float], ...]:
                  for p in sp.get(key) or ())
 
 
+def max_batch_arg(max_batch: int | None, where: str) -> int | None:
+    """Check a ``max_batch`` override (None = the catalogue's)."""
+    if max_batch is None:
+        return None
+    if int(max_batch) < 1:
+        raise ConfigError(f"key '{where}.max_batch': must be >= 1 (got {max_batch})")
+    return int(max_batch)
+
+
 class Catalog:
     """GPU types and models, with checks that a deployment is possible."""
 
@@ -188,19 +198,42 @@ class Catalog:
         text = resources.files("aigrid_sim").joinpath("data/catalog.yaml").read_text()
         return cls(yaml.safe_load(text), "aigrid_sim/data/catalog.yaml")
 
+    @classmethod
+    def from_file(cls, path: str | Path) -> Catalog:
+        """A user's catalogue (same layout as ``aigrid_sim/data/catalog.yaml``).
+
+        Raises:
+            ConfigError: missing file, not YAML, or malformed entries (naming the file).
+        """
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"key 'world.catalog': no such file: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(raw, dict) or "gpus" not in raw or "models" not in raw:
+            raise ConfigError(f"{p}: a catalogue needs top-level 'gpus' and 'models' mappings")
+        return cls(raw, str(p))
+
     def pairs(self) -> list[tuple[str, str]]:
         """Every (model, gpu) pair with speed figures, in catalogue order."""
         return [(m, g) for m, spec in self._raw["models"].items()
                 for g in (spec.get("speeds") or {})]
 
-    def deployment(self, model: str, gpu: str, where: str = "site") -> Deployment:
+    def deployment(self, model: str, gpu: str, where: str = "site",
+                   max_batch: int | None = None) -> Deployment:
         """The replica shape and speed of ``model`` on ``gpu``.
+
+        ``max_batch`` overrides the catalogue's concurrent sequences per replica: the memory
+        check then uses it, and the per-token time stays on the catalogue's line (extended or cut).
 
         Raises:
             ConfigError: unknown model or GPU, no speed figures for the pair, figures that
                 contradict each other, or a model (weights + KV cache of a full batch) that does
                 not fit in the replica's usable GPU memory.
         """
+        override = max_batch_arg(max_batch, where)
         if model not in self.models:
             raise ConfigError(f"{where}: unknown model {model!r}; known: {sorted(self.models)}")
         if gpu not in self.gpus:
@@ -222,6 +255,9 @@ class Catalog:
                 from None
         if n < 1 or max_batch < 1:
             raise ConfigError(f"{entry}: gpus_per_replica and max_batch must be >= 1")
+        line_batch = max_batch  # the batch the catalogue's decode figure is for
+        if override is not None:
+            max_batch = override
         if sp.get("fixed", False):
             if m.memory_gb > n * g.memory_gb:
                 raise ConfigError(
@@ -255,16 +291,17 @@ class Catalog:
             raise ConfigError(f"{entry}: {e}") from None
         if pre_tok_s <= 0 or dec_tok_s <= 0 or t1 <= 0:
             raise ConfigError(f"{entry}: speeds must be > 0")
-        tmax = max_batch / dec_tok_s
+        tmax = line_batch / dec_tok_s
         if tmax < t1:
             # A saturated batch cannot decode each sequence faster than a lone one.
             raise ConfigError(
                 f"{entry}: decode_tok_s_at_max_batch {dec_tok_s:.0f} implies "
-                f"{tmax * 1000:.2f} ms per token at batch {max_batch}, below the batch-1 "
+                f"{tmax * 1000:.2f} ms per token at batch {line_batch}, below the batch-1 "
                 f"{t1 * 1000:.2f} ms; raise max_batch above {dec_tok_s * t1:.0f} or fix the "
                 f"figures")
-        # Per-token decode time grows linearly with batch, anchored at batch 1 and at max_batch.
-        slope = (tmax - t1) / max(max_batch - 1, 1)
+        # Per-token decode time grows linearly with batch, anchored at batch 1 and at the
+        # catalogue's max_batch (a max_batch override moves along the same line).
+        slope = (tmax - t1) / max(line_batch - 1, 1)
         tpot = (0.0,) + tuple(t1 + slope * (b - 1) for b in range(1, max_batch + 1))
         return Deployment(m, g, n, max_batch, False, 1.0 / pre_tok_s, tpot, pre_tok_s, dec_tok_s,
                           calib, valid)

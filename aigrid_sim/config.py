@@ -49,6 +49,7 @@ class TierConfig:
     model: str = "llama-3.3-70b-fp8"
     gpus: int = 8
     max_queue: int = 256  # requests waiting per site before new ones are rejected
+    max_batch: Optional[int] = None  # sequences per replica; None = the catalogue's
 
 
 @dataclass
@@ -88,6 +89,7 @@ class SiteConfig:
     model: str = "fixed-service"
     gpus: int = 1
     max_queue: int = 1_000_000
+    max_batch: Optional[int] = None  # sequences per replica; None = the catalogue's
 
 
 @dataclass
@@ -115,6 +117,7 @@ class WorldConfig:
     """Sites, origins and the network between them."""
 
     topology: str = "grid"  # grid (real PoPs/regions/cities) | custom (sites/origins below)
+    catalog: Optional[str] = None  # your GPU/model catalogue YAML; None = the shipped one
     network: str = "geo"  # geo (RTT model) | zero (no network delay; queueing studies)
     cities: CitiesConfig = field(default_factory=CitiesConfig)
     edge: EdgeConfig = field(default_factory=lambda: EdgeConfig(

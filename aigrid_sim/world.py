@@ -134,7 +134,7 @@ class World:
 
 def _tier_sites(rows: pd.DataFrame, tier: Tier, tc: TierConfig, cat: Catalog,
                 key: str) -> list[dict]:
-    dep = cat.deployment(tc.model, tc.gpu, where=f"world.{key}")
+    dep = cat.deployment(tc.model, tc.gpu, where=f"world.{key}", max_batch=tc.max_batch)
     if tc.gpus < dep.gpus_per_replica:
         raise ConfigError(
             f"key 'world.{key}.gpus': {tc.gpus} GPUs cannot hold one replica of {tc.model} "
@@ -202,7 +202,7 @@ def _grid_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
 def _custom_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
     out = []
     for i, s in enumerate(cfg.world.sites):
-        dep = cat.deployment(s.model, s.gpu, where=f"world.sites[{i}]")
+        dep = cat.deployment(s.model, s.gpu, where=f"world.sites[{i}]", max_batch=s.max_batch)
         if s.gpus < dep.gpus_per_replica:
             raise ConfigError(f"key 'world.sites[{i}].gpus': {s.gpus} GPUs cannot hold one "
                               f"replica of {s.model} ({dep.gpus_per_replica} GPUs each)")
@@ -285,7 +285,8 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
         ConfigError: a site that cannot host its model, unknown places, an empty world, or an app
             that no site can serve.
     """
-    cat = catalog or Catalog.default()
+    cat = catalog or (Catalog.from_file(cfg.world.catalog) if cfg.world.catalog
+                      else Catalog.default())
     w = cfg.world
     sites = _custom_sites(cfg, cat) if w.topology == "custom" else _grid_sites(cfg, cat)
     if w.topology == "grid":

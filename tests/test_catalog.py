@@ -121,3 +121,48 @@ def test_config_naming_a_model_a_gpu_cannot_run_is_a_config_error():
     cfg = config_of("global_agent", ["world.cities.max_cities=50", "world.core.gpus=4"])
     with pytest.raises(ConfigError, match=r"world.core.gpus"):
         build_world(cfg)
+
+
+def test_a_model_that_does_not_fit_is_a_config_error_from_the_command_line():
+    """max_batch from config: too many sequences' KV cache for the replica's memory."""
+    import aigrid_sim
+
+    with pytest.raises(ConfigError, match=r"world.regional.*does not fit.*KV cache"):
+        aigrid_sim.run("global_agent", ["world.cities.max_cities=50", "duration_s=1",
+                                        "world.regional.max_batch=4096"])
+
+
+def test_max_batch_override_stays_on_the_catalogue_line():
+    cat = Catalog.default()
+    base = cat.deployment("llama-3.3-70b-fp8", "H100")
+    small = cat.deployment("llama-3.3-70b-fp8", "H100", max_batch=32)
+    assert small.max_batch == 32 and len(small.tpot_s) == 33
+    assert small.tpot_s[1:] == base.tpot_s[1:33]
+    with pytest.raises(ConfigError, match="max_batch.*>= 1"):
+        cat.deployment("llama-3.3-70b-fp8", "H100", where="world.edge", max_batch=0)
+
+
+def test_user_catalogue_file(tmp_path):
+    """world.catalog points at a user's catalogue; its errors name the file."""
+    from importlib import resources
+
+    import yaml as _yaml
+
+    import aigrid_sim
+
+    raw = _yaml.safe_load(resources.files("aigrid_sim").joinpath("data/catalog.yaml").read_text())
+    raw["gpus"]["L40S"]["price_per_hour"] = 0.5
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(_yaml.safe_dump(raw))
+    over = ["world.cities.max_cities=50", "duration_s=5", "output.figures=false"]
+    a = aigrid_sim.run("global_agent", over)
+    b = aigrid_sim.run("global_agent", over + [f"world.catalog={mine}"])
+    edge_a = a.sites.loc[a.sites["tier"] == "edge", "cost_usd"].sum()
+    edge_b = b.sites.loc[b.sites["tier"] == "edge", "cost_usd"].sum()
+    assert edge_b == pytest.approx(edge_a * 0.5 / 1.55)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gpus: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        aigrid_sim.run("global_agent", over + [f"world.catalog={bad}"])
+    with pytest.raises(ConfigError, match="world.catalog.*no such file"):
+        aigrid_sim.run("global_agent", over + [f"world.catalog={tmp_path / 'none.yaml'}"])
