@@ -123,6 +123,7 @@ class Engine:
         self.queues: list[deque] = [deque() for _ in range(S)]
         self.in_service: list[dict] = [{} for _ in range(S)]  # request id -> completion event
         self.up = [True] * S  # as policies see it
+        self.seen_slots = list(self.slots)  # capacity as policies see it (partial outages)
         self.alive = [True] * S  # the truth
         apps = stream.apps
         for s, d in enumerate(deps):
@@ -335,6 +336,7 @@ class Engine:
                 self._start(q.popleft(), s)
         if self.faults.detection_s == 0:
             self.up[s] = self.alive[s]
+            self.seen_slots[s] = self.slots[s]
 
     def _interrupt(self, i: int, s: int) -> None:
         """Stop request ``i``'s service at site ``s``: free its slot, drop its completion, fail over."""

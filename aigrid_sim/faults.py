@@ -337,8 +337,11 @@ def inject(engine: Engine, schedule: FaultSchedule):
 
 
 def health_checks(engine: Engine, every_s: float):
-    """SimPy process: every ``every_s`` seconds, policies learn which sites are really up."""
+    """SimPy process: every ``every_s`` seconds, policies learn which sites are really up and
+    how much capacity each has left."""
     up, alive = engine.up, engine.alive
+    seen, slots = engine.seen_slots, engine.slots
     while True:
         up[:] = alive
+        seen[:] = slots
         yield engine.env.timeout(every_s)

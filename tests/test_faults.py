@@ -464,3 +464,40 @@ def test_fail_over_does_not_return_to_the_site_that_failed_it():
     assert retried.sum() > 0
     assert (rec.site[retried] != s).all()
     check_engine_state(eng)
+
+
+class _LoadSpy:
+    """Wraps a policy and logs (time, site, load as the view shows it) at each decision."""
+
+    def __init__(self, inner):
+        self.inner, self.log = inner, []
+
+    def bind(self, view):
+        self.inner.bind(view)
+
+    def choose(self, request, view):
+        s = self.inner.choose(request, view)
+        if s >= 0:
+            self.log.append((view.now, view._slots[s]))
+        return s
+
+
+@pytest.mark.parametrize("detection", [0.0, 30.0])
+def test_policies_see_a_partial_outage_once_it_is_detected(detection):
+    """Half of a site's GPUs lost at t=100: the view's capacity halves at detection, not before."""
+    cfg = config_of("mmc", ["arrival_rate=6", "requests=2000"])
+    cfg.faults = FaultsConfig(outages=[OutageConfig(site="mmc", start_s=100.0, duration_s=100.0,
+                                                    fraction=0.5)], detection_s=detection)
+    world = build_world(cfg)
+    stream = make_stream(cfg, world)
+    horizon = cfg.duration_s + cfg.drain_s
+    sched = build_schedule(cfg.faults, world, cfg.seed, horizon)
+    spy = _LoadSpy(make_policy(cfg.policy, cfg.routing.params))
+    Engine(world, stream, spy, seed=cfg.seed, horizon_s=horizon, faults=sched).run()
+    seen = {round(t, 6): c for t, c in spy.log}
+    seen_at = lambda lo, hi: {c for t, c in seen.items() if lo <= t < hi}  # noqa: E731
+    noticed = 100.0 if detection == 0 else 120.0  # health checks at 0, 30, 60, 90, 120, ...
+    assert seen_at(0, 100) == {8}
+    assert seen_at(noticed, 200) == {4}
+    if detection:
+        assert seen_at(100, noticed) == {8}  # not yet noticed

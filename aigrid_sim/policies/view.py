@@ -50,7 +50,7 @@ class GridView:
         # work of its mean output at the site's current batch size.
         self._est_prefill = engine.est_prefill_s
         self._tpot = engine.tpot
-        self._replicas = engine.replicas
+        self._slots = engine.seen_slots  # capacity as last seen (partial outages)
         self._max_batch = [d.max_batch for d in w.site_deployment]
         self._mean_out = [a.mean_out_tokens if a.generative else 0.0 for a in self.apps]
         self._mean_work = [0.0 if a.generative else a.mean_work_s for a in self.apps]
@@ -114,8 +114,9 @@ class GridView:
         return self._queue_len(site)
 
     def load(self, site: int) -> float:
-        """(in service + waiting) / slots."""
-        return (self._busy[site] + self._queue_len(site)) / self.slots[site]
+        """(in service + waiting) / slots (slots as last seen: partial outages count)."""
+        slots = self._slots[site]
+        return (self._busy[site] + self._queue_len(site)) / slots if slots else float("inf")
 
     def is_up(self, site: int) -> bool:
         """Whether the site is up, as far as the orchestrator knows."""
@@ -130,12 +131,14 @@ class GridView:
         """
         a = request.app
         busy = self._busy[site]
-        slots = self.slots[site]
+        slots = self._slots[site]
+        if not slots:  # every replica known to be lost
+            return float("inf")
         pre = self._est_prefill[site][a]
         tpot = self._tpot[site]
         if busy < slots:
             wait = 0.0
-            b = busy // self._replicas[site] + 1
+            b = busy // (slots // self._max_batch[site]) + 1
         else:
             b = self._max_batch[site]
             full = pre + self._mean_out[a] * tpot[b] + self._mean_work[a]
