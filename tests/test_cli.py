@@ -95,3 +95,11 @@ def test_editing_a_trace_in_place_changes_the_run_folder(tmp_path):
     a = run_folder_name(compose("trace_replay", over))
     trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,10,6\n")
     assert run_folder_name(compose("trace_replay", over)) != a
+
+
+def test_help_says_what_the_tool_does(tmp_path):
+    p = cli(["--help"], tmp_path)
+    assert p.returncode == 0
+    for word in ("aigrid-sim", "scenario:", "global_agent", "cheapest_feasible", "--multirun",
+                 "aigrid-sim-plan"):
+        assert word in p.stdout, word
