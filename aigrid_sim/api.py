@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
@@ -133,7 +133,3 @@ def config_of(scenario: str = "global_agent", overrides: list[str] | tuple[str, 
     """The validated, typed config of a scenario (handy in notebooks and tests)."""
     return cfgmod.validate(cfgmod.compose(scenario, list(overrides)))
 
-
-def to_plain(cfg: DictConfig) -> Any:
-    """A resolved config as plain containers."""
-    return OmegaConf.to_container(cfg, resolve=True)
