@@ -126,8 +126,9 @@ class GridView:
         """Predicted latency of ``request`` at ``site`` in its SLO's metric (TTFT or end-to-end).
 
         Round trip + expected wait + prefill, plus, for end-to-end targets, decoding the app's mean
-        output at the batch size the request would join. The wait is M/M/c-like: nothing while a
-        slot is free, else (queue ahead + 1) x mean service at a full batch / slots.
+        output at the batch size the request would join. The wait is M/M/c-like: half a decode
+        step of the replica it joins while a slot is free, else (queue ahead + 1) x mean service
+        at a full batch / slots.
         """
         a = request.app
         busy = self._busy[site]
@@ -137,8 +138,10 @@ class GridView:
         pre = self._est_prefill[site][a]
         tpot = self._tpot[site]
         if busy < slots:
-            wait = 0.0
             b = busy // (slots // self._max_batch[site]) + 1
+            # A generative request's first token waits for about half the decode step in
+            # progress on its replica (the engine's rule; tpot[0] is 0 for an idle replica).
+            wait = 0.5 * tpot[b - 1] if self._mean_out[a] else 0.0
         else:
             b = self._max_batch[site]
             full = pre + self._mean_out[a] * tpot[b] + self._mean_work[a]
