@@ -253,6 +253,7 @@ class Engine:
         self.busy[s] = b
         batch = (b - 1) // self.replicas[s] + 1
         rec = self.records
+        now = self.env.now
         if self._app_gen[self._app[i]]:
             spt = self.spt[s]
             pre = self._in[i] * spt
@@ -265,7 +266,6 @@ class Engine:
             # Its first token also waits for the prefills admitted before it (FIFO; a site's
             # replicas prefill in parallel) or, if none is pending, for half the decode step in
             # progress on its replica.
-            now = self.env.now
             free = self.prefill_free[s]
             wait = free - now if free > now else (0.5 * self.tpot[s][batch - 1] if batch > 1
                                                   else 0.0)
@@ -276,7 +276,7 @@ class Engine:
         else:
             pre = 0.0
             svc = self._work[i]
-        rec.t_start[i] = self.env.now
+        rec.t_start[i] = now
         rec.service_s[i] = svc
         rec.prefill_s[i] = pre
         rec.batch[i] = batch

@@ -106,11 +106,10 @@ def rate_and_p95_over_time(reqs: pd.DataFrame, path: Path, bins: int | None = No
         bins: Number of time bins; None = up to 60, at least ~200 requests per bin.
     """
     plt = _plt()
-    t, span, nb, edges, width = _time_bins(reqs, bins, 60)
+    span, nb, edges, width, b = _time_bins(reqs, bins, 60)
     minutes = span > 1200
     scale = 60.0 if minutes else 1.0
     mid = (edges[:-1] + edges[1:]) / 2 / scale
-    b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, nb - 1)
     tier = reqs["tier"].astype(object).to_numpy()
     status = reqs["status"].astype(str).to_numpy()
     lat = reqs["latency_ms"].to_numpy(float)
@@ -146,13 +145,18 @@ def rate_and_p95_over_time(reqs: pd.DataFrame, path: Path, bins: int | None = No
 
 
 def _time_bins(reqs: pd.DataFrame, bins: int | None, most: int):
-    """Arrival times and equal time bins over [0, last arrival]: at least ~200 requests a bin."""
+    """Equal time bins over [0, last arrival] (at least ~200 requests a bin) and each request's.
+
+    Returns:
+        ``(span, nb, edges, width, b)``: ``b`` is each request's bin index.
+    """
     t = reqs["arrival_s"].to_numpy(float)
     span = float(t.max()) if len(t) else 1.0
     span = span if span > 0 else 1.0
     nb = bins or int(np.clip(len(t) // 200, 5, most))
     edges = np.linspace(0.0, span, nb + 1)
-    return t, span, nb, edges, edges[1] - edges[0]
+    b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, nb - 1)
+    return span, nb, edges, edges[1] - edges[0], b
 
 
 def _binned_p95(b: np.ndarray, values: np.ndarray, nb: int, min_n: int = 10) -> np.ndarray:
@@ -207,11 +211,10 @@ def faults_over_time(reqs: pd.DataFrame, faults: pd.DataFrame, sites: pd.DataFra
         bins: Number of time bins; None = up to 80, at least ~200 requests per bin.
     """
     plt = _plt()
-    t, span, nb, edges, width = _time_bins(reqs, bins, 80)
+    span, nb, edges, width, b = _time_bins(reqs, bins, 80)
     scale = 3600.0 if span > 4 * 3600 else (60.0 if span > 1200 else 1.0)
     unit = {3600.0: "h", 60.0: "min", 1.0: "s"}[scale]
     mid = (edges[:-1] + edges[1:]) / 2 / scale
-    b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, nb - 1)
     status = reqs["status"].astype(str).to_numpy()
     tier = reqs["tier"].astype(object).to_numpy()
     lat = reqs["latency_ms"].to_numpy(float)
