@@ -7,7 +7,11 @@ Quick use::
     result.summary["latency_ms"], result.requests.head()
 """
 
-from aigrid_sim.api import RunResult, run, run_config
+from aigrid_sim import _compat
+
+_compat.install()  # old module paths (aigrid_sim.engine, aigrid_sim.policies, ...) keep working
+
+from aigrid_sim.api import RunResult, run, run_config  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["RunResult", "__version__", "run", "run_config"]

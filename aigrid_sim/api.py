@@ -7,20 +7,20 @@ simulates, and returns tables and the summary. It writes nothing unless given ``
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from aigrid_sim import config as cfgmod
-from aigrid_sim.engine import Engine, Records
-from aigrid_sim.faults import FaultSchedule, build_schedule
-from aigrid_sim.metrics import fault_summary, requests_table, sites_table, summarise
-from aigrid_sim.policies import load_plugins, make_policy
+from aigrid_sim.results.metrics import fault_summary, requests_table, sites_table, summarise
+from aigrid_sim.sim.engine import Engine, Records
+from aigrid_sim.sim.faults import FaultSchedule, build_schedule
+from aigrid_sim.sim.policies import load_plugins, make_policy
 from aigrid_sim.workload import RequestStream, generate_stream
-from aigrid_sim.world import World, build_world  # noqa: F401 (re-exported for bench)
+from aigrid_sim.world.build import World, build_world  # noqa: F401 (re-exported for bench)
 
 
 @dataclass
@@ -28,7 +28,7 @@ class RunResult:
     """Everything a run produced.
 
     Attributes:
-        requests: One row per request (see ``aigrid_sim.metrics``).
+        requests: One row per request (see ``aigrid_sim.results.metrics``).
         sites: One row per site.
         summary: The run summary (``summary.json``).
         config: The fully resolved config (an OmegaConf ``DictConfig``).
@@ -36,7 +36,7 @@ class RunResult:
         stream: The request stream it replayed.
         records: The raw per-request records.
         out_dir: The run folder, if one was written.
-        faults: One row per outage or link cut (``aigrid_sim.faults.TABLE_COLUMNS``); empty
+        faults: One row per outage or link cut (``aigrid_sim.sim.faults.TABLE_COLUMNS``); empty
             when nothing failed.
     """
 
@@ -112,7 +112,7 @@ def run_config(dcfg: DictConfig, *, out_dir: str | Path | None = None,
     result = RunResult(reqs, sites, summary, resolved, world, stream, rec,
                        faults=schedule.table if schedule.active else None)
     if out_dir is not None:
-        from aigrid_sim.results import write_run
+        from aigrid_sim.results.rundir import write_run
         result.out_dir = write_run(result, Path(out_dir), figures=cfg.output.figures)
     return result
 

@@ -128,7 +128,7 @@ def _progress_bar(horizon_s: float, enabled: bool | None):
 def run_task(cfg: DictConfig) -> dict | None:
     """Run one composed config, write its folder, print the summary; the Hydra task body."""
     from aigrid_sim.api import run_config
-    from aigrid_sim.results import is_complete, run_folder_name
+    from aigrid_sim.results.rundir import is_complete, run_folder_name
 
     sim = cfgmod.validate(cfg)
     root = Path(sim.output.dir)

@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -35,8 +35,8 @@ class CitiesConfig:
     """Where demand comes from: real cities (GeoNames, population >= 100,000)."""
 
     min_population: int = 100_000
-    max_cities: Optional[int] = None  # keep only the N most populous (faster worlds for tests)
-    countries: Optional[list[str]] = None  # ISO alpha-2 filter; None = the whole world
+    max_cities: int | None = None  # keep only the N most populous (faster worlds for tests)
+    countries: list[str] | None = None  # ISO alpha-2 filter; None = the whole world
     access_ms: float = 5.0  # last-mile round trip from a user to the Internet
     pops_per_city: int = 2  # users reach the grid through their N nearest edge PoPs
 
@@ -49,15 +49,15 @@ class TierConfig:
     model: str = "llama-3.3-70b-fp8"
     gpus: int = 8
     max_queue: int = 256  # requests waiting per site before new ones are rejected
-    max_batch: Optional[int] = None  # sequences per replica; None = the catalogue's
+    max_batch: int | None = None  # sequences per replica; None = the catalogue's
 
 
 @dataclass
 class EdgeConfig(TierConfig):
     """Edge tier: real Cloudflare PoPs (340 metros)."""
 
-    pops: Optional[list[str]] = None  # IATA codes to keep; None = all
-    countries: Optional[list[str]] = None  # ISO alpha-2 filter
+    pops: list[str] | None = None  # IATA codes to keep; None = all
+    countries: list[str] | None = None  # ISO alpha-2 filter
 
 
 @dataclass
@@ -65,7 +65,7 @@ class RegionalConfig(TierConfig):
     """Regional tier: real cloud regions, one per metro area."""
 
     providers: list[str] = field(default_factory=lambda: ["aws", "gcp", "azure"])
-    regions: Optional[list[str]] = None  # "provider:region_code" list; None = all of providers
+    regions: list[str] | None = None  # "provider:region_code" list; None = all of providers
     merge_km: float = 100.0  # regions closer than this are one metro: keep the first
 
 
@@ -84,12 +84,12 @@ class SiteConfig:
     tier: str = "core"
     lat: float = 0.0
     lon: float = 0.0
-    country: Optional[str] = None
+    country: str | None = None
     gpu: str = "generic"
     model: str = "fixed-service"
     gpus: int = 1
     max_queue: int = 1_000_000
-    max_batch: Optional[int] = None  # sequences per replica; None = the catalogue's
+    max_batch: int | None = None  # sequences per replica; None = the catalogue's
 
 
 @dataclass
@@ -99,7 +99,7 @@ class OriginConfig:
     name: str = "origin"
     lat: float = 0.0
     lon: float = 0.0
-    country: Optional[str] = None
+    country: str | None = None
     population: float = 1.0
     utc_offset_h: float = 0.0
 
@@ -117,7 +117,7 @@ class WorldConfig:
     """Sites, origins and the network between them."""
 
     topology: str = "grid"  # grid (real PoPs/regions/cities) | custom (sites/origins below)
-    catalog: Optional[str] = None  # your GPU/model catalogue YAML; None = the shipped one
+    catalog: str | None = None  # your GPU/model catalogue YAML; None = the shipped one
     network: str = "geo"  # geo (RTT model) | zero (no network delay; queueing studies)
     cities: CitiesConfig = field(default_factory=CitiesConfig)
     edge: EdgeConfig = field(default_factory=lambda: EdgeConfig(
@@ -131,9 +131,9 @@ class WorldConfig:
     origins: list[OriginConfig] = field(default_factory=list)
     graph: GraphConfig = field(default_factory=GraphConfig)
     # Per-site GPU counts that override the tier's (capacity plans): {site_id: gpus}.
-    site_gpus: Optional[dict[str, int]] = None
+    site_gpus: dict[str, int] | None = None
     # Per-site GPU counts a scenario ships (its capacity plan); site_gpus overrides these.
-    sized_gpus: Optional[dict[str, int]] = None
+    sized_gpus: dict[str, int] | None = None
 
 
 @dataclass
@@ -183,7 +183,7 @@ class MMPPConfig:
     """Bursty arrivals: the rate follows a continuous-time Markov chain (no states = off)."""
 
     states: list[MMPPStateConfig] = field(default_factory=list)
-    transitions: Optional[list[list[float]]] = None  # jump matrix; None = to any other uniformly
+    transitions: list[list[float]] | None = None  # jump matrix; None = to any other uniformly
     scope: str = "global"  # global (one chain for the world) | region (one chain per region)
 
 
@@ -191,9 +191,9 @@ class MMPPConfig:
 class FlashCrowdConfig:
     """A region's (or countries', cities') rate multiplied by ``factor`` for a window."""
 
-    region: Optional[str] = None  # continent as in requests.parquet `region` ("Europe", ...)
-    countries: Optional[list[str]] = None  # ISO alpha-2 codes
-    cities: Optional[list[str]] = None  # origin names; all three None = everywhere
+    region: str | None = None  # continent as in requests.parquet `region` ("Europe", ...)
+    countries: list[str] | None = None  # ISO alpha-2 codes
+    cities: list[str] | None = None  # origin names; all three None = everywhere
     start_s: float = 0.0  # the ramp up begins
     ramp_up_s: float = 60.0
     duration_s: float = 300.0  # plateau at `factor`
@@ -207,7 +207,7 @@ class ArrivalsConfig:
 
     kind: str = "diurnal"  # poisson | diurnal | trace (replay the `trace:` section)
     # Hourly multipliers by local hour 0..23 (normalised to mean 1); None = the shipped curve.
-    curve: Optional[list[float]] = None
+    curve: list[float] | None = None
     mmpp: MMPPConfig = field(default_factory=MMPPConfig)  # bursts on top of poisson/diurnal
     flash_crowds: list[FlashCrowdConfig] = field(default_factory=list)
 
@@ -225,23 +225,23 @@ class WorkloadConfig:
 class TraceColumnsConfig:
     """Column names of a trace file; None = the format's own name."""
 
-    time: Optional[str] = None
-    time_unit: Optional[str] = None  # datetime | s | ms | us
-    in_tokens: Optional[str] = None
-    out_tokens: Optional[str] = None
-    origin: Optional[str] = None  # a column of origin (city) names, if the trace has one
-    rate: Optional[str] = None  # rate-series formats (servegen): requests per second
+    time: str | None = None
+    time_unit: str | None = None  # datetime | s | ms | us
+    in_tokens: str | None = None
+    out_tokens: str | None = None
+    origin: str | None = None  # a column of origin (city) names, if the trace has one
+    rate: str | None = None  # rate-series formats (servegen): requests per second
 
 
 @dataclass
 class TraceConfig:
     """Trace replay (``workload.arrivals.kind: trace``)."""
 
-    path: Optional[str] = None  # CSV file; None = the bundled Azure 2023 conversation trace
+    path: str | None = None  # CSV file; None = the bundled Azure 2023 conversation trace
     format: str = "azure"  # azure | mooncake | servegen
     columns: TraceColumnsConfig = field(default_factory=TraceColumnsConfig)
     start_s: float = 0.0  # window start, seconds after the trace's first timestamp
-    end_s: Optional[float] = None  # window end (exclusive); None = the end of the trace
+    end_s: float | None = None  # window end (exclusive); None = the end of the trace
     speedup: float = 1.0  # 60 = an hour of trace in a simulated minute
     scale: float = 1.0  # rate scaling: < 1 thins, > 1 superposes shifted copies (x load)
     repeat: int = 1  # play the window this many times back to back
@@ -264,13 +264,13 @@ class OutageConfig:
     Give at least one of ``site``, ``metro``, ``country`` or ``tier``.
     """
 
-    site: Optional[str] = None  # a site id, e.g. regional-aws-eu-central-1
-    metro: Optional[str] = None  # a city of the world (or a site id): every site within radius_km
+    site: str | None = None  # a site id, e.g. regional-aws-eu-central-1
+    metro: str | None = None  # a city of the world (or a site id): every site within radius_km
     radius_km: float = 100.0
-    country: Optional[str] = None  # ISO alpha-2
-    tier: Optional[str] = None  # edge | regional | core
+    country: str | None = None  # ISO alpha-2
+    tier: str | None = None  # edge | regional | core
     start_s: float = 0.0
-    duration_s: Optional[float] = None  # None = until the end of the run
+    duration_s: float | None = None  # None = until the end of the run
     fraction: float = 1.0  # share of each site's GPUs lost (1 = the whole site; < 1 partial)
 
 
@@ -281,14 +281,14 @@ class LinkCutConfig:
     a: str = ""
     b: str = ""
     start_s: float = 0.0
-    duration_s: Optional[float] = None  # None = until the end of the run
+    duration_s: float | None = None  # None = until the end of the run
 
 
 @dataclass
 class TierFailuresConfig:
     """Random whole-site failures of one tier: up ~ Exp(mtbf_s), then down ~ Exp(mttr_s)."""
 
-    mtbf_s: Optional[float] = None  # mean time between failures per site; None = never fails
+    mtbf_s: float | None = None  # mean time between failures per site; None = never fails
     mttr_s: float = 1800.0  # mean time to repair
 
 
@@ -322,7 +322,7 @@ class OutputConfig:
     write: bool = True
     figures: bool = True
     resume: bool = True  # skip a run whose complete folder already exists
-    progress: Optional[bool] = None  # None = only on a terminal
+    progress: bool | None = None  # None = only on a terminal
 
 
 @dataclass
@@ -336,7 +336,7 @@ class SimConfig:
     start_utc_h: float = 19.0  # UTC hour of day at simulated time 0
     warmup_s: float = 0.0  # requests arriving earlier are recorded but left out of metrics
     drain_s: float = 120.0  # simulated time after the last arrival; later ends are in_flight
-    max_requests: Optional[int] = None  # stop generating after this many requests
+    max_requests: int | None = None  # stop generating after this many requests
     plugins: list[str] = field(default_factory=list)  # modules imported first (user policies)
     name: str = "default"  # scenario name, for run folders
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -531,7 +531,7 @@ def _check(c: SimConfig) -> None:
     r = c.routing
     _need(r.k_nearest >= 1, "routing.k_nearest", "must be >= 1")
     _need(r.staleness_s >= 0, "routing.staleness_s", "must be >= 0")
-    from aigrid_sim.policies import load_plugins, make_policy  # late: policies import config
+    from aigrid_sim.sim.policies import load_plugins, make_policy  # late: policies import config
 
     load_plugins(c.plugins)
     make_policy(c.policy, r.params)  # unknown policy or parameters -> ConfigError

@@ -1,15 +1,15 @@
-"""Fit the RTT model of ``aigrid_sim.geo`` and write ``aigrid_sim/data/rtt_params.json``.
+"""Fit the RTT model of ``aigrid_sim.world.geo`` and write ``aigrid_sim/data/rtt_params.json``.
 
 Data (PROVENANCE.md, section 2): ``rtt_measured.csv``, about 40,000 directed RTTs between 246
 WonderProxy servers (pings of 2020-07-19/20), and ``rtt_servers.csv``, their coordinates. Country
 names become ISO codes through ``world_countries.csv`` plus the alias table
-``aigrid_sim.rtt_fit.COUNTRY_ALIASES``.
+``aigrid_sim.world.rtt_fit.COUNTRY_ALIASES``.
 
 Target: ``rtt_avg_ms``, the mean of 30 pings. The simulator needs the delay a typical request sees,
 and persistent queueing on congested international links (China, East Africa) is part of it; the
 minimum would hide that. The two differ little anyway (median avg/min ratio 1.003).
 
-Procedure (code in ``aigrid_sim.rtt_fit``):
+Procedure (code in ``aigrid_sim.world.rtt_fit``):
 
 1. drop the rows of servers whose minimum RTT beats light in fibre on >= 5 % of their pairs
    (they are not where the server list puts them: La Ceiba and Belfast);

@@ -5,8 +5,8 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from aigrid_sim.api import RunResult, run_config
-from aigrid_sim.catalog import Catalog
 from aigrid_sim.config import SimConfig, compose
+from aigrid_sim.serving.catalog import Catalog
 
 
 def one_replica_run(model: str, gpu: str, *, rate: float, requests: int, isl: float, osl: float,

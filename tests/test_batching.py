@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _inference_helpers import one_replica_run
-from aigrid_sim.batching import (capacity_rps, simulate_admission, simulate_iterations)
-from aigrid_sim.catalog import Catalog
+
+from aigrid_sim.serving.batching import capacity_rps, simulate_admission, simulate_iterations
+from aigrid_sim.serving.catalog import Catalog
 from aigrid_sim.workload.generate import lognormal_ints
 
 CAT = Catalog.default()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from aigrid_sim.api import config_of, make_stream
-from aigrid_sim.engine import Engine
-from aigrid_sim.metrics import requests_table
-from aigrid_sim.policies import Reject, Request, available_policies, make_policy
-from aigrid_sim.world import build_world
+from aigrid_sim.results.metrics import requests_table
+from aigrid_sim.sim.engine import Engine
+from aigrid_sim.sim.policies import Reject, Request, available_policies, make_policy
+from aigrid_sim.world.build import build_world
 
 BUILTIN = ["centralised", "nearest_capable", "cheapest_feasible", "least_loaded",
            "power_of_two", "latency_aware"]

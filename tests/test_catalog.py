@@ -7,9 +7,9 @@ import copy
 import pytest
 
 from aigrid_sim.api import config_of
-from aigrid_sim.catalog import Catalog, fit_rates
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.world import build_world
+from aigrid_sim.serving.catalog import Catalog, fit_rates
+from aigrid_sim.world.build import build_world
 
 CAT = Catalog.default()
 GEN = [(m, g) for m, g in CAT.pairs() if not CAT.deployment(m, g).fixed]
@@ -42,7 +42,8 @@ def test_speed_tables_are_consistent(model, gpu):
 @pytest.mark.parametrize("model,gpu", [p for p in GEN if CAT.deployment(*p).calibration])
 def test_calibrated_model_reproduces_published_throughput(model, gpu):
     """Measured: within 12 % at 1000/1000, 2048/128 and 500/2000 (worst 8B H100 2048/128,
-    -12 %); 5000/500 is overestimated by up to 29 % (8B H100): no attention-over-context term."""
+    -12 %); 5000/500 is overestimated by up to 29 % (8B H100): no attention-over-context term.
+    """
     d = CAT.deployment(model, gpu)
     for isl, osl, tok_s in d.calibration:
         tol = 0.30 if isl >= 5000 else 0.13

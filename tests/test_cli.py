@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import aigrid_sim
-from aigrid_sim.results import COMPLETE, is_complete, load_run, write_run
+from aigrid_sim.results.rundir import COMPLETE, is_complete, load_run, write_run
 
 SMALL = ["world.cities.max_cities=200", "duration_s=10", "workload.rate_rps=100"]
 
@@ -87,7 +87,7 @@ def test_api_writes_nothing_unless_asked(tmp_path, monkeypatch):
 def test_editing_a_trace_in_place_changes_the_run_folder(tmp_path):
     """Resume must not reuse a run folder made from an older version of the same trace file."""
     from aigrid_sim.config import compose
-    from aigrid_sim.results import run_folder_name
+    from aigrid_sim.results.rundir import run_folder_name
 
     trace = tmp_path / "t.csv"
     trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,10,5\n")

@@ -62,7 +62,7 @@ def test_unknown_key_inside_a_scenario_file_is_caught(tmp_path):
 
 
 def test_scenario_knobs_are_allowed_when_used(tmp_path):
-    """mmc's top-level servers/arrival_rate/... are accepted because the scenario uses them."""
+    """Mmc's top-level servers/arrival_rate/... are accepted because the scenario uses them."""
     sim = config.validate(config.compose("mmc", ["servers=3", "arrival_rate=2.5"]))
     assert sim.params["servers"] == 3
     assert sim.world.sites[0].gpus == 3

@@ -21,13 +21,13 @@ from aigrid_sim.config import (
     RandomFailuresConfig,
     TierFailuresConfig,
 )
-from aigrid_sim.engine import Engine
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.faults import build_schedule, cut_link, private_network, restore_link
-from aigrid_sim.metrics import fault_summary, requests_table, sites_table
 from aigrid_sim.outcomes import Reason, Status
-from aigrid_sim.policies import make_policy
-from aigrid_sim.world import build_world, shortest_rtt
+from aigrid_sim.results.metrics import fault_summary, requests_table, sites_table
+from aigrid_sim.sim.engine import Engine
+from aigrid_sim.sim.faults import build_schedule, cut_link, private_network, restore_link
+from aigrid_sim.sim.policies import make_policy
+from aigrid_sim.world.build import build_world, shortest_rtt
 
 # A small real grid: 150 cities, a few seconds of busy traffic, one GPU per edge PoP.
 BASE = ["world.cities.max_cities=150", "duration_s=6", "workload.rate_rps=400", "drain_s=30",
@@ -406,7 +406,7 @@ def test_no_faults_no_fault_block(small_run):
 
 def test_run_folder_has_faults_table_and_figure(tmp_path):
     from aigrid_sim.cli import summary_table
-    from aigrid_sim.results import load_run
+    from aigrid_sim.results.rundir import load_run
 
     r = aigrid_sim.run("global_agent", FAULTY + ["output.figures=true"], out_dir=tmp_path)
     assert (r.out_dir / "faults.parquet").exists()

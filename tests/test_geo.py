@@ -1,4 +1,4 @@
-"""Tests of aigrid_sim.geo: distances, the fibre floor, shapes, codes, and the shipped RTT fit."""
+"""Tests of aigrid_sim.world.geo: distances, the fibre floor, shapes, codes, and the shipped RTT fit."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aigrid_sim import geo
-from aigrid_sim.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
+from aigrid_sim.world import geo
+from aigrid_sim.world.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -124,15 +124,13 @@ def test_params_loaded_once():
 def measurements():
     if not (DATA_DIR / "rtt_measured.csv").exists():
         pytest.skip(f"measured RTTs not found in {DATA_DIR} (clone the repo next to shared/)")
-    from aigrid_sim import rtt_fit
-
+    from aigrid_sim.world import rtt_fit
     return rtt_fit.load_measurements(DATA_DIR)
 
 
 def test_holdout_targets(measurements):
     """The shipped parameters meet the targets on the hold-out third they were not fitted on."""
-    from aigrid_sim import rtt_fit
-
+    from aigrid_sim.world import rtt_fit
     train, holdout, bad = rtt_fit.split(measurements)
     params = geo.default_model().params
     fit = params["fit"]
@@ -151,8 +149,7 @@ def test_holdout_targets(measurements):
 
 
 def test_holdout_split_keeps_pairs_together(measurements):
-    from aigrid_sim import rtt_fit
-
+    from aigrid_sim.world import rtt_fit
     held = rtt_fit.holdout_mask(measurements)
     assert abs(held.mean() - 1 / 3) < 0.02
     key = measurements.assign(held=held).set_index(["src_id", "dst_id"])["held"]

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aigrid_sim
-from aigrid_sim.policies import available_policies
+from aigrid_sim.sim.policies import available_policies
 
 
 def check_invariants(r) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from aigrid_sim import report
-from aigrid_sim.results import is_complete
+from aigrid_sim.results import report
+from aigrid_sim.results.rundir import is_complete
 
 BIN = Path(sys.executable).parent
 SWEEP = ["scenario=mmc", "requests=1500", "output.figures=false",
@@ -58,8 +58,8 @@ def test_sweep_runs_in_parallel_and_resumes(tmp_path):
 
 def test_interrupted_run_leaves_no_complete_folder(tmp_path, monkeypatch):
     """A run killed while writing its folder leaves nothing a resume or a report would trust."""
-    from aigrid_sim import plots
     from aigrid_sim.api import run
+    from aigrid_sim.results import plots
 
     def boom(*_a, **_k):
         raise KeyboardInterrupt

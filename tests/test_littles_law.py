@@ -15,11 +15,11 @@ import pytest
 
 from aigrid_sim import config as cfgmod
 from aigrid_sim.api import make_stream
-from aigrid_sim.engine import Engine
-from aigrid_sim.metrics import littles_law, requests_table
-from aigrid_sim.policies import make_policy
-from aigrid_sim.validate import little_check_run, sample_occupancy
-from aigrid_sim.world import build_world
+from aigrid_sim.results.metrics import littles_law, requests_table
+from aigrid_sim.sim.engine import Engine
+from aigrid_sim.sim.policies import make_policy
+from aigrid_sim.studies.validate import little_check_run, sample_occupancy
+from aigrid_sim.world.build import build_world
 
 SMALL = ["world.cities.max_cities=200", "duration_s=20", "workload.rate_rps=200",
          "drain_s=300", "output.figures=false"]

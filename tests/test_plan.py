@@ -10,10 +10,10 @@ import pytest
 
 from aigrid_sim import plan as P
 from aigrid_sim.api import config_of
-from aigrid_sim.catalog import Catalog
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.theory import erlang_c
-from aigrid_sim.world import build_world
+from aigrid_sim.serving.catalog import Catalog
+from aigrid_sim.studies.theory import erlang_c
+from aigrid_sim.world.build import build_world
 
 # A small region: Germany and France, one regional site per metro, one core.
 REGION = ["world.cities.countries=[DE,FR]", "world.edge.countries=[DE,FR]",

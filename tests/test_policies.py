@@ -10,7 +10,7 @@ import pytest
 
 import aigrid_sim
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.policies import available_policies, make_policy
+from aigrid_sim.sim.policies import available_policies, make_policy
 
 # Three sites on the equator: an edge PoP next to the user, a regional site ~1,100 km away and a
 # core ~5,500 km away; one origin at longitude 0.
@@ -66,7 +66,7 @@ def test_policy_params_are_checked():
 
 def test_user_policy_from_own_module(tmp_path, monkeypatch):
     (tmp_path / "my_policies.py").write_text(textwrap.dedent("""
-        from aigrid_sim.policies import BasePolicy, register, Reject
+        from aigrid_sim.sim.policies import BasePolicy, register, Reject
 
         @register("core_or_nothing")
         class CoreOrNothing(BasePolicy):

@@ -12,7 +12,7 @@ import pytest
 from aigrid_sim import report as R
 from aigrid_sim.api import run
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.stats import mean_ci
+from aigrid_sim.results.stats import mean_ci
 
 MMC = ["requests=3000", "output.figures=false"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from aigrid_sim.catalog import Catalog
 from _inference_helpers import one_replica_run
+
+from aigrid_sim.serving.catalog import Catalog
 
 CASES = [  # (model, gpu, isl, osl, published TensorRT-LLM figure or None)
     ("llama-3.1-8b-fp8", "H100", 1000, 1000, 15220),

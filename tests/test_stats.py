@@ -1,4 +1,4 @@
-"""Replication statistics in aigrid_sim.stats (mean_ci, batch_means_ci, within_ci)."""
+"""Replication statistics in aigrid_sim.results.stats (mean_ci, batch_means_ci, within_ci)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aigrid_sim import theory as th
-from aigrid_sim.stats import batch_means_ci, fifo_waits, mean_ci, within_ci
+from aigrid_sim.results.stats import batch_means_ci, fifo_waits, mean_ci, within_ci
+from aigrid_sim.studies import theory as th
 
 
 def test_mean_ci_known_value():

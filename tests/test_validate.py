@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aigrid_sim import validate
-from aigrid_sim.validate import Check, format_table, main
+from aigrid_sim.studies import validate
+from aigrid_sim.studies.validate import Check, format_table, main
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -91,6 +91,6 @@ def test_table_alignment():
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "aigrid_sim.validate", "--help"],
+    out = subprocess.run([sys.executable, "-m", "aigrid_sim.studies.validate", "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "--quick" in out and "--data-dir" in out

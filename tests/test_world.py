@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from aigrid_sim import config
-from aigrid_sim.geo import fibre_floor_ms, great_circle_km
-from aigrid_sim.world import Tier, build_world, shortest_rtt
+from aigrid_sim.world.build import Tier, build_world, shortest_rtt
+from aigrid_sim.world.geo import fibre_floor_ms, great_circle_km
 
 
 @pytest.fixture(scope="module")

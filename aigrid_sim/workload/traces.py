@@ -314,7 +314,7 @@ def load_trace(path: str | Path, fmt: TraceFormat | str, *,
 
 
 def _parser_reason(e: Exception) -> str:
-    """pandas' tokenizer message as ``line N: reason`` (its line numbers count the header)."""
+    """Pandas' tokenizer message as ``line N: reason`` (its line numbers count the header)."""
     msg = str(e).strip()
     m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
     if m:

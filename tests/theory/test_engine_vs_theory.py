@@ -3,10 +3,10 @@
 Two kinds of check:
 
 * **Exact.** Fed the same arrival and service times, the engine's waits equal those of an
-  independent FIFO reference (:func:`aigrid_sim.stats.fifo_waits`, and a finite-waiting-room
+  independent FIFO reference (:func:`aigrid_sim.results.stats.fifo_waits`, and a finite-waiting-room
   reference below) to float precision, and it rejects exactly the arrivals the reference rejects.
 * **Statistical.** Over independent replications (seeds 1..R, the first
-  :data:`~aigrid_sim.validate.WARMUP_FRACTION` of each replication's customers dropped as
+  :data:`~aigrid_sim.studies.validate.WARMUP_FRACTION` of each replication's customers dropped as
   warm-up), the analytic value (Erlang C, Pollaczek-Khinchine, Erlang B) lies inside the 99 %
   Student-t confidence interval of the replication means. **Tolerance:** that interval and
   nothing more (no extra slack); to keep the check sharp, each case also requires the interval's
@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 import aigrid_sim
-from aigrid_sim.stats import fifo_waits, mean_ci
-from aigrid_sim.validate import CONFIDENCE, QueueCase, run_cases
+from aigrid_sim.results.stats import fifo_waits, mean_ci
+from aigrid_sim.studies.validate import CONFIDENCE, QueueCase, run_cases
 
 # ---------------------------------------------------------------------------------------------
 # exact: same input, same waits
@@ -158,7 +158,6 @@ def test_a_wrong_answer_is_caught():
     case = QueueCase("M/M/4", 4, 0.6, 40_000, 6)
     (reps,) = run_cases([case])
     mean, hw = mean_ci([r["wait"] for r in reps], CONFIDENCE)
-    from aigrid_sim import theory
-
+    from aigrid_sim.studies import theory
     wrong = theory.mmc_mean_wait(4, 2.4, 0.9)  # service 10 % slower
     assert abs(mean - wrong) > hw

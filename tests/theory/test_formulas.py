@@ -1,4 +1,4 @@
-"""Analytic queueing formulas (aigrid_sim.theory) and the exact FIFO reference queue."""
+"""Analytic queueing formulas (aigrid_sim.studies.theory) and the exact FIFO reference queue."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from aigrid_sim import theory as th
-from aigrid_sim.stats import fifo_waits, mean_ci
+from aigrid_sim.results.stats import fifo_waits, mean_ci
+from aigrid_sim.studies import theory as th
 
 # ---------------------------------------------------------------------------------------------
 # independent references

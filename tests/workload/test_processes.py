@@ -1,5 +1,6 @@
 """Synthetic arrival processes against theory: Poisson mean, MMPP dispersion, diurnal shape,
-flash crowds; plus their config errors, the flash_crowd scenario and the rate-over-time figure."""
+flash crowds; plus their config errors, the flash_crowd scenario and the rate-over-time figure.
+"""
 
 from __future__ import annotations
 
@@ -223,8 +224,7 @@ def test_flash_crowd_scenario_quadruples_europe_during_the_plateau(small_overrid
 
 
 def test_rate_over_time_figure_is_drawn_for_time_varying_runs(tmp_path):
-    from aigrid_sim import plots
-
+    from aigrid_sim.results import plots
     rng = np.random.default_rng(3)
     flat = np.sort(rng.uniform(0, 300, 30_000))
     burst = np.sort(np.concatenate([flat, rng.uniform(100, 150, 10_000)]))

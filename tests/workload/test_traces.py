@@ -1,5 +1,6 @@
 """Trace replay: exact replay, column mapping, bad rows with file and line, window / speed-up /
-scaling / repeat, rate series, origins, the trace_replay scenario and the CLI."""
+scaling / repeat, rate series, origins, the trace_replay scenario and the CLI.
+"""
 
 from __future__ import annotations
 

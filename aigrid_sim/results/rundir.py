@@ -81,8 +81,7 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2,
                                                      default=_json_default))
         if figures:
-            from aigrid_sim import plots
-
+            from aigrid_sim.results import plots
             plots.standard_figures(result.requests, result.sites, tmp, faults=faults)
         (tmp / COMPLETE).write_text("")
         if final.exists():

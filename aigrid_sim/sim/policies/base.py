@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aigrid_sim.errors import ConfigError
 
 if TYPE_CHECKING:
-    from aigrid_sim.policies.view import GridView
+    from aigrid_sim.sim.policies.view import GridView
 
 
 class Reject(IntEnum):

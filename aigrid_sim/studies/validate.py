@@ -4,7 +4,7 @@ Every queueing check runs the ``mmc`` scenario (one site, ``servers`` slots, Poi
 network) through the ordinary engine path (:func:`aigrid_sim.api.simulate`), in independent
 replications (seeds 1..R), drops the first :data:`WARMUP_FRACTION` of each replication's customers
 (the queue starts empty), and compares the mean over replications with the closed form from
-:mod:`aigrid_sim.theory`:
+:mod:`aigrid_sim.studies.theory`:
 
 * M/M/c mean wait in queue (Erlang C) and probability of waiting, at several loads and server
   counts;
@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from aigrid_sim import theory
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.outcomes import Reason, Status
-from aigrid_sim.stats import mean_ci
+from aigrid_sim.results.stats import mean_ci
+from aigrid_sim.studies import theory
 
 #: Share of each replication's customers dropped as warm-up (the queue starts empty).
 WARMUP_FRACTION = 0.1
@@ -262,7 +262,7 @@ def sample_occupancy(engine, rate_per_s: float, seed: int) -> tuple[list, list]:
     By PASTA, averages over Poisson sampling instants estimate time averages without bias.
 
     Args:
-        engine: An :class:`~aigrid_sim.engine.Engine` that has not run yet.
+        engine: An :class:`~aigrid_sim.sim.engine.Engine` that has not run yet.
         rate_per_s: Sampling instants per simulated second.
         seed: Run seed (the sampler draws from its own named stream).
 
@@ -353,10 +353,10 @@ def little_check_run(scenario: str = "global_agent", overrides: list[str] | tupl
 
     from aigrid_sim import config as cfgmod
     from aigrid_sim.api import make_stream
-    from aigrid_sim.engine import Engine
-    from aigrid_sim.metrics import littles_law, requests_table
-    from aigrid_sim.policies import load_plugins, make_policy
-    from aigrid_sim.world import build_world
+    from aigrid_sim.results.metrics import littles_law, requests_table
+    from aigrid_sim.sim.engine import Engine
+    from aigrid_sim.sim.policies import load_plugins, make_policy
+    from aigrid_sim.world.build import build_world
 
     cfg = cfgmod.validate(cfgmod.compose(scenario, list(overrides)))
     load_plugins(cfg.plugins)
@@ -430,7 +430,7 @@ def default_data_dir() -> Path:
     env = os.environ.get("AIGRID_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 #: Targets of the RTT model on held-out city pairs (issue 3).
@@ -441,7 +441,7 @@ RTT_P90_APE_MAX = 35.0
 def rtt_scores(data_dir: Path) -> dict:
     """Score the shipped RTT parameters on the measured round trips held out from their fit.
 
-    Uses the split and the scoring of :mod:`aigrid_sim.rtt_fit` (the code behind
+    Uses the split and the scoring of :mod:`aigrid_sim.world.rtt_fit` (the code behind
     ``scripts/fit_rtt.py``): a third of the unordered city pairs, never seen in fitting; rows of
     servers whose list position is impossible (they beat light in fibre) are left out there too.
 
@@ -454,8 +454,7 @@ def rtt_scores(data_dir: Path) -> dict:
         ``p90_ape_pct``), plus ``below_floor``: estimates under the fibre floor over every
         measured pair, with and without country codes.
     """
-    from aigrid_sim import geo, rtt_fit
-
+    from aigrid_sim.world import geo, rtt_fit
     rtt = rtt_fit.load_measurements(data_dir)
     train, holdout, _ = rtt_fit.split(rtt)
     model = geo.default_model()

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from aigrid_sim.engine import Records
 from aigrid_sim.outcomes import Reason, Status
+from aigrid_sim.sim.engine import Records
 from aigrid_sim.workload.stream import RequestStream
-from aigrid_sim.world import Tier, World
+from aigrid_sim.world.build import Tier, World
 
 STATUS_LABELS = [s.label for s in Status]
 REASON_LABELS = [r.label for r in Reason]

@@ -1,6 +1,6 @@
 """Continuous batching on one replica: a per-iteration reference and the engine's approximation.
 
-The engine (:mod:`aigrid_sim.engine`) fixes a generative request's service time when it is
+The engine (:mod:`aigrid_sim.sim.engine`) fixes a generative request's service time when it is
 admitted, with no event per token::
 
     service = in_tokens * s_pre + out_tokens * (tpot[b] + s_pre * sum_{j != i} in_j / out_j)
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aigrid_sim.catalog import Deployment
+from aigrid_sim.serving.catalog import Deployment
 
 
 @dataclass

@@ -7,9 +7,9 @@ candidate site can serve the request's capability.
 
 from __future__ import annotations
 
-from aigrid_sim.policies.base import BasePolicy, Reject, Request, register
-from aigrid_sim.policies.view import GridView
-from aigrid_sim.world import Tier
+from aigrid_sim.sim.policies.base import BasePolicy, Reject, Request, register
+from aigrid_sim.sim.policies.view import GridView
+from aigrid_sim.world.build import Tier
 
 _TIERS = (int(Tier.EDGE), int(Tier.REGIONAL), int(Tier.CORE))
 

@@ -71,7 +71,7 @@ def _peak_rss_child(n: int) -> None:
     import resource
 
     from aigrid_sim import api, config
-    from aigrid_sim.metrics import requests_table
+    from aigrid_sim.results.metrics import requests_table
 
     cfg = config.validate(config.compose("global_agent", [
         f"max_requests={n}", f"duration_s={n / 700:.0f}"]))
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'minimal SimPy M/M/8, rho 0.9':<44}{sim['requests']:>10,}{mm:>9.2f}{mm_rate:>10,.0f}")
     print(f"ratio (aigrid-sim / minimal SimPy): {sim_rate / mm_rate:.2f}")
     if a.memory:
-        out = subprocess.run([sys.executable, "-m", "aigrid_sim.bench", "--_child",
+        out = subprocess.run([sys.executable, "-m", "aigrid_sim.studies.bench", "--_child",
                               str(a.memory_requests)], capture_output=True, text=True, check=True)
         m = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"peak memory, {m['requests']:,} requests (simulate + requests table): "

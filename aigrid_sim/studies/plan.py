@@ -9,7 +9,7 @@ of a scenario (best on a region, e.g. ``world.cities.countries=[DE,FR]``), in fo
    *slack*: its SLO minus its latency without queueing. It also gives the best SLO attainment any
    number of GPUs can buy (the network floor): an app whose pilot attainment is below the target
    is held to its pilot attainment minus 0.5 percentage points instead, and the result says so.
-2. **Analytic estimate** (Erlang C, :mod:`aigrid_sim.theory`): per site, the fewest model replicas
+2. **Analytic estimate** (Erlang C, :mod:`aigrid_sim.studies.theory`): per site, the fewest model replicas
    ``R`` such that an M/M/c queue with ``c = R x max_batch`` slots and mean service time at the
    batch size the load implies (a fixed point: batch = busy slots / R, and decode time grows with
    the batch) keeps the predicted share of requests whose wait exceeds their slack,
@@ -42,9 +42,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigrid_sim import config as cfgmod
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.theory import erlang_c, erlang_c_servers_for_target
+from aigrid_sim.studies.theory import erlang_c, erlang_c_servers_for_target
 
 HOURS_PER_MONTH = 730.0
 FLOOR_MARGIN = 0.005  # apps the network floor keeps below target: held to pilot - 0.5 pp
@@ -179,7 +179,7 @@ def batch_fixed_point(load: SiteLoad, replicas: int, prefill_s_per_token: float,
     ``in s_pre + out (tpot[b] + s_pre (b - 1) g E[in/out])``, the engine's admission rule (decode
     step of the batch plus the prefill stalls of the other ``b - 1`` sequences, a share ``g`` of
     them generative, ``E[in/out]`` taken as ``E[in] / E[out]``, the time average over the batch;
-    see :mod:`aigrid_sim.batching`). Iterate from batch 1 (monotone, so it
+    see :mod:`aigrid_sim.serving.batching`). Iterate from batch 1 (monotone, so it
     converges to the least fixed point).
 
     Returns:
@@ -221,7 +221,7 @@ def size_site(load: SiteLoad, dep, max_queue: int, targets: Targets,
               max_replicas: int = 100_000) -> tuple[int, float]:
     """Fewest replicas meeting the queueing and queue-full budgets; and the utilisation then.
 
-    Uses :func:`aigrid_sim.theory.erlang_c_servers_for_target` for a lower bound on the slots
+    Uses :func:`aigrid_sim.studies.theory.erlang_c_servers_for_target` for a lower bound on the slots
     (probability of waiting within the budget at batch 1), then a binary search on replicas with
     the batch fixed point (the predicted misses fall as replicas are added).
     """
@@ -285,7 +285,7 @@ class _Planner:
 
     def __init__(self, dcfg: DictConfig, targets: Targets, seeds: list[int], max_sims: int,
                  log: Callable[[str], None]):
-        from aigrid_sim.world import build_world
+        from aigrid_sim.world.build import build_world
 
         self.dcfg = dcfg
         self.cfg = cfgmod.validate(dcfg)

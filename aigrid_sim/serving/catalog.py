@@ -107,7 +107,7 @@ class Deployment:
             batch: Sequences in the replica's batch, this one included.
             others_in_per_out: Sum over the other sequences of input/output tokens: each of them
                 is replaced, on average once per its output length, by a request whose prefill
-                stalls this one's decode (see :mod:`aigrid_sim.batching`).
+                stalls this one's decode (see :mod:`aigrid_sim.serving.batching`).
         """
         b = min(max(int(batch), 1), self.max_batch)
         return in_tokens * self.prefill_s_per_token + out_tokens * (

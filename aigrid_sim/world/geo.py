@@ -36,7 +36,7 @@ EARTH_RADIUS_KM = 6371.0088
 #: Light in fibre covers about 200 km per millisecond (refractive index ~1.47), one way.
 FIBRE_KM_PER_MS = 199.86
 
-_DATA = Path(__file__).resolve().parent / "data"
+_DATA = Path(__file__).resolve().parents[1] / "data"
 PARAMS_PATH = _DATA / "rtt_params.json"
 #: Continent codes of ``world_countries.csv`` with fitted fallback parameters.
 CONTINENTS = ("AF", "AS", "EU", "NA", "OC", "SA")

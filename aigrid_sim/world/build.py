@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy.sparse.csgraph import dijkstra
 
-from aigrid_sim.catalog import Catalog, Deployment
 from aigrid_sim.config import SimConfig, TierConfig
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
+from aigrid_sim.serving.catalog import Catalog, Deployment
+from aigrid_sim.world.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
 
 
 class Tier(IntEnum):

@@ -1,4 +1,4 @@
-"""Loading, splitting and fitting of the measured round-trip times behind :mod:`aigrid_sim.geo`.
+"""Loading, splitting and fitting of the measured round-trip times behind :mod:`aigrid_sim.world.geo`.
 
 Used by ``scripts/fit_rtt.py`` (which writes ``aigrid_sim/data/rtt_params.json``) and by the tests
 (which re-evaluate the shipped parameters on the same held-out split). The simulator itself never
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, sparse
 
-from aigrid_sim import geo
+from aigrid_sim.world import geo
 
 MEASURED_CSV = "rtt_measured.csv"
 SERVERS_CSV = "rtt_servers.csv"
@@ -23,7 +23,7 @@ HOLDOUT_FRACTION = 1 / 3
 #: WonderProxy country names that differ from ``world_countries.csv``.
 COUNTRY_ALIASES = {"Czech Republic": "CZ", "Netherlands": "NL"}
 
-_COUNTRIES_CSV = Path(__file__).resolve().parent / "data" / "world_countries.csv"
+_COUNTRIES_CSV = Path(__file__).resolve().parents[1] / "data" / "world_countries.csv"
 
 
 def country_codes(names) -> np.ndarray:
@@ -255,7 +255,7 @@ def _fit_entities(des: _Design, glob, n_free: int, max_sweeps: int = 15):
 
 
 def fit(train: pd.DataFrame) -> dict:
-    """Fit the RTT model of :mod:`aigrid_sim.geo` on measured RTTs.
+    """Fit the RTT model of :mod:`aigrid_sim.world.geo` on measured RTTs.
 
     Three fits, all minimising a soft-L1 loss of log(predicted / measured):
 
@@ -270,7 +270,7 @@ def fit(train: pd.DataFrame) -> dict:
         train: Rows of :func:`load_measurements` to fit on.
 
     Returns:
-        The model part of ``rtt_params.json`` (everything :class:`aigrid_sim.geo.RttModel` reads).
+        The model part of ``rtt_params.json`` (everything :class:`aigrid_sim.world.geo.RttModel` reads).
     """
     countries = sorted(set(train.src_iso2) | set(train.dst_iso2))
     index = {c: i for i, c in enumerate(countries)}

@@ -33,11 +33,11 @@ from scipy.sparse.csgraph import dijkstra
 from aigrid_sim import rng as rngs
 from aigrid_sim.config import TIERS, FaultsConfig
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.geo import great_circle_km
-from aigrid_sim.world import CONTINENTS, Tier, World, read_data
+from aigrid_sim.world.build import CONTINENTS, Tier, World, read_data
+from aigrid_sim.world.geo import great_circle_km
 
 if TYPE_CHECKING:
-    from aigrid_sim.engine import Engine
+    from aigrid_sim.sim.engine import Engine
 
 # Relative tolerance for "this pair's shortest path used the link" (float sums of RTTs).
 _TOL = 1e-9
@@ -338,7 +338,8 @@ def inject(engine: Engine, schedule: FaultSchedule):
 
 def health_checks(engine: Engine, every_s: float):
     """SimPy process: every ``every_s`` seconds, policies learn which sites are really up and
-    how much capacity each has left."""
+    how much capacity each has left.
+    """
     up, alive = engine.up, engine.alive
     seen, slots = engine.seen_slots, engine.slots
     while True:

@@ -10,7 +10,7 @@ section 6), and the trip back is pure arithmetic since nothing can happen to a r
 way home. Slots are counted per site: ``busy[s]`` of ``slots[s]`` (replicas x max batch) are in
 use, the rest wait FIFO in ``queues[s]`` up to ``max_queue[s]``.
 
-Faults (:mod:`aigrid_sim.faults`) change a site's capacity or the network while the run goes on.
+Faults (:mod:`aigrid_sim.sim.faults`) change a site's capacity or the network while the run goes on.
 ``alive[s]`` is the truth, ``up[s]`` what policies see (copied from ``alive`` at once, or at the
 next health check when ``faults.detection_s > 0``). A request caught by a failure -- queued or in
 service at a site that goes down or loses replicas, or arriving at a dead site it was sent to --
@@ -23,7 +23,7 @@ A generative request's service time is fixed at admission from the batch it join
 input tokens (after waiting for earlier prefills or half the decode step in progress), plus its
 output tokens at the per-token time of that batch size, plus the stalls while the batch's other
 sequences are replaced and prefilled (no event per token; the
-approximation and its error against a per-iteration model are in :mod:`aigrid_sim.batching` and
+approximation and its error against a per-iteration model are in :mod:`aigrid_sim.serving.batching` and
 its tests).
 """
 
@@ -36,14 +36,14 @@ import numpy as np
 import simpy
 from simpy.events import Timeout
 
-from aigrid_sim import faults as faultmod
 from aigrid_sim import rng as rngs
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.outcomes import Reason, Status
-from aigrid_sim.policies.base import Reject, Request, RoutingPolicy
-from aigrid_sim.policies.view import GridView
+from aigrid_sim.sim import faults as faultmod
+from aigrid_sim.sim.policies.base import Reject, Request, RoutingPolicy
+from aigrid_sim.sim.policies.view import GridView
 from aigrid_sim.workload.stream import RequestStream
-from aigrid_sim.world import World
+from aigrid_sim.world.build import World
 
 
 @dataclass
@@ -88,7 +88,7 @@ class Engine:
         staleness_s: Policies see load refreshed this often (0 = live).
         horizon_s: Stop the clock here; unfinished requests stay ``in_flight``.
         progress: Optional callable ``progress(now_s)`` called about 200 times during the run.
-        faults: Optional fault schedule (:func:`aigrid_sim.faults.build_schedule`).
+        faults: Optional fault schedule (:func:`aigrid_sim.sim.faults.build_schedule`).
     """
 
     def __init__(self, world: World, stream: RequestStream, policy: RoutingPolicy, *,

@@ -8,7 +8,7 @@ half-written ``.tmp-*`` folders of interrupted runs are never read), and builds:
   percentiles, TTFT, SLO attainment (overall and per app), rejections, cost, cost per 1,000
   requests, utilisation (overall and per tier).
 * ``by_config.csv``: one row per configuration (the swept parameters without ``seed``): mean and
-  95 % Student-t half-width across seeds (:func:`aigrid_sim.stats.mean_ci`) of the main metrics.
+  95 % Student-t half-width across seeds (:func:`aigrid_sim.results.stats.mean_ci`) of the main metrics.
 * figures: ``latency_cdf.png`` (latency CDF per configuration, seeds pooled),
   ``p95_cost_ci.png`` (p95 latency and cost per 1,000 requests per configuration, with the
   confidence intervals) and ``latency_cost.png`` (cost per 1,000 requests against p95 latency,
@@ -30,7 +30,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.results import COMPLETE, is_complete
+from aigrid_sim.results.rundir import COMPLETE, is_complete
 
 # Config keys that never count as swept parameters (where results go, how they are shown).
 IGNORED_PREFIXES = ("output.", "hydra.")
@@ -214,10 +214,10 @@ def _fmt(v) -> str:
 def by_config(df: pd.DataFrame, metrics=MAIN_METRICS, confidence: float = 0.95) -> pd.DataFrame:
     """Per configuration: number of seeds, and mean and CI half-width of each metric.
 
-    The half-width is the Student-t one of :func:`aigrid_sim.stats.mean_ci` across seeds; NaN when
+    The half-width is the Student-t one of :func:`aigrid_sim.results.stats.mean_ci` across seeds; NaN when
     a configuration has fewer than two finite values.
     """
-    from aigrid_sim.stats import mean_ci
+    from aigrid_sim.results.stats import mean_ci
 
     params = df.attrs.get("params", [])
     rows = []
@@ -269,7 +269,8 @@ def pareto_front(x, y) -> np.ndarray:
 def frontier(agg: pd.DataFrame, latency_col: str = "latency_p95_ms",
              max_reject: float = 0.01) -> np.ndarray:
     """Pareto mask of cost per 1,000 requests vs latency among configurations rejecting at most
-    ``max_reject`` of their requests (a configuration that turns work away looks fast)."""
+    ``max_reject`` of their requests (a configuration that turns work away looks fast).
+    """
     ok = (agg["reject_rate"].to_numpy(float) <= max_reject)
     x = np.where(ok, agg[latency_col].to_numpy(float), np.nan)
     return pareto_front(x, agg["cost_per_1k_requests_usd"])
@@ -324,8 +325,7 @@ def write_report(path: str | Path, out: str | Path | None = None, *, figures: bo
     agg.to_csv(out / "by_config.csv", index=False)
     files.append(out / "by_config.csv")
     if figures:
-        from aigrid_sim import plots
-
+        from aigrid_sim.results import plots
         files.append(plots.latency_cdf_by_group(
             latency_samples(df, req_col), out / "latency_cdf.png",
             xlabel=("end-to-end latency" if latency == "e2e" else "time to first token")))

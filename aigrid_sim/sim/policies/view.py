@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aigrid_sim import rng as rngs
-from aigrid_sim.world import Tier
+from aigrid_sim.world.build import Tier
 
 if TYPE_CHECKING:
-    from aigrid_sim.engine import Engine
-    from aigrid_sim.policies.base import Request
+    from aigrid_sim.sim.engine import Engine
+    from aigrid_sim.sim.policies.base import Request
 
 
 class GridView:

@@ -1,0 +1,1 @@
+"""The simulation stage: the SimPy engine (request lifecycle), faults, and routing policies."""

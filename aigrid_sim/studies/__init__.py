@@ -1,0 +1,1 @@
+"""Studies built on runs: capacity planner, validation, benchmark, queueing theory, headline."""
