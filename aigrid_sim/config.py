@@ -323,6 +323,10 @@ class OutputConfig:
     figures: bool = True
     resume: bool = True  # skip a run whose complete folder already exists
     progress: bool | None = None  # None = only on a terminal
+    requests: str = "all"  # requests.parquet: all | sample | none (summary stays exact/sketched)
+    sample_fraction: float = 0.01  # share of requests written when requests=sample
+    window_s: float = 60.0  # arrivals generated and ended requests flushed every this many s
+    time_bin_s: float = 60.0  # time bins of the online summary (figures, merged time slices)
 
 
 @dataclass
@@ -353,6 +357,7 @@ SERVICE_KINDS = ("tokens", "exponential", "deterministic", "lognormal")
 ARRIVAL_KINDS = ("poisson", "diurnal", "trace")
 TRACE_FORMATS = ("azure", "mooncake", "servegen")
 TIME_UNITS = ("datetime", "s", "ms", "us")
+REQUEST_MODES = ("all", "sample", "none")
 
 # ----------------------------------------------------------------------------- composition
 
@@ -536,6 +541,13 @@ def _check(c: SimConfig) -> None:
     load_plugins(c.plugins)
     make_policy(c.policy, r.params)  # unknown policy or parameters -> ConfigError
     _check_faults(c.faults)
+    o = c.output
+    _need(o.requests in REQUEST_MODES, "output.requests",
+          f"must be one of {REQUEST_MODES} (got {o.requests!r})")
+    _need(0 < o.sample_fraction <= 1, "output.sample_fraction",
+          f"must be in (0, 1] (got {o.sample_fraction})")
+    _need(o.window_s > 0, "output.window_s", f"must be > 0 (got {o.window_s})")
+    _need(o.time_bin_s > 0, "output.time_bin_s", f"must be > 0 (got {o.time_bin_s})")
 
 
 def _check_faults(f: FaultsConfig) -> None:

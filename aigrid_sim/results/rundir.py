@@ -93,6 +93,58 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
     return final
 
 
+def begin_run(root: Path, config: DictConfig, name: str | None = None) -> tuple[Path, Path]:
+    """Start a streamed run folder: ``(final path, hidden temporary folder)``.
+
+    The run writes ``requests.parquet`` into the temporary folder as it goes;
+    :func:`finish_run` adds the rest and renames it into place, :func:`abort_run` removes it. A
+    run killed in between leaves only a ``.tmp-*`` folder without ``_COMPLETE``, which
+    :func:`is_complete` and the sweep report never take for a run.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / (name or run_folder_name(config))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a run folder is for everyone who can read root
+    return final, tmp
+
+
+def abort_run(tmp: Path) -> None:
+    """Remove a temporary run folder after a failure."""
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def finish_run(result: RunResult, tmp: Path, final: Path, online, *,
+               figures: bool = True) -> Path:
+    """Write the rest of a streamed run folder into ``tmp`` and rename it to ``final``.
+
+    Files besides ``requests.parquet`` (already streamed, unless ``output.requests=none``):
+    ``config.yaml``, ``sites.parquet``, ``cities.parquet``, ``sketches.parquet`` (the online
+    summary's counters and sketches, for merging runs), ``summary.json``, ``faults.parquet``
+    (runs with faults), the standard figures and ``_COMPLETE`` (last).
+    """
+    try:
+        OmegaConf.save(result.config, tmp / "config.yaml", resolve=True)
+        result.sites.to_parquet(tmp / "sites.parquet", index=False)
+        online.cities_table(result.world).to_parquet(tmp / "cities.parquet", index=False)
+        online.state_frame().to_parquet(tmp / "sketches.parquet", index=False)
+        faults = getattr(result, "faults", None)
+        if faults is not None and len(faults):
+            faults.to_parquet(tmp / "faults.parquet", index=False)
+        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2,
+                                                     default=_json_default))
+        if figures:
+            from aigrid_sim.results import plots
+            plots.online_figures(online, result.sites, tmp, faults=faults)
+        (tmp / COMPLETE).write_text("")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
 def load_run(folder: str | Path) -> dict:
     """A complete run folder's summary, tables and config (plots and reports read these)."""
     folder = Path(folder)

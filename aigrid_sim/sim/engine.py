@@ -127,7 +127,8 @@ class Engine:
         k_nearest: Candidate sites per origin precomputed for policies.
         staleness_s: Policies see load refreshed this often (0 = live).
         horizon_s: Stop the clock here; unfinished requests stay ``in_flight``.
-        progress: Optional callable ``progress(now_s)`` called about 200 times during the run.
+        progress: Optional callable ``progress(now_s, requests_loaded)`` called about 200 times
+            during the run.
         faults: Optional fault schedule (:func:`aigrid_sim.sim.faults.build_schedule`).
         windows: Optional iterable of time-sorted streams, one window after another, instead
             of ``stream``'s requests (a streamed run; needs ``horizon_s`` and ``sink``).
@@ -247,7 +248,7 @@ class Engine:
     def _tick(self):
         step = max(self.horizon_s / 200.0, 1e-9)
         while True:
-            self._progress(self.env.now)
+            self._progress(self.env.now, self.n_loaded)
             yield self.env.timeout(step)
 
     def _arrivals(self):
