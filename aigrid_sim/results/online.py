@@ -285,6 +285,10 @@ class OnlineSummary:
         self.site_busy = np.zeros(self.n_sites)
         self.site_busy_measured = np.zeros(self.n_sites)
         self.site_used_cost = np.zeros(self.n_sites)
+        self.site_ids = [str(x) for x in world.site_id]
+        self.site_slots = np.asarray(world.site_slots, float)
+        self.site_gpus = np.asarray(world.site_gpus, float)
+        self.site_price_h = np.array([d.gpu.price_per_hour for d in world.site_deployment])
         self.city_tier = np.zeros((len(self.city_names), len(TIER_LABELS)), np.int64)
         self.touched = None
         if self.faults is not None:
@@ -440,9 +444,7 @@ class OnlineSummary:
             if st.empty:
                 continue
             block = dt.block(i)
-            slots = st["slots"].to_numpy()
-            block["utilisation"] = float(st["busy_slot_s"].sum() / (slots.sum() * window_s)) \
-                if window_s > 0 else 0.0
+            block["utilisation"] = _util(st, window_s)
             block["cost_usd"] = float(st["cost_usd"].sum())
             block["sites"] = int(len(st))
             block["gpus"] = int(st["gpus"].sum())
@@ -458,8 +460,7 @@ class OnlineSummary:
             "cost_usd": cost, "used_cost_usd": self.used_cost_usd,
             "cost_per_1k_requests_usd": cost / completed * 1000.0 if completed else None,
             "cost_per_million_tokens_usd": cost / tokens * 1e6 if tokens else None,
-            "utilisation": float(sites["busy_slot_s"].sum() / (sites["slots"].sum() * window_s))
-            if window_s > 0 else 0.0,
+            "utilisation": _util(sites, window_s),
             "reasons": {k: v for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])},
             "by_tier": by_tier,
             "by_region": self._blocks("region"),
@@ -603,8 +604,97 @@ class OnlineSummary:
         for k, t in enumerate(TIER_LABELS):
             rows("city_tier", np.asarray(self.city_names, dtype=object)[nz], t,
                  np.full(len(nz), -1), self.city_tier[nz, k])
+        # Sites over the measured window [warmup_s, window_s]: what merged runs add up.
+        meas = max(self.window_s - self.warmup_s, 0.0)
+        sid = np.asarray(self.site_ids, dtype=object)
+        for metric, v in (("busy_slot_s", self.site_busy_measured),
+                          ("slot_s", self.site_slots * meas),
+                          ("cost_usd", self.site_gpus * self.site_price_h * meas / 3600.0),
+                          ("requests", self.site_requests), ("completed", self.site_completed)):
+            rows("site_window", sid, metric, np.full(len(sid), -1), v)
+        for metric, v in (("slots", self.site_slots), ("gpus", self.site_gpus),
+                          ("tier", self.site_tier.astype(float))):
+            rows("site_info", sid, metric, np.full(len(sid), -1), v)
         meta = {"alpha": ALPHA, "city_alpha": CITY_ALPHA, "time_bin_s": self.time_bin_s,
-                "runs": 1.0}
+                "runs": 1.0, "measured_s": meas}
         rows("meta", list(meta), "value", np.full(len(meta), -1), list(meta.values()))
-        # measured window per run (for merged utilisation and cost)
         return pd.concat(parts, ignore_index=True)
+
+    @classmethod
+    def from_state(cls, frame: pd.DataFrame) -> OnlineSummary:
+        """The accumulators of a state table (:meth:`state_frame`, or several merged).
+
+        Only what :meth:`summary` and the figures read is restored (no world).
+        """
+        self = cls.__new__(cls)
+        f = frame
+        meta = dict(zip(f.loc[f["dim"] == "meta", "group"], f.loc[f["dim"] == "meta", "value"]))
+        self.time_bin_s = float(meta.get("time_bin_s", TIME_BIN_S))
+        self.warmup_s, self.window_s, self.time_origin_s = 0.0, 1.0, 0.0
+        self.meta = meta
+        tot = f[f["dim"] == "total"]
+        self.totals = {g: int(v) for g, v in zip(tot["group"], tot["value"])
+                       if g != "used_cost_usd"}
+        self.used_cost_usd = float(tot.loc[tot["group"] == "used_cost_usd", "value"].sum())
+        rs = f[f["dim"] == "reason"]
+        self.reasons = {g: int(v) for g, v in zip(rs["group"], rs["value"])}
+        self.dims = {}
+        fixed = {"tier": list(TIER_LABELS)}
+        for name in ("all", "tier", "app", "region", "city", "city_app", "time", "fault",
+                     "spill", "move"):
+            d = f[f["dim"] == name]
+            labels = fixed.get(name) or list(dict.fromkeys(d["group"]))
+            if name == "time":
+                labels = _time_labels(labels)
+            sketched = tuple(sorted({m[7:] for m in d["metric"].unique()
+                                     if m.startswith("sketch:")}))
+            if name == "all":
+                sketched = ("latency_ms", "ttft_ms", "network_ms", "queue_ms", "extra_ms")
+            elif name in ("tier", "app", "region", "fault", "city_app"):
+                sketched = ("latency_ms", "ttft_ms")
+            dim = Dim(name, labels, CITY_ALPHA if name.startswith("city") else ALPHA,
+                      sketched)
+            for metric, part in d.groupby("metric", sort=False):
+                gi = d.loc[part.index, "group"].map(dim.index).to_numpy(np.int64)
+                vals = part["value"].to_numpy()
+                if metric.startswith("sketch:"):
+                    dim.sketches[metric[7:]].add_counts(gi, part["key"].to_numpy(np.int64),
+                                                        vals.astype(np.int64))
+                elif metric in dim.counters:
+                    np.add.at(dim.counters[metric], gi, vals.astype(np.int64))
+                elif metric in dim.sums:
+                    np.add.at(dim.sums[metric], gi, vals)
+            self.dims[name] = dim
+        if "time" in self.dims and self.dims["time"].labels:
+            self.bin0 = int(str(self.dims["time"].labels[0]).split("|")[0])
+        else:
+            self.bin0 = 0
+        return self
+
+    @staticmethod
+    def sites_from_state(frame: pd.DataFrame) -> pd.DataFrame:
+        """Per site of a state table: tier, slots, GPUs and the measured-window totals."""
+        info = frame[frame["dim"] == "site_info"].pivot_table(
+            index="group", columns="metric", values="value", aggfunc="max", sort=False)
+        win = frame[frame["dim"] == "site_window"].pivot_table(
+            index="group", columns="metric", values="value", aggfunc="sum", sort=False)
+        t = info.join(win, how="left").fillna(0.0).reset_index().rename(
+            columns={"group": "site"})
+        t["tier"] = np.array(TIER_LABELS, dtype=object)[t["tier"].astype(int)]
+        return t
+
+
+def _time_labels(labels: list[str]) -> list[str]:
+    """Every time-bin label from the first to the last bin present (5 columns per bin)."""
+    bins = sorted({int(str(lab).split("|")[0]) for lab in labels})
+    if not bins:
+        return []
+    return [f"{b}|{t}" for b in range(bins[0], bins[-1] + 1)
+            for t in ("all", *TIER_LABELS, "none")]
+
+
+def _util(sites: pd.DataFrame, window_s: float) -> float:
+    """Busy slot-seconds over slot-seconds (``slot_s`` when given: merged runs)."""
+    slot_s = float(sites["slot_s"].sum()) if "slot_s" in sites else \
+        float(sites["slots"].sum()) * window_s
+    return float(sites["busy_slot_s"].sum() / slot_s) if slot_s > 0 else 0.0
