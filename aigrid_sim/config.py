@@ -315,6 +315,21 @@ class FaultsConfig:
 
 
 @dataclass
+class SliceConfig:
+    """One time slice of a longer study (e.g. hour ``index`` of a day), with a warm-up overlap.
+
+    With ``index`` set, the run covers ``[index * length_s - warmup_s, (index + 1) * length_s)``
+    of the day that starts at ``start_utc_h``: its ``start_utc_h``, ``duration_s`` and
+    ``warmup_s`` are set from these (``aigrid-sim --multirun slice.index=range(0,24)``, then
+    ``aigrid-sim-report DIR --merge``).
+    """
+
+    index: int | None = None
+    length_s: float = 3600.0
+    warmup_s: float = 600.0
+
+
+@dataclass
 class OutputConfig:
     """Where and what a run writes."""
 
@@ -349,6 +364,7 @@ class SimConfig:
     trace: TraceConfig = field(default_factory=TraceConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    slice: SliceConfig = field(default_factory=SliceConfig)  # one slice of a longer study
     params: dict[str, Any] = field(default_factory=dict)  # the scenario's own knobs
 
 
@@ -475,7 +491,22 @@ def validate(cfg: DictConfig | dict) -> SimConfig:
             reason = "unknown key"
         raise ConfigError(f"key '{key}': {reason}") from None
     _check(sim)
+    _apply_slice(sim)
     return sim
+
+
+def _apply_slice(c: SimConfig) -> None:
+    """Turn ``slice.index`` into the slice's start, duration and warm-up (see SliceConfig)."""
+    sl = c.slice
+    if sl.index is None:
+        return
+    _need(sl.index >= 0, "slice.index", f"must be >= 0 (got {sl.index})")
+    _need(sl.length_s > 0, "slice.length_s", f"must be > 0 (got {sl.length_s})")
+    _need(sl.warmup_s >= 0, "slice.warmup_s", f"must be >= 0 (got {sl.warmup_s})")
+    start = sl.index * sl.length_s - sl.warmup_s
+    c.start_utc_h = c.start_utc_h + start / 3600.0
+    c.duration_s = sl.length_s + sl.warmup_s
+    c.warmup_s = sl.warmup_s
 
 
 def _need(cond: bool, key: str, what: str) -> None:

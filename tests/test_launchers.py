@@ -64,7 +64,7 @@ def test_interrupted_run_leaves_no_complete_folder(tmp_path, monkeypatch):
     def boom(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(plots, "standard_figures", boom)
+    monkeypatch.setattr(plots, "online_figures", boom)
     with pytest.raises(KeyboardInterrupt):
         run("mmc", ["requests=500", "output.figures=true"], out_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []

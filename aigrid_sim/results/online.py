@@ -98,9 +98,13 @@ class GroupedSketch:
             self.zeros += np.bincount(g[small], minlength=self.n)[:self.n]
             g, v = g[~small], v[~small]
         if len(v):
-            code, c = np.unique(g * self.nb + (self.keys(v) - self.kmin), return_counts=True)
+            code = g * self.nb + (self.keys(v) - self.kmin)
             flat = self.counts.reshape(-1)
-            flat[code] += c.astype(np.uint32)  # codes are unique: a plain fancy-index add
+            if flat.size <= 1 << 18:  # few groups: one dense bincount
+                flat += np.bincount(code, minlength=flat.size).astype(np.uint32)
+            else:  # many groups (cities): count the distinct bins only
+                code, c = np.unique(code, return_counts=True)
+                flat[code] += c.astype(np.uint32)  # codes are unique: a plain fancy-index add
 
     def add_counts(self, groups: np.ndarray, keys: np.ndarray, counts: np.ndarray) -> None:
         """Add raw bin counts (key ``None``-like ``-2**31`` = the zero bin): for merging."""
