@@ -222,6 +222,11 @@ class WorkloadConfig:
     """Global traffic: total mean rate, arrival process and apps."""
 
     rate_rps: float = 1000.0  # mean requests per second worldwide at load 1.0
+    # Where requests come from: internet_users (population x share online, World Bank/ITU) |
+    # population. See aigrid_sim.world.demand.
+    demand: str = "internet_users"
+    # Optional CSV of your own weights: columns weight + country (ISO alpha-2) or city.
+    demand_csv: str | None = None
     arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
     apps: list[AppConfig] = field(default_factory=lambda: [AppConfig()])
 
@@ -493,7 +498,7 @@ def _check(c: SimConfig) -> None:
     _need(c.drain_s >= 0, "drain_s", f"must be >= 0 (got {c.drain_s})")
     _need(0 <= c.seed < 2**63, "seed", f"must be a non-negative integer (got {c.seed})")
     _need(c.max_requests is None or c.max_requests > 0, "max_requests", "must be > 0 or null")
-    from aigrid_sim.world.demand import parse_start_date
+    from aigrid_sim.world.demand import DEMAND_KINDS, parse_start_date
 
     c.start_date = parse_start_date(c.start_date).isoformat()  # ConfigError naming the key
     w = c.world
@@ -514,6 +519,8 @@ def _check(c: SimConfig) -> None:
     _need(w.cities.pops_per_city >= 1, "world.cities.pops_per_city", "must be >= 1")
     wl = c.workload
     _need(wl.rate_rps >= 0, "workload.rate_rps", f"must be >= 0 (got {wl.rate_rps})")
+    _need(wl.demand in DEMAND_KINDS, "workload.demand",
+          f"must be one of {DEMAND_KINDS} (got {wl.demand!r})")
     _need(wl.arrivals.kind in ARRIVAL_KINDS, "workload.arrivals.kind",
           f"must be one of {ARRIVAL_KINDS} (got {wl.arrivals.kind!r})")
     if wl.arrivals.curve is not None:

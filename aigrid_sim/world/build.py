@@ -21,7 +21,7 @@ from scipy.sparse.csgraph import dijkstra
 from aigrid_sim.config import SimConfig, TierConfig
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.serving.catalog import Catalog, Deployment
-from aigrid_sim.world.demand import start_instant, utc_offsets_h
+from aigrid_sim.world.demand import demand_weights, start_instant, utc_offsets_h
 from aigrid_sim.world.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
 
 
@@ -68,6 +68,7 @@ class World:
     origin_lon: np.ndarray
     origin_country: list[str | None]
     origin_population: np.ndarray
+    origin_weight: np.ndarray  # share of the world's requests, sums to 1 (world/demand.py)
     origin_utc_offset_h: np.ndarray
     origin_region: list[str]
     graph: nx.Graph
@@ -370,6 +371,9 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
         site_max_queue=np.array([s["max_queue"] for s in sites], dtype=np.int64),
         origin_name=list(o.name), origin_lat=olat, origin_lon=olon, origin_country=ocountry,
         origin_population=o.population.to_numpy(float),
+        origin_weight=demand_weights(o.population.to_numpy(float), ocountry, list(o.name),
+                                     cfg.workload.demand, cfg.workload.demand_csv,
+                                     custom=w.topology == "custom"),
         origin_utc_offset_h=o.utc_offset_h.to_numpy(float),
         origin_region=list(o.region), graph=graph, site_rtt_ms=site_rtt,
         attach_site=attach_site, attach_ms=attach_ms)
