@@ -115,6 +115,9 @@ class GraphConfig:
 
     neighbours: int = 4  # each site links to its k nearest sites
     mesh_tiers: list[str] = field(default_factory=lambda: ["regional", "core"])  # full mesh
+    # RTT model of every edge between two sites: backbone (private cloud/CDN backbone) |
+    # internet (the public-Internet model users get; for comparison studies).
+    site_path: str = "backbone"
 
 
 @dataclass
@@ -504,6 +507,8 @@ def _check(c: SimConfig) -> None:
     w = c.world
     _need(w.topology in ("grid", "custom"), "world.topology", "must be 'grid' or 'custom'")
     _need(w.network in ("geo", "zero"), "world.network", "must be 'geo' or 'zero'")
+    _need(w.graph.site_path in ("backbone", "internet"), "world.graph.site_path",
+          f"must be 'backbone' or 'internet' (got {w.graph.site_path!r})")
     for tier in TIERS:
         t: TierConfig = getattr(w, tier)
         _need(t.gpus > 0, f"world.{tier}.gpus", f"must be > 0: a site needs GPUs (got {t.gpus})")

@@ -320,9 +320,11 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     zero = w.network == "zero"
     if S > 1:
         dist = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+        # Every graph edge joins two sites: backbone path unless a study asks for the Internet.
         rtt = np.zeros((S, S)) if zero else estimate_rtt_ms(
             lat[:, None], lon[:, None], lat[None, :], lon[None, :],
-            np.array(country, dtype=object)[:, None], np.array(country, dtype=object)[None, :])
+            np.array(country, dtype=object)[:, None], np.array(country, dtype=object)[None, :],
+            path=w.graph.site_path)
         np.fill_diagonal(dist, np.inf)
         k = min(w.graph.neighbours, S - 1)
         pairs = set()
@@ -361,8 +363,9 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     else:
         oc = np.array(ocountry, dtype=object)[:, None]
         sc = np.array(country, dtype=object)[attach_site]
-        attach_ms = w.cities.access_ms + estimate_rtt_ms(
-            olat[:, None], olon[:, None], lat[attach_site], lon[attach_site], oc, sc)
+        attach_ms = w.cities.access_ms + estimate_rtt_ms(  # users reach a PoP over the Internet
+            olat[:, None], olon[:, None], lat[attach_site], lon[attach_site], oc, sc,
+            path="internet")
 
     world = World(
         site_id=ids, site_tier=tier, site_lat=lat, site_lon=lon, site_country=country,
