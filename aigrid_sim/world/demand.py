@@ -136,8 +136,10 @@ def internet_share_table() -> dict[str, tuple[float, str]]:
 
 
 def internet_share(countries) -> np.ndarray:
-    """Share of people online (0..1) for each ISO alpha-2 code; unknown or missing codes get the
-    population-weighted world share."""
+    """Share of people online (0..1) for each ISO alpha-2 code.
+
+    Unknown or missing codes get the population-weighted world share.
+    """
     table, world = internet_share_table(), _world_share()
     return np.array([table.get(c, (world,))[0] if isinstance(c, str) else world
                      for c in countries], dtype=float)

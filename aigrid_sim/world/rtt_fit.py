@@ -503,8 +503,10 @@ def fit_backbone(train: pd.DataFrame) -> dict:
 
 
 def backbone_predict(model, rtt: pd.DataFrame, path: str = "backbone") -> np.ndarray:
-    """Model RTTs for the rows of :func:`load_backbone_measurements` (``model`` may be any
-    callable with the signature of ``geo.estimate_rtt_ms`` minus ``path``)."""
+    """Model RTTs for the rows of :func:`load_backbone_measurements`.
+
+    ``model`` may be any callable with the signature of ``geo.estimate_rtt_ms`` minus ``path``.
+    """
     args = [rtt[c].to_numpy(float) for c in ("lat_a", "lon_a", "lat_b", "lon_b")]
     return np.asarray(model(*args, rtt.iso2_a.to_numpy(), rtt.iso2_b.to_numpy()))
 
