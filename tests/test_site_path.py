@@ -1,5 +1,7 @@
-"""Which RTT model each edge of the latency graph uses (issue 11): backbone between sites,
-Internet from users to the PoPs they enter through."""
+"""Which RTT model each edge of the latency graph uses (issue 11).
+
+Backbone between sites, Internet from users to the PoPs they enter through.
+"""
 
 from __future__ import annotations
 
