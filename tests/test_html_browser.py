@@ -121,9 +121,9 @@ def test_run_report_draws_offline_with_one_marker_per_city(browser, run_folder):
     first = page.evaluate("""() => {
         const gd = document.querySelectorAll('.js-plotly-plot')[0];
         const t = gd.data.find(t => t.meta === 'cities');
-        return t.customdata[0][0];
+        return t.text[0].replace(/<[^>]+>/g, "").trim();
     }""")
-    assert first in set(cities["origin"])
+    assert first in {f"{o} {c}".strip() for o, c in zip(cities["origin"], cities["country"], strict=True)}
 
 
 def test_sweep_report_draws_offline(browser, run_folder, tmp_path):

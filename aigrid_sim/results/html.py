@@ -63,6 +63,11 @@ def _scatter(**kw) -> dict:
     return {"type": "scatter", **kw}
 
 
+def _r(values, decimals: int) -> list:
+    """Numbers rounded for the page (JSON text): 0.01 ms or 1e-5 of a CDF is plenty."""
+    return [None if v != v else v for v in np.round(np.asarray(values, float), decimals).tolist()]
+
+
 def _scale(name: str) -> list:
     """A named plotly.py colour scale as explicit stops (plotly.js knows only a few by name)."""
     import plotly.colors as pc
@@ -78,12 +83,6 @@ def _figure(data: list[dict], layout: dict) -> dict:
     # plotly.js's own defaults, no plotly.py template: loading one costs 0.3 s of imports.
     return {"data": data, "layout": {"font": {"family": "Helvetica, Arial, sans-serif"},
                                      **layout}}
-
-
-def _col(values, fmt: str = "{:,.0f}") -> list[str]:
-    """Numbers formatted for hover text ("-" for NaN/None), fast for thousands of rows."""
-    return ["-" if v is None or v != v else fmt.format(v)
-            for v in np.asarray(values, float).tolist()]
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -182,29 +181,31 @@ def city_figure(cities: pd.DataFrame, sites: pd.DataFrame | None = None):
     w = cities["weight"].to_numpy(float)
     size = 3 + 14 * np.sqrt(w / max(float(w.max()), 1e-12))
 
-    def hover(d: pd.DataFrame) -> tuple[list, str]:
+    def hover(d: pd.DataFrame) -> dict:
+        """Hover of city markers: numbers in one float array, name and tier mix as text.
+
+        The float array is sent compactly (base64) and formatted by plotly; the name goes in
+        ``text`` and the serving tier mix in ``hovertext``.
+        """
         shares = d[["share_edge", "share_regional", "share_core"]].to_numpy(float)
         mix = [" / ".join(f"{t} {100 * s:.0f} %" for t, s in zip(
                    ("edge", "regional", "core"), row, strict=True) if s == s and s > 0.005)
                or "none" for row in shares.tolist()]
-        cols = [
-            d["origin"].astype(str).tolist(), d["country"].astype(str).tolist(),
-            _col(d["requests"]), _col(100 * d["slo_attainment"].to_numpy(float), "{:.1f} %"),
-            _col(d["ttft_p50_ms"]), _col(d["ttft_p95_ms"]),
-            _col(d["latency_p50_ms"]), _col(d["latency_p95_ms"]),
-            _col(d[f"ttft_p50_ms_{app}"]) if app else [""] * len(d),
-            _col(d[col_app]), mix, _col(d["network_p50_ms"]), _col(d["queue_p95_ms"]),
-        ]
-        data = [list(row) for row in zip(*cols, strict=True)]
-        tpl = ("<b>%{customdata[0]}</b> %{customdata[1]}<br>"
-               "%{customdata[2]} requests, SLO met %{customdata[3]}<br>"
-               + (f"{app} TTFT p50 / p95: %{{customdata[8]}} / %{{customdata[9]}} ms<br>"
-                  if app else "")
-               + "TTFT p50 / p95 (all apps): %{customdata[4]} / %{customdata[5]} ms<br>"
-               "latency p50 / p95: %{customdata[6]} / %{customdata[7]} ms<br>"
-               "network p50 %{customdata[11]} ms, queue p95 %{customdata[12]} ms<br>"
-               "served by %{customdata[10]}<extra></extra>")
-        return data, tpl
+        nan = np.full(len(d), np.nan)
+        data = np.column_stack([
+            d["requests"], 100 * d["slo_attainment"].to_numpy(float),
+            d["ttft_p50_ms"], d["ttft_p95_ms"], d["latency_p50_ms"], d["latency_p95_ms"],
+            d[f"ttft_p50_ms_{app}"] if app else nan, d[col_app],
+            d["network_p50_ms"], d["queue_p95_ms"]]).astype(float).round(1)  # short JSON
+        name = ("<b>" + d["origin"].astype(str) + "</b> " + d["country"].astype(str)).tolist()
+        tpl = ("%{text}<br>%{customdata[0]:,} requests, SLO met %{customdata[1]:.1f} %<br>"
+               + (f"{app} TTFT p50 / p95: %{{customdata[6]:,.0f}} / %{{customdata[7]:,.0f}} ms"
+                  "<br>" if app else "")
+               + "TTFT p50 / p95 (all apps): %{customdata[2]:,.0f} / %{customdata[3]:,.0f} ms<br>"
+               "latency p50 / p95: %{customdata[4]:,.0f} / %{customdata[5]:,.0f} ms<br>"
+               "network p50 %{customdata[8]:,.0f} ms, queue p95 %{customdata[9]:,.0f} ms<br>"
+               "served by %{hovertext}<extra></extra>")
+        return {"customdata": data, "text": name, "hovertext": mix, "hovertemplate": tpl}
 
     colours = {
         f"p95 TTFT, {app}" if app else "p95 TTFT": np.log10(c[col_app].to_numpy(float)),
@@ -222,7 +223,7 @@ def city_figure(cities: pd.DataFrame, sites: pd.DataFrame | None = None):
                           _scale("Magma"), True)
     first = next(iter(colours))
     bar, lo, hi, scale, rev = bars[first]
-    data, tpl = hover(c)
+    h = hover(c)
     traces = [_basemap_trace()]
     if sites is not None:
         traces.append(_scatter(
@@ -232,24 +233,26 @@ def city_figure(cities: pd.DataFrame, sites: pd.DataFrame | None = None):
             hovertext=sites["site"], hoverinfo="text", visible="legendonly"))
     order = np.argsort(colours[first], kind="stable")  # worst drawn last, on top
     traces.append(_scatter(
-        x=c["lon"].to_numpy()[order], y=c["lat"].to_numpy()[order], mode="markers",
+        x=_r(c["lon"].to_numpy()[order], 3), y=_r(c["lat"].to_numpy()[order], 3), mode="markers",
         name=f"cities ({len(c):,})",
-        marker={"color": colours[first][order], "colorscale": scale, "reversescale": rev,
-                "cmin": lo, "cmax": hi, "size": size[have][order], "colorbar": bar,
+        marker={"color": _r(colours[first][order], 4), "colorscale": scale,
+                "reversescale": rev, "cmin": lo, "cmax": hi, "size": _r(size[have][order], 1),
+                "colorbar": bar,
                 "line": {"width": 0}, "opacity": 0.9},
-        customdata=[data[i] for i in order], hovertemplate=tpl, meta="cities"))
+        customdata=h["customdata"][order], text=[h["text"][i] for i in order],
+        hovertext=[h["hovertext"][i] for i in order], hovertemplate=h["hovertemplate"],
+        meta="cities"))
     city_trace = len(traces) - 1
     if len(nod):
-        nd, ntpl = hover(nod)
         traces.append(_scatter(
             x=nod["lon"], y=nod["lat"], mode="markers", name=f"no completed request ({len(nod)})",
             marker={"color": "#9e9e9e", "symbol": "x-thin-open", "size": 6, "line": {"width": 1}},
-            customdata=nd, hovertemplate=ntpl, meta="cities"))
+            **hover(nod), meta="cities"))
     buttons = []
     for name, v in colours.items():
         bar, lo, hi, scale, rev = bars[name]
         buttons.append({"label": name, "method": "restyle", "args": [
-            {"marker.color": [v[order]], "marker.cmin": lo, "marker.cmax": hi,
+            {"marker.color": [_r(v[order], 4)], "marker.cmin": lo, "marker.cmax": hi,
              "marker.colorscale": scale, "marker.reversescale": rev, "marker.colorbar": bar},
             [city_trace]]})
     layout = _map_layout(f"{len(cities):,} cities: what their users get (size = share of "
@@ -296,22 +299,24 @@ def site_figure(sites: pd.DataFrame):
                                        "idle sites at the bottom of the scale)"))
 
 
-def cdf_figure(reqs: pd.DataFrame) -> dict:
-    """Latency and TTFT CDFs of completed requests, per tier and all (thinned lines)."""
-    from aigrid_sim.results.plots import ecdf
+def cdf_figure(reqs: pd.DataFrame | None, *, cdfs: dict | None = None) -> dict:
+    """Latency and TTFT CDFs of completed requests, per tier and all (thinned lines).
 
+    ``cdfs`` are the lines of :func:`aigrid_sim.results.plots.tier_ecdfs` (computed from
+    ``reqs`` when None).
+    """
+    from aigrid_sim.results.plots import tier_ecdfs
+
+    cdfs = cdfs if cdfs is not None else tier_ecdfs(reqs, CDF_POINTS)
     traces = []
-    ok = (reqs["status"] == "ok").to_numpy()
     for col_i, col in enumerate(("latency_ms", "ttft_ms"), 1):
-        values = reqs[col].to_numpy(float)
-        lines = [(t, TIER_COLOURS[t], ok & (reqs["tier"] == t).to_numpy())
-                 for t in TIER_COLOURS] + [("all", "black", ok)]
-        for name, colour, sel in lines:
-            x, f = ecdf(values[sel], CDF_POINTS)
-            if not len(x):
+        lines = cdfs.get(col, {})
+        for name, colour in [*TIER_COLOURS.items(), ("all", "black")]:
+            if name not in lines:
                 continue
+            x, f, n = lines[name]
             traces.append(_scatter(
-                x=x, y=f, mode="lines", name=f"{name} (n={int(sel.sum()):,})",
+                x=_r(x, 2), y=_r(f, 5), mode="lines", name=f"{name} (n={n:,})",
                 xaxis=f"x{col_i}", yaxis="y", legendgroup=name, showlegend=col_i == 1,
                 line={"color": colour, "width": 1.5, "dash": "dash" if name == "all" else "solid"},
                 hovertemplate=f"{name}: %{{y:.1%}} of requests within %{{x:,.0f}} ms"
@@ -357,9 +362,16 @@ def _summary_table(summary: dict) -> str:
         if per1k is not None else "")
 
 
-def run_html(reqs: pd.DataFrame, sites: pd.DataFrame, cities: pd.DataFrame, summary: dict,
-             *, title: str | None = None) -> str:
-    """The HTML text of a run's interactive report (module docstring)."""
+def run_html(reqs: pd.DataFrame | None, sites: pd.DataFrame, cities: pd.DataFrame,
+             summary: dict, *, title: str | None = None, cdfs: dict | None = None) -> str:
+    """The HTML text of a run's interactive report (module docstring).
+
+    ``cdfs``: the latency lines (:func:`aigrid_sim.results.plots.tier_ecdfs`), when the caller
+    has them already; otherwise computed from ``reqs``.
+    """
+    from aigrid_sim.results.plots import tier_ecdfs
+
+    cdfs = cdfs if cdfs is not None else tier_ecdfs(reqs, CDF_POINTS)
     title = title or (f"aigrid-sim: {summary.get('scenario', 'run')}, policy="
                       f"{summary.get('policy', '?')}, seed={summary.get('seed', '?')}")
     sections = [
@@ -368,8 +380,10 @@ def run_html(reqs: pd.DataFrame, sites: pd.DataFrame, cities: pd.DataFrame, summ
                    "the legend shows the sites too. Drag to zoom, double-click to reset.",
          _div(city_figure(cities, sites), True)),
         ("Sites", "One marker per site (sites.parquet).", _div(site_figure(sites), False)),
-        ("Latency", f"Each line is thinned to at most {CDF_POINTS} order statistics, evenly "
-                    "spaced in rank (exact at every point).", _div(cdf_figure(reqs), False)),
+        ("Latency", "Each line is thinned to at most "
+                    f"{max((len(v[0]) for c in cdfs.values() for v in c.values()), default=0):,} "
+                    "order statistics, evenly spaced in rank (exact at every point).",
+         _div(cdf_figure(None, cdfs=cdfs), False)),
     ]
     return _page(title, sections)
 
@@ -443,7 +457,7 @@ def group_cdf_figure(samples: dict, xlabel: str = "end-to-end latency"):
     for label, values in samples.items():
         x, f = ecdf(values, CDF_POINTS)
         if len(x):
-            traces.append(_scatter(x=x, y=f, mode="lines", name=str(label),
+            traces.append(_scatter(x=_r(x, 2), y=_r(f, 5), mode="lines", name=str(label),
                                      hovertemplate=f"{_html.escape(str(label))}: %{{y:.1%}} "
                                                    "within %{x:,.0f} ms<extra></extra>"))
     return _figure(traces, {

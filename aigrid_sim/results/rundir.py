@@ -70,8 +70,11 @@ def save_figure(fig, path: Path, *, dpi: int = 110) -> Path:
 
 def write_figures(reqs: pd.DataFrame, sites: pd.DataFrame, folder: Path, *,
                   time_varying: bool | None = None, faults: pd.DataFrame | None = None,
-                  cities: pd.DataFrame | None = None) -> list[Path]:
+                  cities: pd.DataFrame | None = None, cdfs: dict | None = None) -> list[Path]:
     """Draw every standard figure of a run into ``folder`` (PNG) and return their paths.
+
+    ``cdfs``: the latency lines of :func:`aigrid_sim.results.plots.tier_ecdfs`, when the
+    caller has them (the HTML report draws the same ones).
 
     ``latency_cdf_by_tier.png`` and ``sites_utilisation_map.png`` always;
     ``cities_map.png`` when a cities table is given (p95 time to first token of the busiest
@@ -82,7 +85,8 @@ def write_figures(reqs: pd.DataFrame, sites: pd.DataFrame, folder: Path, *,
     from aigrid_sim.results import plots
 
     folder = Path(folder)
-    out = [save_figure(plots.latency_cdf_by_tier(reqs), folder / "latency_cdf_by_tier.png"),
+    out = [save_figure(plots.latency_cdf_by_tier(reqs, cdfs=cdfs),
+                       folder / "latency_cdf_by_tier.png"),
            save_figure(plots.site_map(sites), folder / "sites_utilisation_map.png")]
     if cities is not None and len(cities):
         app = plots.busiest_app(cities)
@@ -98,11 +102,12 @@ def write_figures(reqs: pd.DataFrame, sites: pd.DataFrame, folder: Path, *,
 
 
 def write_html(reqs: pd.DataFrame, sites: pd.DataFrame, cities: pd.DataFrame, summary: dict,
-               path: Path) -> Path:
+               path: Path, *, cdfs: dict | None = None) -> Path:
     """Write a run's interactive, self-contained HTML report (:mod:`aigrid_sim.results.html`)."""
     from aigrid_sim.results import html
 
-    Path(path).write_text(html.run_html(reqs, sites, cities, summary), encoding="utf-8")
+    Path(path).write_text(html.run_html(reqs, sites, cities, summary, cdfs=cdfs),
+                          encoding="utf-8")
     return Path(path)
 
 
@@ -132,10 +137,14 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2,
                                                      default=_json_default))
         if figures:
-            write_figures(result.requests, result.sites, tmp, faults=faults, cities=cities)
+            from aigrid_sim.results.plots import tier_ecdfs
+
+            cdfs = tier_ecdfs(result.requests)  # one sort per column, for the PNG and the HTML
+            write_figures(result.requests, result.sites, tmp, faults=faults, cities=cities,
+                          cdfs=cdfs)
             if cities is not None:
                 write_html(result.requests, result.sites, cities, result.summary,
-                           tmp / "report.html")
+                           tmp / "report.html", cdfs=cdfs)
         (tmp / COMPLETE).write_text("")
         if final.exists():
             shutil.rmtree(final)
