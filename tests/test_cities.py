@@ -45,6 +45,10 @@ def test_city_table_adds_up_to_the_summary(small_run):
     assert c["slo_met"].sum() / ended.sum() == pytest.approx(s["slo_attainment"], rel=1e-12)
     for app, block in s["by_app"].items():
         assert c[f"requests_{app}"].sum() == block["requests"]
+    # Each request carries its city's place (float32, within a metre).
+    where = c.set_index("origin").loc[r.requests["origin"].astype(str)]
+    np.testing.assert_allclose(r.requests["origin_lat"], where["lat"], atol=1e-4)
+    np.testing.assert_allclose(r.requests["origin_lon"], where["lon"], atol=1e-4)
     shares = c[["share_edge", "share_regional", "share_core"]].sum(axis=1)
     np.testing.assert_allclose(shares[c["requests"] > 0], 1.0, atol=1e-12)
 
