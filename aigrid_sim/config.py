@@ -119,6 +119,9 @@ class WorldConfig:
     topology: str = "grid"  # grid (real PoPs/regions/cities) | custom (sites/origins below)
     catalog: str | None = None  # your GPU/model catalogue YAML; None = the shipped one
     network: str = "geo"  # geo (RTT model) | zero (no network delay; queueing studies)
+    # auto: a dense origins x sites RTT matrix for small worlds, per-origin nearest sites for big
+    # ones (thousands of sites); dense | sparse force one (same candidates, same round trips).
+    rtt_matrix: str = "auto"
     cities: CitiesConfig = field(default_factory=CitiesConfig)
     edge: EdgeConfig = field(default_factory=lambda: EdgeConfig(
         gpu="L40S", model="llama-3.1-8b-fp8", gpus=1, max_queue=64))
@@ -488,6 +491,8 @@ def _check(c: SimConfig) -> None:
     w = c.world
     _need(w.topology in ("grid", "custom"), "world.topology", "must be 'grid' or 'custom'")
     _need(w.network in ("geo", "zero"), "world.network", "must be 'geo' or 'zero'")
+    _need(w.rtt_matrix in ("auto", "dense", "sparse"), "world.rtt_matrix",
+          f"must be 'auto', 'dense' or 'sparse' (got {w.rtt_matrix!r})")
     for tier in TIERS:
         t: TierConfig = getattr(w, tier)
         _need(t.gpus > 0, f"world.{tier}.gpus", f"must be > 0: a site needs GPUs (got {t.gpus})")

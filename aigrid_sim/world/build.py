@@ -1,27 +1,33 @@
 """The world a run happens in: sites with GPU pools, origins of demand, and the latency between them.
 
 Construction only: :func:`build_world` reads the bundled real-world data (Cloudflare PoPs, cloud
-regions, GeoNames cities), places the three tiers, joins the sites in a networkx latency graph and
-computes, once, the origin x site round-trip-time matrix implied by shortest paths on that graph.
-Nothing here changes during a run.
+regions, GeoNames cities) or a user's site table, places the three tiers, joins the sites in a
+networkx latency graph and derives the origin x site round trips implied by shortest paths on
+that graph: a dense matrix for small worlds, a :class:`~aigrid_sim.world.latency.SparseRtt` for
+big ones (thousands of sites, tens of thousands of cities). Nearest-place searches use a k-d
+tree (:mod:`aigrid_sim.world.index`), so no step costs origins x sites. Nothing here changes
+during a run.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from enum import IntEnum
 from importlib import resources
 
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra
 
 from aigrid_sim.config import SimConfig, TierConfig
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.serving.catalog import Catalog, Deployment
 from aigrid_sim.world.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
+from aigrid_sim.world.index import SphereIndex
+from aigrid_sim.world.latency import SparseRtt, graph_csr, nearest_dense
 
 
 class Tier(IntEnum):
@@ -47,11 +53,20 @@ def read_data(name: str) -> pd.DataFrame:
         return pd.read_csv(f, keep_default_na=False, na_values=[""])
 
 
+#: Worlds with at most this many sites, and origins x sites cells, keep dense RTT matrices.
+DENSE_SITES_MAX = 2000
+DENSE_CELLS_MAX = 20_000_000
+
+
 @dataclass
 class World:
-    """Sites, origins, the latency graph and the origin x site round-trip matrix.
+    """Sites, origins, the latency graph and the origin x site round trips.
 
     Site arrays are indexed by site number ``0..S-1``; origin arrays by origin number ``0..O-1``.
+    ``rtt_ms`` is a dense origins x sites ``ndarray`` for small worlds and a
+    :class:`~aigrid_sim.world.latency.SparseRtt` for big ones; both answer ``rtt_ms.item(o, s)``
+    and ``rtt_ms[origins, sites]``. ``site_rtt_ms`` (all-pairs shortest paths) exists only with
+    the dense form (``None`` otherwise).
     """
 
     site_id: list[str]
@@ -70,18 +85,38 @@ class World:
     origin_utc_offset_h: np.ndarray
     origin_region: list[str]
     graph: nx.Graph
-    site_rtt_ms: np.ndarray  # S x S shortest-path RTT on the graph
+    site_rtt_ms: np.ndarray | None  # S x S shortest-path RTT on the graph (dense form only)
     attach_site: np.ndarray  # O x k: the sites each origin enters the grid through
     attach_ms: np.ndarray  # O x k: round trip from the origin to each attachment site
-    rtt_ms: np.ndarray = field(init=False)  # O x S round trip, origin to site
+    rtt_ms: np.ndarray | SparseRtt | None = None  # O x S round trip, origin to site
 
     def __post_init__(self) -> None:
-        self.rtt_ms = self.origin_rtt(self.site_rtt_ms)
+        if self.rtt_ms is None:
+            self.rtt_ms = self.origin_rtt(self.site_rtt_ms)
 
     def origin_rtt(self, site_rtt_ms: np.ndarray) -> np.ndarray:
         """Origin x site RTT: best entry point, then shortest path on the graph."""
-        via = self.attach_ms[:, :, None] + site_rtt_ms[self.attach_site]
-        return via.min(axis=1)
+        out = np.empty((len(self.attach_site), site_rtt_ms.shape[1]))
+        step = max(1, 4_000_000 // max(1, site_rtt_ms.shape[1] * self.attach_site.shape[1]))
+        for i in range(0, len(out), step):  # in row blocks: no O x k x S temporary
+            via = self.attach_ms[i:i + step, :, None] + site_rtt_ms[self.attach_site[i:i + step]]
+            out[i:i + step] = via.min(axis=1)
+        return out
+
+    @property
+    def dense(self) -> bool:
+        """Whether ``rtt_ms`` is a dense origins x sites matrix."""
+        return isinstance(self.rtt_ms, np.ndarray)
+
+    def nearest_sites(self, sites: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per origin: the (up to) ``k`` of ``sites`` with the lowest round trip, nearest first.
+
+        Returns:
+            ``(index, rtt_ms)``, each of shape (origins, min(k, len(sites))).
+        """
+        if self.dense:
+            return nearest_dense(self.rtt_ms, np.asarray(sites, dtype=np.int64), k)
+        return self.rtt_ms.nearest(sites, k)
 
     @property
     def n_sites(self) -> int:
@@ -109,7 +144,7 @@ class World:
         return np.array([d.model.capability for d in self.site_deployment], dtype=np.int64)
 
     def floor_rtt_ms(self) -> np.ndarray:
-        """O x S fibre floor: the round trip of light in fibre along the great circle."""
+        """O x S fibre floor (a dense matrix: for tests and small worlds): the round trip of light in fibre along the great circle."""
         d = great_circle_km(self.origin_lat[:, None], self.origin_lon[:, None],
                             self.site_lat[None, :], self.site_lon[None, :])
         return fibre_floor_ms(d)
@@ -294,9 +329,9 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     if not sites:
         raise ConfigError("key 'world': no sites; the filters removed every site")
     ids = [s["id"] for s in sites]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
+    dup = sorted(i for i, n in Counter(ids).items() if n > 1)
     if dup:
-        raise ConfigError(f"key 'world.sites': duplicate site ids {dup}")
+        raise ConfigError(f"key 'world.sites': duplicate site ids {dup[:10]}")
     _apply_site_gpus(sites, w.sized_gpus, "sized_gpus")
     _apply_site_gpus(sites, w.site_gpus)
     S = len(sites)
@@ -304,36 +339,21 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     lon = np.array([s["lon"] for s in sites], dtype=float)
     country = [s["country"] if isinstance(s["country"], str) else None for s in sites]
     tier = np.array([int(s["tier"]) for s in sites], dtype=np.int8)
+    deps = [s["dep"] for s in sites]
 
-    graph = nx.Graph()
-    for i, s in enumerate(sites):
-        graph.add_node(i, id=s["id"], tier=Tier(s["tier"]).label, lat=s["lat"], lon=s["lon"])
     zero = w.network == "zero"
-    if S > 1:
-        dist = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
-        rtt = np.zeros((S, S)) if zero else estimate_rtt_ms(
-            lat[:, None], lon[:, None], lat[None, :], lon[None, :],
-            np.array(country, dtype=object)[:, None], np.array(country, dtype=object)[None, :])
-        np.fill_diagonal(dist, np.inf)
-        k = min(w.graph.neighbours, S - 1)
-        pairs = set()
-        for i in range(S):  # k nearest neighbours: the local fabric
-            for j in np.argpartition(dist[i], k - 1)[:k]:
-                pairs.add((min(i, int(j)), max(i, int(j))))
-        mesh = [i for i in range(S) if Tier(tier[i]).label in w.graph.mesh_tiers]
-        for a in mesh:  # long-haul backbone between the big sites
-            for b in mesh:
-                if a < b:
-                    pairs.add((a, b))
-        upper = np.flatnonzero(tier > Tier.EDGE)
-        if len(upper):
-            for i in np.flatnonzero(tier == Tier.EDGE):  # each PoP backhauls to its nearest big site
-                j = int(upper[np.argmin(dist[i, upper])])
-                pairs.add((min(i, j), max(i, j)))
-        for a, b in pairs:
-            graph.add_edge(a, b, rtt_ms=float(rtt[a, b]), km=float(dist[a, b]))
-    site_rtt = np.zeros((S, S)) if zero else shortest_rtt(graph, S)
-    if not zero and np.isinf(site_rtt).any():
+    a, b = graph_edges(lat, lon, tier, w.graph.neighbours, w.graph.mesh_tiers)
+    km = great_circle_km(lat[a], lon[a], lat[b], lon[b])
+    cobj = np.array(country, dtype=object)
+    rtt = np.zeros(len(a)) if zero else estimate_rtt_ms(lat[a], lon[a], lat[b], lon[b],
+                                                        cobj[a], cobj[b])
+    graph = nx.Graph()
+    graph.add_nodes_from((i, {"id": ids[i], "tier": Tier(tier[i]).label, "lat": sites[i]["lat"],
+                              "lon": sites[i]["lon"]}) for i in range(S))
+    graph.add_edges_from((x, y, {"rtt_ms": r, "km": d}) for x, y, r, d in
+                         zip(a.tolist(), b.tolist(), rtt.tolist(), km.tolist()))
+    adj = graph_csr(S, a, b, rtt)
+    if not zero and S > 1 and connected_components(adj, directed=False)[0] > 1:
         raise ConfigError("key 'world.graph': the latency graph is not connected; raise "
                           "world.graph.neighbours")
 
@@ -344,29 +364,37 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     if len(entry) == 0:
         entry = np.arange(S)
     k = min(w.cities.pops_per_city, len(entry))
-    d_entry = great_circle_km(olat[:, None], olon[:, None], lat[entry][None, :], lon[entry][None, :])
-    near = np.argsort(d_entry, axis=1, kind="stable")[:, :k]
+    near, _ = SphereIndex(lat[entry], lon[entry]).nearest(olat, olon, k)
     attach_site = entry[near]
     if zero:
         attach_ms = np.zeros(attach_site.shape)
     else:
         oc = np.array(ocountry, dtype=object)[:, None]
-        sc = np.array(country, dtype=object)[attach_site]
         attach_ms = w.cities.access_ms + estimate_rtt_ms(
-            olat[:, None], olon[:, None], lat[attach_site], lon[attach_site], oc, sc)
+            olat[:, None], olon[:, None], lat[attach_site], lon[attach_site], oc,
+            cobj[attach_site])
 
+    O = len(o)
+    dense = zero or w.rtt_matrix == "dense" or (
+        w.rtt_matrix == "auto" and S <= DENSE_SITES_MAX and O * S <= DENSE_CELLS_MAX)
+    site_rtt = rtt_o = None
+    if zero:
+        site_rtt, rtt_o = np.zeros((S, S)), np.zeros((O, S))
+    elif dense:
+        site_rtt = shortest_rtt(graph, S)
+    else:
+        cap = np.array([d.model.capability for d in deps], dtype=np.int64)
+        rtt_o = SparseRtt(adj, attach_site, attach_ms, group=tier.astype(np.int64) * 1000 + cap)
     world = World(
         site_id=ids, site_tier=tier, site_lat=lat, site_lon=lon, site_country=country,
         site_gpus=np.array([s["gpus"] for s in sites], dtype=np.int64),
-        site_deployment=[s["dep"] for s in sites],
+        site_deployment=deps,
         site_max_queue=np.array([s["max_queue"] for s in sites], dtype=np.int64),
         origin_name=list(o.name), origin_lat=olat, origin_lon=olon, origin_country=ocountry,
         origin_population=o.population.to_numpy(float),
         origin_utc_offset_h=o.utc_offset_h.to_numpy(float),
         origin_region=list(o.region), graph=graph, site_rtt_ms=site_rtt,
-        attach_site=attach_site, attach_ms=attach_ms)
-    if zero:
-        world.rtt_ms = np.zeros((world.n_origins, S))
+        attach_site=attach_site, attach_ms=attach_ms, rtt_ms=rtt_o)
     cap = world.site_capability
     for i, app in enumerate(cfg.workload.apps):
         if not (cap >= app.capability).any():
@@ -374,6 +402,44 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
                 f"key 'workload.apps[{i}].capability': app {app.name!r} needs capability "
                 f"{app.capability} but no site offers it (highest: {cap.max()})")
     return world
+
+
+def graph_edges(lat: np.ndarray, lon: np.ndarray, tier: np.ndarray, neighbours: int,
+                mesh_tiers: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The links of the latency graph, as sorted pairs ``a < b`` (no duplicates).
+
+    Each site links to its ``neighbours`` nearest sites (the local fabric), the sites of
+    ``mesh_tiers`` form a full mesh (the long-haul backbone), and each edge PoP backhauls to its
+    nearest non-edge site. Big worlds find neighbours with a k-d tree (ties to the lower index).
+    """
+    S = len(lat)
+    if S < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    k = max(0, min(neighbours, S - 1))
+    if S <= DENSE_SITES_MAX:
+        # Brute force, as worlds were always built: a tie at the k-th neighbour (two sites at
+        # one place) is broken the way argpartition breaks it, so small worlds keep their graph.
+        dist = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+        np.fill_diagonal(dist, np.inf)
+        nb = np.argpartition(dist, k - 1, axis=1)[:, :k] if k else np.zeros((S, 0), np.int64)
+    else:
+        nb, _ = SphereIndex(lat, lon).nearest(lat, lon, k, exclude=np.arange(S))
+    src = [np.repeat(np.arange(S), k)]
+    dst = [nb.ravel()]
+    mesh = np.flatnonzero(np.isin([Tier(t).label for t in tier], list(mesh_tiers)))
+    if len(mesh) > 1:
+        i, j = np.triu_indices(len(mesh), 1)
+        src.append(mesh[i])
+        dst.append(mesh[j])
+    upper = np.flatnonzero(tier > Tier.EDGE)
+    edge = np.flatnonzero(tier == Tier.EDGE)
+    if len(upper) and len(edge):
+        hub, _ = SphereIndex(lat[upper], lon[upper]).nearest(lat[edge], lon[edge], 1)
+        src.append(edge)
+        dst.append(upper[hub[:, 0]])
+    x, y = np.concatenate(src), np.concatenate(dst)
+    key = np.unique(np.minimum(x, y) * S + np.maximum(x, y))
+    return key // S, key % S
 
 
 def shortest_rtt(graph: nx.Graph, n: int) -> np.ndarray:
