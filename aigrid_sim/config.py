@@ -54,9 +54,14 @@ class TierConfig:
 
 @dataclass
 class EdgeConfig(TierConfig):
-    """Edge tier: real Cloudflare PoPs (340 metros)."""
+    """Edge tier: real Cloudflare PoPs (340 metros), a PoP in every big city, or your own CSV."""
 
-    pops: list[str] | None = None  # IATA codes to keep; None = all
+    # cloudflare (the real PoPs) | cities (one PoP per city >= min_population) | file (the CSV
+    # at `file`: id, lat, lon[, country, gpus, gpu, model, max_queue, max_batch])
+    source: str = "cloudflare"
+    file: str | None = None
+    min_population: int = 1_000_000
+    pops: list[str] | None = None  # IATA codes to keep (source cloudflare); None = all
     countries: list[str] | None = None  # ISO alpha-2 filter
 
 
@@ -352,6 +357,7 @@ class SimConfig:
 
 
 TIERS = ("edge", "regional", "core")
+EDGE_SOURCES = ("cloudflare", "cities", "file")
 SERVICE_KINDS = ("tokens", "exponential", "deterministic", "lognormal")
 ARRIVAL_KINDS = ("poisson", "diurnal", "trace")
 TRACE_FORMATS = ("azure", "mooncake", "servegen")
@@ -493,6 +499,17 @@ def _check(c: SimConfig) -> None:
     _need(w.network in ("geo", "zero"), "world.network", "must be 'geo' or 'zero'")
     _need(w.rtt_matrix in ("auto", "dense", "sparse"), "world.rtt_matrix",
           f"must be 'auto', 'dense' or 'sparse' (got {w.rtt_matrix!r})")
+    e = w.edge
+    _need(e.source in EDGE_SOURCES, "world.edge.source",
+          f"must be one of {EDGE_SOURCES} (got {e.source!r})")
+    _need(e.source != "file" or bool(e.file), "world.edge.file",
+          "needs a CSV path when world.edge.source is 'file'")
+    _need(e.file is None or e.source == "file", "world.edge.file",
+          f"is read only with world.edge.source=file (source is {e.source!r})")
+    _need(e.pops is None or e.source == "cloudflare", "world.edge.pops",
+          f"selects Cloudflare PoPs by IATA code; it needs world.edge.source=cloudflare "
+          f"(source is {e.source!r}; use world.edge.countries to filter)")
+    _need(e.min_population >= 1, "world.edge.min_population", "must be >= 1")
     for tier in TIERS:
         t: TierConfig = getattr(w, tier)
         _need(t.gpus > 0, f"world.{tier}.gpus", f"must be > 0: a site needs GPUs (got {t.gpus})")

@@ -28,6 +28,7 @@ from aigrid_sim.serving.catalog import Catalog, Deployment
 from aigrid_sim.world.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
 from aigrid_sim.world.index import SphereIndex
 from aigrid_sim.world.latency import SparseRtt, graph_csr, nearest_dense
+from aigrid_sim.world.sites import city_pops, read_sites_csv
 
 
 class Tier(IntEnum):
@@ -187,17 +188,63 @@ def _country_codes() -> dict[str, str]:
     return names
 
 
+def _table_sites(table: pd.DataFrame, tier: Tier, tc: TierConfig, cat: Catalog, key: str,
+                 where: str) -> list[dict]:
+    """Sites from a site table (:mod:`aigrid_sim.world.sites`); empty cells take the tier's."""
+    out = []
+    deps: dict[tuple, Deployment] = {}
+    for r in table.itertuples(index=False):
+        model = r.model or tc.model
+        gpu = r.gpu or tc.gpu
+        mb = tc.max_batch if np.isnan(r.max_batch) else int(r.max_batch)
+        here = f"{where}: line {r.line}" if r.line else f"world.{key}"
+        dep = deps.get((model, gpu, mb))
+        if dep is None:
+            dep = deps[(model, gpu, mb)] = cat.deployment(model, gpu, where=here, max_batch=mb)
+        gpus = tc.gpus if np.isnan(r.gpus) else int(r.gpus)
+        if gpus < dep.gpus_per_replica:
+            raise ConfigError(f"{here}, column 'gpus': {gpus} GPUs cannot hold one replica of "
+                              f"{model} on {gpu} ({dep.gpus_per_replica} GPUs each)")
+        out.append(dict(id=r.id, tier=tier, lat=float(r.lat), lon=float(r.lon),
+                        country=r.country, gpus=gpus, dep=dep,
+                        max_queue=tc.max_queue if np.isnan(r.max_queue) else int(r.max_queue)))
+    return out
+
+
+def _edge_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
+    """The edge tier: Cloudflare's PoPs, a PoP per big city, or the user's CSV."""
+    e = cfg.world.edge
+    if e.source == "cloudflare":
+        pops = read_data("cdn_pops_cloudflare.csv")
+        if e.pops is not None:
+            unknown = sorted(set(e.pops) - set(pops.iata))
+            if unknown:
+                raise ConfigError(f"key 'world.edge.pops': unknown IATA codes {unknown}")
+            pops = pops[pops.iata.isin(e.pops)]
+        if e.countries is not None:
+            pops = pops[pops.cca2.isin(e.countries)]
+        pops = pops.assign(id="edge-" + pops.iata, country=pops.cca2)
+        return _tier_sites(pops, Tier.EDGE, e, cat, "edge")
+    if e.source == "cities":
+        table = city_pops(city_table(e.min_population), e.min_population)
+        where = "world.edge"
+    else:
+        table = read_sites_csv(e.file)
+        where = str(e.file)
+    if e.countries is not None:
+        table = table[table.country.isin(e.countries)]
+    return _table_sites(table, Tier.EDGE, e, cat, "edge", where)
+
+
+def city_table(min_population: int) -> pd.DataFrame:
+    """GeoNames cities with at least ``min_population`` people (columns as cities_100k.csv)."""
+    name = "cities_100k.csv" if min_population >= 100_000 else "cities_15k.csv"
+    o = read_data(name).rename(columns={"country_code": "country"})
+    return o[o.population >= min_population]
+
+
 def _grid_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
     w = cfg.world
-    pops = read_data("cdn_pops_cloudflare.csv")
-    if w.edge.pops is not None:
-        unknown = sorted(set(w.edge.pops) - set(pops.iata))
-        if unknown:
-            raise ConfigError(f"key 'world.edge.pops': unknown IATA codes {unknown}")
-        pops = pops[pops.iata.isin(w.edge.pops)]
-    if w.edge.countries is not None:
-        pops = pops[pops.cca2.isin(w.edge.countries)]
-    pops = pops.assign(id="edge-" + pops.iata, country=pops.cca2)
 
     regions = read_data("cloud_regions.csv")
     codes = _country_codes()
@@ -228,7 +275,7 @@ def _grid_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
     reg = reg.iloc[keep]
     reg = reg.assign(id="regional-" + reg.provider + "-" + reg.region_code)
 
-    sites = (_tier_sites(pops, Tier.EDGE, w.edge, cat, "edge")
+    sites = (_edge_sites(cfg, cat)
              + _tier_sites(reg, Tier.REGIONAL, w.regional, cat, "regional")
              + _tier_sites(core, Tier.CORE, w.core, cat, "core"))
     return sites

@@ -96,6 +96,8 @@ class SparseRtt:
         self._sssp: dict[int, np.ndarray] = {}  # site -> shortest paths from it to every site
         self._near: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # src -> nodes, d, L
         self._cand: dict[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._far: dict[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._known = (np.zeros((O, 0), np.int64), np.zeros((O, 0)))  # all candidates so far
         self._rows: list[dict[int, float] | None] = [None] * O
 
     def copy(self) -> SparseRtt:
@@ -128,19 +130,20 @@ class SparseRtt:
 
     def item(self, o: int, s: int) -> float:
         """Round trip from origin ``o`` to site ``s``, ms (what ``ndarray.item`` gives)."""
-        row = self._rows[o]
-        if row is None:
-            row = self._rows[o] = self._seed_row(o)
-        v = row.get(s)
-        if v is None:
-            v = row[s] = self._exact(o, s)
-        return v
+        try:  # the per-request path: two lookups
+            return self._rows[o][s]
+        except (TypeError, KeyError):
+            return self._miss(o, s)
 
-    def _seed_row(self, o: int) -> dict[int, float]:
-        row: dict[int, float] = {}
-        for idx, val in self._cand.values():
-            row.update(zip(idx[o].tolist(), val[o].tolist()))
-        return row
+    def _miss(self, o: int, s: int) -> float:
+        row = self._rows[o]
+        if row is None:  # first use of this origin: everything its candidate lists know
+            idx, val = self._known
+            row = self._rows[o] = dict(zip(idx[o].tolist(), val[o].tolist()))
+            if s in row:
+                return row[s]
+        v = row[s] = self._exact(o, s)
+        return v
 
     def __getitem__(self, key) -> np.ndarray:
         o, s = key
@@ -192,7 +195,11 @@ class SparseRtt:
                 val.append(cv)
             parts.append((np.concatenate(idx), np.concatenate(val)))
         if len(far):
-            parts.append(self._nearest_far(far, k))
+            fkey = (far.tobytes(), k)
+            hit = self._far.get(fkey)
+            if hit is None:
+                hit = self._far[fkey] = self._nearest_far(far, k)
+            parts.append(hit)
         if len(parts) == 1:
             idx, val = parts[0]
         else:  # the k best of the two, by (rtt, site)
@@ -203,6 +210,8 @@ class SparseRtt:
         idx = np.ascontiguousarray(idx)
         val = np.ascontiguousarray(val)
         self._cand[key] = (idx, val)
+        self._known = (np.concatenate([self._known[0], idx], axis=1),
+                       np.concatenate([self._known[1], val], axis=1))
         for o, row in enumerate(self._rows):  # rows seeded earlier learn the new values
             if row is not None:
                 row.update(zip(idx[o].tolist(), val[o].tolist()))
@@ -238,12 +247,17 @@ class SparseRtt:
                 for i in range(0, len(group), _CHUNK):
                     src = group[i:i + _CHUNK]
                     d = dijkstra(self._adj, directed=False, indices=src, limit=limit)
+                    fin = np.isfinite(d)
+                    complete = fin.all(axis=1)
+                    short = ~complete & ((fin & in_far).sum(axis=1) < k)
+                    rows, cols = np.nonzero(fin)
+                    cut = np.searchsorted(rows, np.arange(len(src) + 1))
+                    vals = d[rows, cols]
                     for row, a in enumerate(src.tolist()):
-                        nodes = np.flatnonzero(np.isfinite(d[row]))
-                        complete = len(nodes) == self.shape[1]
-                        self._near[a] = (nodes, d[row, nodes], np.inf if complete else limit)
-                        if not complete and in_far[nodes].sum() < k:
-                            nxt[a] = 2.0 * limit
+                        lo, hi = cut[row], cut[row + 1]
+                        self._near[a] = (cols[lo:hi], vals[lo:hi],
+                                         np.inf if complete[row] else limit)
+                    nxt.update((a, 2.0 * limit) for a in src[short].tolist())
             todo = nxt
 
     def _nearest_far(self, far: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -260,8 +274,13 @@ class SparseRtt:
         for i, a in enumerate(src.tolist()):
             n, d, lim = self._near[a]
             keep = in_far[n]
-            nodes.append(n[keep])
-            dists.append(d[keep])
+            n, d = n[keep], d[keep]
+            if len(d) > k:  # the radius of the k-th site is enough: every site within it is here
+                lim = np.partition(d, k - 1)[k - 1]
+                keep = d <= lim
+                n, d = n[keep], d[keep]
+            nodes.append(n)
+            dists.append(d)
             lims[i] = lim
         lens = np.array([len(n) for n in nodes], dtype=np.int64)
         ptr = np.r_[0, np.cumsum(lens)]
@@ -282,14 +301,19 @@ class SparseRtt:
             vv.append(v[keep])
         o, s, v = np.concatenate(oo), np.concatenate(ss), np.concatenate(vv)
         # One value per (origin, site): the best entry point.
-        order = np.lexsort((v, s, o))
+        S = self.shape[1]
+        pair = o * S + s
+        order = np.argsort(pair, kind="stable")
+        pair, v = pair[order], v[order]
+        start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+        v = np.minimum.reduceat(v, start)
+        o, s = pair[start] // S, pair[start] % S
+        # Per origin, by round trip then site index: the k first.
+        order = np.argsort(v, kind="stable")
+        order = order[np.argsort(o[order], kind="stable")]
         o, s, v = o[order], s[order], v[order]
-        first = np.r_[True, (o[1:] != o[:-1]) | (s[1:] != s[:-1])]
-        o, s, v = o[first], s[first], v[first]
-        order = np.lexsort((s, v, o))
-        o, s, v = o[order], s[order], v[order]
-        start = np.searchsorted(o, np.arange(O))
-        rank = np.arange(len(o)) - start[o]
+        first = np.searchsorted(o, np.arange(O))
+        rank = np.arange(len(o)) - first[o]
         keep = rank < k
         o, s, v, rank = o[keep], s[keep], v[keep], rank[keep]
         if np.bincount(o, minlength=O).min() < k:  # cannot happen: every source settled k
