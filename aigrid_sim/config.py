@@ -39,7 +39,7 @@ class CitiesConfig:
     """
 
     min_population: int = 100_000
-    max_cities: int | None = None  # keep only the N most populous (faster worlds for tests)
+    max_cities: int | None = None  # keep the N most populous (faster tests); 0 = only world.origins
     countries: list[str] | None = None  # ISO alpha-2 filter; None = the whole world
     access_ms: float = 5.0  # last-mile round trip from a user to the Internet
     pops_per_city: int = 2  # users reach the grid through their N nearest edge PoPs
@@ -532,6 +532,8 @@ def _check(c: SimConfig) -> None:
     for key in ("sized_gpus", "site_gpus"):
         for sid, g in (getattr(w, key) or {}).items():
             _need(g > 0, f"world.{key}.{sid}", f"must be > 0: a site needs GPUs (got {g})")
+    _need(w.cities.max_cities is None or w.cities.max_cities >= 0, "world.cities.max_cities",
+          "must be >= 0 or null")
     _need(w.cities.access_ms >= 0, "world.cities.access_ms", "must be >= 0")
     _need(w.cities.pops_per_city >= 1, "world.cities.pops_per_city", "must be >= 1")
     wl = c.workload
