@@ -12,6 +12,7 @@ unknown key is an error.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -477,6 +478,7 @@ def validate(cfg: DictConfig | dict) -> SimConfig:
                     f"unknown key '{key}'; top-level keys are: {', '.join(sorted(known))}"
                 )
     data["params"] = params
+    records = _take_records(data)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(SimConfig), data)
         sim: SimConfig = OmegaConf.to_object(merged)
@@ -486,8 +488,84 @@ def validate(cfg: DictConfig | dict) -> SimConfig:
         if "not in" in reason:
             reason = "unknown key"
         raise ConfigError(f"key '{key}': {reason}") from None
+    for key, items in records.items():
+        setattr(sim.world, key, items)
     _check(sim)
     return sim
+
+
+#: Lists of flat records converted without OmegaConf: its structured merge costs about 10 ms
+#: per item (45 s for 4,600 inline sites), a direct conversion a few microseconds.
+_RECORD_LISTS = {"sites": SiteConfig, "origins": OriginConfig}
+
+
+def _take_records(data: dict) -> dict[str, list]:
+    """Remove ``world.sites`` / ``world.origins`` from ``data``; return them as dataclasses."""
+    world = data.get("world")
+    out: dict[str, list] = {}
+    if not isinstance(world, dict):
+        return out
+    for key, cls in _RECORD_LISTS.items():
+        rows = world.get(key)
+        if isinstance(rows, list) and rows:
+            out[key] = _records(rows, cls, f"world.{key}")
+            world[key] = []
+    return out
+
+
+def _records(rows: list, cls: type, key: str) -> list:
+    """Items of a list of flat records as ``cls`` dataclasses, with OmegaConf's type rules."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    conv = {f.name: _converter(str(f.type)) for f in dataclasses.fields(cls)}
+    out = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise ConfigError(f"key '{key}[{i}]': must be a mapping with keys "
+                              f"{', '.join(fields)} (got {r!r})")
+        kw = {}
+        for k, v in r.items():
+            c = conv.get(k)
+            if c is None:
+                raise ConfigError(f"key '{key}[{i}].{k}': unknown key; {cls.__name__} has "
+                                  f"{', '.join(fields)}")
+            try:
+                kw[k] = c(v)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"key '{key}[{i}].{k}': {e}") from None
+        out.append(cls(**kw))
+    return out
+
+
+def _converter(typ: str):
+    """A function converting a YAML value to ``typ`` ("str", "float", "int", "... | None")."""
+    optional = typ.replace(" ", "").endswith("|None")
+    base = typ.split("|")[0].strip()
+
+    def conv(v: Any) -> Any:
+        if v is None:
+            if optional:
+                return None
+            raise ValueError("must not be null")
+        if isinstance(v, (dict, list)):
+            raise ValueError(f"must be a {base}, not a {type(v).__name__}")
+        if base == "str":
+            return str(v)
+        if isinstance(v, bool):
+            raise ValueError(f"must be a {base} (got {v!r})")
+        if base == "float":
+            try:
+                return float(v)
+            except ValueError:
+                raise ValueError(f"must be a number (got {v!r})") from None
+        if base == "int":
+            if isinstance(v, int):
+                return v
+            if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
+                return int(v)
+            raise ValueError(f"must be an integer (got {v!r})")
+        return v
+
+    return conv
 
 
 def _need(cond: bool, key: str, what: str) -> None:

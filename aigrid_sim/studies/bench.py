@@ -6,7 +6,8 @@ process-per-customer M/M/c SimPy model (c = 8, rho = 0.9) for the same number of
 prints requests per second of each and their ratio. ``--memory`` also measures the peak resident
 memory of a 1,000,000-request run in a fresh subprocess.
 
-``--world big`` instead measures a 5,000-PoP, 34,006-city world (:mod:`aigrid_sim.studies.bench_world`).
+``--world big`` instead measures a 5,000-PoP, 34,006-city world
+(:mod:`aigrid_sim.studies.bench_world`).
 
 Usage: ``aigrid-sim-bench [--requests 200000] [--memory] [--memory-requests 1000000]
 [--world big [--rounds 3]]``

@@ -1,4 +1,4 @@
-"""``aigrid-sim-bench --world big``: build time and memory of a big world, and the engine's speed on it.
+"""``aigrid-sim-bench --world big``: how fast a big world builds, and the engine's speed on it.
 
 The big world is the default scenario (``global_agent``) with demand from every city of the
 bundled GeoNames list (34,006 cities, ``world.cities.min_population=0``) and one edge PoP in

@@ -1,4 +1,4 @@
-"""The world a run happens in: sites with GPU pools, origins of demand, and the latency between them.
+"""The world a run happens in: sites with GPU pools, origins of demand, the latency between them.
 
 Construction only: :func:`build_world` reads the bundled real-world data (Cloudflare PoPs, cloud
 regions, GeoNames cities) or a user's site table, places the three tiers, joins the sites in a
@@ -146,7 +146,7 @@ class World:
         return np.array([d.model.capability for d in self.site_deployment], dtype=np.int64)
 
     def floor_rtt_ms(self) -> np.ndarray:
-        """O x S fibre floor (a dense matrix: for tests and small worlds): the round trip of light in fibre along the great circle."""
+        """O x S fibre floor: light in fibre along the great circle (dense: for small worlds)."""
         d = great_circle_km(self.origin_lat[:, None], self.origin_lon[:, None],
                             self.site_lat[None, :], self.site_lon[None, :])
         return fibre_floor_ms(d)
@@ -195,8 +195,8 @@ def _table_sites(table: pd.DataFrame, tier: Tier, tc: TierConfig, cat: Catalog, 
     out = []
     deps: dict[tuple, Deployment] = {}
     for r in table.itertuples(index=False):
-        model = r.model or tc.model
-        gpu = r.gpu or tc.gpu
+        model = r.model if isinstance(r.model, str) else tc.model
+        gpu = r.gpu if isinstance(r.gpu, str) else tc.gpu
         mb = tc.max_batch if np.isnan(r.max_batch) else int(r.max_batch)
         here = f"{where}: line {r.line}" if r.line else f"world.{key}"
         dep = deps.get((model, gpu, mb))
@@ -207,7 +207,8 @@ def _table_sites(table: pd.DataFrame, tier: Tier, tc: TierConfig, cat: Catalog, 
             raise ConfigError(f"{here}, column 'gpus': {gpus} GPUs cannot hold one replica of "
                               f"{model} on {gpu} ({dep.gpus_per_replica} GPUs each)")
         out.append(dict(id=r.id, tier=tier, lat=float(r.lat), lon=float(r.lon),
-                        country=r.country, gpus=gpus, dep=dep,
+                        country=r.country if isinstance(r.country, str) else None,
+                        gpus=gpus, dep=dep,
                         max_queue=tc.max_queue if np.isnan(r.max_queue) else int(r.max_queue)))
     return out
 
@@ -417,7 +418,7 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     graph.add_nodes_from((i, {"id": ids[i], "tier": Tier(tier[i]).label, "lat": sites[i]["lat"],
                               "lon": sites[i]["lon"]}) for i in range(S))
     graph.add_edges_from((x, y, {"rtt_ms": r, "km": d}) for x, y, r, d in
-                         zip(a.tolist(), b.tolist(), rtt.tolist(), km.tolist()))
+                         zip(a.tolist(), b.tolist(), rtt.tolist(), km.tolist(), strict=True))
     adj = graph_csr(S, a, b, rtt)
     if not zero and S > 1 and connected_components(adj, directed=False)[0] > 1:
         raise ConfigError("key 'world.graph': the latency graph is not connected; raise "
@@ -440,12 +441,12 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
             olat[:, None], olon[:, None], lat[attach_site], lon[attach_site], oc,
             cobj[attach_site])
 
-    O = len(o)
+    n_o = len(o)
     dense = zero or w.rtt_matrix == "dense" or (
-        w.rtt_matrix == "auto" and S <= DENSE_SITES_MAX and O * S <= DENSE_CELLS_MAX)
+        w.rtt_matrix == "auto" and S <= DENSE_SITES_MAX and n_o * S <= DENSE_CELLS_MAX)
     site_rtt = rtt_o = None
     if zero:
-        site_rtt, rtt_o = np.zeros((S, S)), np.zeros((O, S))
+        site_rtt, rtt_o = np.zeros((S, S)), np.zeros((n_o, S))
     elif dense:
         site_rtt = shortest_rtt(graph, S)
     else:

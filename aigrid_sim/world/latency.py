@@ -6,8 +6,8 @@ follows the shortest path on the latency graph, so its round trip to site ``s`` 
     rtt(o, s) = min_j  m_j + D(a_j, s)          D = shortest-path RTT on the graph
 
 Small worlds keep ``rtt`` as a dense origins x sites matrix (:attr:`World.rtt_ms` is then an
-``ndarray``), computed once from the all-pairs matrix ``D``. That costs O(origins x sites)
-memory and O(sites^2) shortest paths: 1.45 GB and minutes at 34,000 cities and 5,000 PoPs.
+``ndarray``), computed once from the all-pairs matrix ``D``. That costs n_o(origins x sites)
+memory and n_o(sites^2) shortest paths: 1.45 GB and minutes at 34,000 cities and 5,000 PoPs.
 Big worlds use :class:`SparseRtt` instead, which answers the same two questions -- the round
 trip of one (origin, site) pair, and each origin's k nearest sites among a set -- exactly, while
 computing only the shortest paths they need:
@@ -82,8 +82,8 @@ class SparseRtt:
         self._att = np.asarray(attach_site, dtype=np.int64)
         self._att_ms = np.asarray(attach_ms, dtype=float)
         self._group = np.asarray(group)
-        O, S = self._att.shape[0], adj.shape[0]
-        self.shape = (O, S)
+        n_o, S = self._att.shape[0], adj.shape[0]
+        self.shape = (n_o, S)
         self.ndim = 2
         _, inv, counts = np.unique(self._group, return_inverse=True, return_counts=True)
         self._is_col = counts[inv.reshape(-1)] <= COLUMN_SITES_MAX
@@ -92,13 +92,13 @@ class SparseRtt:
         self._reset()
 
     def _reset(self) -> None:
-        O = self.shape[0]
+        n_o = self.shape[0]
         self._sssp: dict[int, np.ndarray] = {}  # site -> shortest paths from it to every site
         self._near: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # src -> nodes, d, L
         self._cand: dict[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = {}
         self._far: dict[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = {}
-        self._known = (np.zeros((O, 0), np.int64), np.zeros((O, 0)))  # all candidates so far
-        self._rows: list[dict[int, float] | None] = [None] * O
+        self._known = (np.zeros((n_o, 0), np.int64), np.zeros((n_o, 0)))  # all candidates so far
+        self._rows: list[dict[int, float] | None] = [None] * n_o
 
     def copy(self) -> SparseRtt:
         """An independent copy (same graph; fresh caches), for a run that changes the network."""
@@ -125,8 +125,8 @@ class SparseRtt:
         att, ms = self._att_list[o], self._att_ms_list[o]
         if self._is_col[s]:
             col = self._from(s)
-            return min(m + col.item(a) for a, m in zip(att, ms))
-        return min(m + self._from(a).item(s) for a, m in zip(att, ms))
+            return min(m + col.item(a) for a, m in zip(att, ms, strict=True))
+        return min(m + self._from(a).item(s) for a, m in zip(att, ms, strict=True))
 
     def item(self, o: int, s: int) -> float:
         """Round trip from origin ``o`` to site ``s``, ms (what ``ndarray.item`` gives)."""
@@ -139,7 +139,7 @@ class SparseRtt:
         row = self._rows[o]
         if row is None:  # first use of this origin: everything its candidate lists know
             idx, val = self._known
-            row = self._rows[o] = dict(zip(idx[o].tolist(), val[o].tolist()))
+            row = self._rows[o] = dict(zip(idx[o].tolist(), val[o].tolist(), strict=True))
             if s in row:
                 return row[s]
         v = row[s] = self._exact(o, s)
@@ -178,17 +178,17 @@ class SparseRtt:
         hit = self._cand.get(key)
         if hit is not None:
             return hit
-        O = self.shape[0]
+        n_o = self.shape[0]
         k = min(k, len(sites))
         if k == 0:
-            return np.zeros((O, 0), np.int64), np.zeros((O, 0))
+            return np.zeros((n_o, 0), np.int64), np.zeros((n_o, 0))
         col = sites[self._is_col[sites]]
         far = sites[~self._is_col[sites]]
         parts = []
         if len(col):
             step = max(1, 4_000_000 // max(1, len(col)))
             idx, val = [], []
-            for i in range(0, O, step):
+            for i in range(0, n_o, step):
                 r = self._column_rtt(col, slice(i, i + step))
                 ci, cv = nearest_dense(r, np.arange(len(col)), k)
                 idx.append(col[ci])
@@ -214,7 +214,7 @@ class SparseRtt:
                        np.concatenate([self._known[1], val], axis=1))
         for o, row in enumerate(self._rows):  # rows seeded earlier learn the new values
             if row is not None:
-                row.update(zip(idx[o].tolist(), val[o].tolist()))
+                row.update(zip(idx[o].tolist(), val[o].tolist(), strict=True))
         return idx, val
 
     def _grow(self, sources: np.ndarray, far: np.ndarray, k: int) -> None:
@@ -262,7 +262,7 @@ class SparseRtt:
 
     def _nearest_far(self, far: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest of ``far`` (a big group) per origin, from bounded searches."""
-        O, p = self._att.shape
+        n_o, p = self._att.shape
         k = min(k, len(far))
         self._grow(np.unique(self._att), far, k)
         in_far = np.zeros(self.shape[1], dtype=bool)
@@ -293,7 +293,7 @@ class SparseRtt:
             total = int(n.sum())
             first = np.repeat(ptr[r] - np.r_[0, np.cumsum(n)[:-1]], n)
             e = first + np.arange(total)
-            o = np.repeat(np.arange(O), n)
+            o = np.repeat(np.arange(n_o), n)
             v = self._att_ms[o, j] + dist[e]
             keep = v <= bound[o]
             oo.append(o[keep])
@@ -312,14 +312,14 @@ class SparseRtt:
         order = np.argsort(v, kind="stable")
         order = order[np.argsort(o[order], kind="stable")]
         o, s, v = o[order], s[order], v[order]
-        first = np.searchsorted(o, np.arange(O))
+        first = np.searchsorted(o, np.arange(n_o))
         rank = np.arange(len(o)) - first[o]
         keep = rank < k
         o, s, v, rank = o[keep], s[keep], v[keep], rank[keep]
-        if np.bincount(o, minlength=O).min() < k:  # cannot happen: every source settled k
+        if np.bincount(o, minlength=n_o).min() < k:  # cannot happen: every source settled k
             raise RuntimeError("nearest-site search found fewer than k sites for an origin")
-        idx = np.empty((O, k), dtype=np.int64)
-        val = np.empty((O, k))
+        idx = np.empty((n_o, k), dtype=np.int64)
+        val = np.empty((n_o, k))
         idx[o, rank] = s
         val[o, rank] = v
         return idx, val

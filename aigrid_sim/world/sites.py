@@ -121,15 +121,20 @@ def read_sites_csv(path: str | Path) -> pd.DataFrame:
         i = int(np.flatnonzero(bad)[0])
         raise _bad(path, i, "country", f"{df['country'].iat[i]!r} is not an ISO 3166-1 alpha-2 "
                                        f"code (e.g. DE, US) or empty")
-    text = {c: df[c].str.strip() for c in ("gpu", "model")}
     return pd.DataFrame({
-        "id": ids.to_numpy(object), "lat": lat, "lon": lon,
-        "country": country.str.upper().where(country != "", None).to_numpy(object),
-        "gpus": gpus, "gpu": text["gpu"].where(text["gpu"] != "", None).to_numpy(object),
-        "model": text["model"].where(text["model"] != "", None).to_numpy(object),
+        "id": pd.Series(ids.to_numpy(object), dtype=object), "lat": lat, "lon": lon,
+        "country": _text_or_none(country.str.upper()),
+        "gpus": gpus, "gpu": _text_or_none(df["gpu"].str.strip()),
+        "model": _text_or_none(df["model"].str.strip()),
         "max_queue": max_queue, "max_batch": max_batch,
         "line": np.arange(len(df)) + 2,
     })
+
+
+def _text_or_none(col: pd.Series) -> np.ndarray:
+    """Strings, with None where empty (object dtype: inferred strings would make None NaN)."""
+    v = col.to_numpy(object)
+    return pd.Series(np.where(v == "", None, v), dtype=object)
 
 
 def city_pops(cities: pd.DataFrame, min_population: int) -> pd.DataFrame:
@@ -161,10 +166,12 @@ def city_pops(cities: pd.DataFrame, min_population: int) -> pd.DataFrame:
         ids.append(b if seen[b] == 1 else f"{b}-{seen[b]}")
     n = len(c)
     nan = np.full(n, np.nan)
-    none = np.full(n, None, dtype=object)
+    none = pd.Series(np.full(n, None, dtype=object), dtype=object)
     return pd.DataFrame({
-        "id": ids, "lat": c.lat.to_numpy(float), "lon": c.lon.to_numpy(float),
-        "country": [x if isinstance(x, str) else None for x in c.country],
+        "id": pd.Series(ids, dtype=object), "lat": c.lat.to_numpy(float),
+        "lon": c.lon.to_numpy(float),
+        "country": pd.Series([x if isinstance(x, str) else None for x in c.country],
+                             dtype=object),
         "gpus": nan, "gpu": none, "model": none, "max_queue": nan, "max_batch": nan,
         "line": np.zeros(n, dtype=np.int64),
     })
