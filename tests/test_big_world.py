@@ -256,6 +256,12 @@ def test_site_csv_model_errors_name_the_line(tmp_path):
                                                "world.cities.max_cities=20"]))
 
 
+def test_site_csv_in_a_custom_world(tmp_path):
+    p = _csv(tmp_path, GOOD)
+    w = build_world(config_of("mmc", ["world.edge.source=file", f"world.edge.file={p}"]))
+    assert w.site_id[:4] == ["fra", "par", "nyc", "syd"] and w.n_sites == 5
+
+
 def test_cli_bad_site_csv_exits_2_with_one_line(tmp_path):
     p = _csv(tmp_path, "id,lat,lon\na,1,2\na,3,4\n")
     r = subprocess.run([sys.executable, "-m", "aigrid_sim.cli", "world.edge.source=file",

@@ -390,9 +390,11 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     cat = catalog or (Catalog.from_file(cfg.world.catalog) if cfg.world.catalog
                       else Catalog.default())
     w = cfg.world
-    sites = _custom_sites(cfg, cat) if w.topology == "custom" else _grid_sites(cfg, cat)
-    if w.topology == "grid":
-        sites += _custom_sites(cfg, cat)  # extra, explicitly placed sites
+    if w.topology == "custom":  # only the sites given: world.sites, and edge PoPs if asked
+        sites = (_edge_sites(cfg, cat) if w.edge.source != "cloudflare" else [])
+        sites += _custom_sites(cfg, cat)
+    else:
+        sites = _grid_sites(cfg, cat) + _custom_sites(cfg, cat)  # extra, explicitly placed sites
     if not sites:
         raise ConfigError("key 'world': no sites; the filters removed every site")
     ids = [s["id"] for s in sites]
