@@ -41,20 +41,27 @@ def test_kv_capacity_is_memory_after_weights_in_whole_blocks(model, gpu):
 
 @pytest.mark.parametrize("model,gpu", GEN)
 def test_step_time_is_the_physics_divided_by_fitted_efficiencies(model, gpu):
+    """Each term: bytes / bandwidth or FLOPs / tensor rate, over a fitted efficiency <= 1."""
     d = CAT.deployment(model, gpu)
     eff = CAT.efficiencies(model, gpu)
-    n, bw = d.gpus_per_replica, d.gpu.memory_bandwidth_gbs * 1e9
+    m, g = d.model, d.gpu
+    n, bw = d.gpus_per_replica, g.memory_bandwidth_gbs * 1e9
     s = d.step
-    assert s.weights_s == pytest.approx(d.model.memory_gb * 1e9 / n / bw / eff["bandwidth"])
-    assert s.token_s == pytest.approx(2 * d.model.params_b * 1e9 / n
-                                      / (d.gpu.tflops["fp8"] * 1e12 * eff["compute"]))
-    assert s.ctx_s == pytest.approx(d.model.kv_kb_per_token * 1024 / n / bw / eff["attention"])
-    for k in ("bandwidth", "compute", "attention"):
-        assert 0.05 < eff[k] <= 1.0, k  # an efficiency, not a free parameter
-    # Step time grows with tokens and with context; the weight read is a floor.
-    assert s.step_s(1, 0) == pytest.approx(s.overhead_s + s.weights_s + 0.0)
-    assert s.step_s(1, 1000) < s.step_s(1, 100000)
-    assert s.step_s(8192, 0) > s.step_s(1, 0)
+    assert s.weights_s == pytest.approx(m.memory_gb * 1e9 / n / bw / eff["bandwidth"])
+    compute = 2 * m.params_b * 1e9 / n / (g.tflops[m.quantisation] * 1e12 * eff["compute"])
+    comm = 0.0
+    if n > 1:  # 2 all-reduces per layer of 16-bit activations, ring over the interconnect
+        comm = (2 * m.layers * m.hidden_size * 2 * 2 * (n - 1) / n
+                / (g.interconnect_gbs * 1e9 * eff["interconnect"]))
+    assert s.token_s == pytest.approx(compute + comm)
+    assert s.ctx_s == pytest.approx(m.kv_kb_per_token * 1024 / n / bw / eff["attention"])
+    for k, v in eff.items():
+        assert 0.05 <= v <= 1.0, k  # an efficiency, not a free parameter
+    assert 0 <= s.overhead_s < 0.1
+    # Step time = overhead + weight read + per-token work + per-context-token work.
+    assert s.step_s(1, 0) == pytest.approx(s.overhead_s + s.weights_s + s.token_s)
+    assert s.step_s(100, 5000) == pytest.approx(s.step_s(1, 0) + 99 * s.token_s
+                                               + 5000 * s.ctx_s)
 
 
 @pytest.mark.parametrize("model,gpu", GEN)

@@ -5,7 +5,8 @@ pair into a :class:`Deployment` with its step-time model and memory budget preco
 
 Speed model of one replica (:mod:`aigrid_sim.serving.steptime`; figures and sources in
 ``data/catalog.yaml``): one engine iteration takes
-``overhead + max(weights read, dense compute of its tokens) + KV read of its context``, each term
+``overhead + weights read + dense compute (and tensor-parallel all-reduce) of its tokens + KV
+read of its context``, each term
 a physical quantity (bytes / bandwidth, FLOPs / tensor throughput) divided by an efficiency
 fitted to published measurements (``scripts/calibrate_serving.py``). The KV cache holds
 ``(usable memory x GPUs - weights) / KV bytes per token`` tokens in whole blocks; the batch is
@@ -28,7 +29,7 @@ from typing import Any
 import yaml
 
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.serving.steptime import SteadyState, StepTime, steady_state
+from aigrid_sim.serving.steptime import SteadyState, StepTime, loaded_step_s, steady_state
 
 KIB = 1024.0
 GB = 1e9
@@ -46,13 +47,15 @@ class GPU:
         memory_bandwidth_gbs: Memory bandwidth, GB/s (datasheet).
         tflops: Dense tensor TFLOPS by weight format (``{"fp8": ..., "fp4": ...}``, datasheet).
         efficiency: Fitted efficiencies shared by every model on this GPU
-            (``bandwidth``, ``compute``, ``attention``).
+            (``bandwidth``, ``compute``, ``attention``, ``interconnect``).
+        interconnect_gbs: GPU-to-GPU bandwidth per direction, GB/s (tensor parallelism).
     """
 
     name: str
     memory_gb: float
     price_per_hour: float
     memory_bandwidth_gbs: float = 0.0
+    interconnect_gbs: float = 0.0
     tflops: dict = field(default_factory=dict, hash=False, compare=False)
     efficiency: dict = field(default_factory=dict, hash=False, compare=False)
 
@@ -68,6 +71,8 @@ class Model:
         capability: Capability level it provides (1 edge-class ... 3 frontier).
         memory_gb: Weight memory, GB.
         kv_kb_per_token: KV-cache memory per token of context, KiB.
+        hidden_size: Model width (activations all-reduced under tensor parallelism).
+        layers: Transformer layers.
     """
 
     name: str
@@ -76,6 +81,8 @@ class Model:
     capability: int
     memory_gb: float
     kv_kb_per_token: float = 0.0
+    hidden_size: int = 0
+    layers: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,14 +196,15 @@ class Deployment:
         """Mean inter-token latency of a lone request (decode steps at mean context), s."""
         return self.step.step_s(1.0, isl + 0.5 * osl)
 
+    def loaded_tpot_s(self, isl: float, osl: float, rate_per_s: float) -> float:
+        """Mean time per output token of this replica fed ``rate_per_s`` requests/s, s."""
+        return loaded_step_s(self.step, isl, osl, rate_per_s,
+                             max_num_batched_tokens=self.max_num_batched_tokens,
+                             block_tokens=self.block_tokens)
+
     def kv_cache_gb(self, context_tokens: float) -> float:
         """KV-cache memory of a legacy full batch of ``context_tokens``-token sequences, GB."""
         return self.max_batch * context_tokens * self.model.kv_kb_per_token * KIB / GB
-
-
-def _points(sp: dict, key: str) -> tuple[tuple[float, float, float], ...]:
-    return tuple((float(p["isl"]), float(p["osl"]), float(p["out_tok_s"]))
-                 for p in sp.get(key) or ())
 
 
 def max_batch_arg(max_batch: int | None, where: str) -> int | None:
@@ -230,7 +238,7 @@ def _count(entry: str, key: str, value: Any) -> int:
     return v
 
 
-EFFICIENCY_KEYS = ("bandwidth", "compute", "attention")
+EFFICIENCY_KEYS: tuple[str, ...] = ("bandwidth", "compute", "attention")
 
 
 def step_time(model: Model, gpu: GPU, n: int, eff: dict[str, float],
@@ -241,14 +249,21 @@ def step_time(model: Model, gpu: GPU, n: int, eff: dict[str, float],
         model: The model (weight bytes, parameters, KV bytes per token).
         gpu: The GPU type (bandwidth, dense TFLOPS for the model's weight format).
         n: GPUs per replica (tensor parallelism: weights, FLOPs and KV split ``n`` ways).
-        eff: ``bandwidth`` (weight reads), ``compute`` (dense FLOPs), ``attention`` (KV reads).
+        eff: ``bandwidth`` (weight reads), ``compute`` (dense FLOPs), ``attention`` (KV reads),
+            ``interconnect`` (all-reduce, only with ``n > 1``).
         overhead_s: Fixed time per step.
     """
     bw = gpu.memory_bandwidth_gbs * GB
     flops = float(gpu.tflops[model.quantisation]) * 1e12
+    token_s = 2.0 * model.params_b * 1e9 / n / (flops * eff["compute"])
+    if n > 1:
+        # Two all-reduces per layer of the token's activations (16-bit), ring: 2 (n-1)/n of
+        # the data crosses each GPU's link.
+        token_s += (2 * model.layers * model.hidden_size * 2.0 * 2.0 * (n - 1) / n
+                    / (gpu.interconnect_gbs * GB * eff["interconnect"]))
     return StepTime(
         weights_s=model.memory_gb * GB / n / (bw * eff["bandwidth"]),
-        token_s=2.0 * model.params_b * 1e9 / n / (flops * eff["compute"]),
+        token_s=token_s,
         ctx_s=model.kv_kb_per_token * KIB / n / (bw * eff["attention"]),
         overhead_s=overhead_s,
     )
@@ -267,11 +282,13 @@ class Catalog:
                 self.gpus[n] = GPU(
                     n, float(g["memory_gb"]), float(g["price_per_hour"]),
                     float(g.get("memory_bandwidth_gbs", 0.0)),
+                    float(g.get("interconnect_gbs", 0.0)),
                     {k[:-len("_tflops")]: v for k, v in g.items() if k.endswith("_tflops")},
                     dict(g.get("efficiency") or {}))
             self.models = {
                 n: Model(n, float(m["params_b"]), str(m["quantisation"]), int(m["capability"]),
-                         float(m["memory_gb"]), float(m.get("kv_kb_per_token", 0.0)))
+                         float(m["memory_gb"]), float(m.get("kv_kb_per_token", 0.0)),
+                         int(m.get("hidden_size", 0)), int(m.get("layers", 0)))
                 for n, m in raw["models"].items()
             }
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -310,6 +327,18 @@ class Catalog:
         return [(m, g) for m, spec in self._raw["models"].items()
                 for g in (spec.get("speeds") or {})]
 
+    def lengths(self, point: dict) -> tuple[float, float]:
+        """``(isl, osl)`` of a published point: its own, or its ``dataset``'s."""
+        if "dataset" in point:
+            ds = (self._raw.get("datasets") or {}).get(point["dataset"])
+            if not isinstance(ds, dict):
+                raise ConfigError(f"{self.source}: unknown dataset {point['dataset']!r}")
+            return float(ds["isl"]), float(ds["osl"])
+        return float(point["isl"]), float(point["osl"])
+
+    def _points(self, sp: dict, key: str) -> tuple[tuple[float, float, float], ...]:
+        return tuple((*self.lengths(p), float(p["out_tok_s"])) for p in sp.get(key) or ())
+
     def speed_entry(self, model: str, gpu: str) -> dict:
         """The raw ``models.<model>.speeds.<gpu>`` mapping (for calibration and reports)."""
         return self._raw["models"][model]["speeds"][gpu]
@@ -321,10 +350,12 @@ class Catalog:
         return eff
 
     def deployment(self, model: str, gpu: str, where: str = "site",
-                   max_batch: int | None = None) -> Deployment:
+                   max_batch: int | None = None, engine: dict | None = None) -> Deployment:
         """The replica shape and speed of ``model`` on ``gpu``.
 
-        ``max_batch`` overrides the catalogue's ``max_num_seqs`` (the sequence cap).
+        ``max_batch`` overrides the catalogue's ``max_num_seqs`` (the sequence cap); ``engine``
+        overrides ``max_num_seqs``, ``max_num_batched_tokens`` and ``usable_memory_fraction``
+        (a published measurement's own engine settings, see :mod:`.calibration`).
 
         Raises:
             ConfigError: unknown model or GPU, no speed figures for the pair, missing or
@@ -359,8 +390,13 @@ class Catalog:
                               max_num_seqs=slots)
         if "max_num_seqs" not in sp:
             raise ConfigError(f"{entry}: missing max_num_seqs (the sequence cap)")
-        max_seqs = override or _count(entry, "max_num_seqs", sp["max_num_seqs"])
-        budget = _count(entry, "max_num_batched_tokens", sp.get("max_num_batched_tokens", 8192))
+        engine = engine or {}
+        max_seqs = override or _count(entry, "max_num_seqs",
+                                      engine.get("max_num_seqs", sp["max_num_seqs"]))
+        budget = _count(entry, "max_num_batched_tokens",
+                        engine.get("max_num_batched_tokens",
+                                   sp.get("max_num_batched_tokens", 8192)))
+        fraction = float(engine.get("usable_memory_fraction", self.usable_memory_fraction))
         ctx = _count(entry, "kv_context_tokens", sp.get("kv_context_tokens", 2048))
         gentry = f"{self.source}: gpus.{gpu}"
         _positive(gentry, "memory_gb", g.memory_gb)
@@ -373,7 +409,12 @@ class Catalog:
         _positive(mentry, "params_b", m.params_b)
         _positive(mentry, "kv_kb_per_token", m.kv_kb_per_token)
         eff = self.efficiencies(model, gpu)
-        for k in EFFICIENCY_KEYS:
+        keys = EFFICIENCY_KEYS + (("interconnect",) if n > 1 else ())
+        if n > 1:
+            _positive(gentry, "interconnect_gbs", g.interconnect_gbs)
+            _count(mentry, "hidden_size", m.hidden_size or None)
+            _count(mentry, "layers", m.layers or None)
+        for k in keys:
             if k not in eff:
                 raise ConfigError(f"{gentry}.efficiency: missing {k!r} (and no override in "
                                   f"models.{model}.speeds.{gpu}.efficiency)")
@@ -382,12 +423,12 @@ class Catalog:
         overhead = _positive(entry, "step_overhead_ms", sp.get("step_overhead_ms", 0.0),
                              allow_zero=True) / 1000.0
         # Memory: weights, then the KV cache in whole blocks.
-        usable = n * g.memory_gb * self.usable_memory_fraction
+        usable = n * g.memory_gb * fraction
         if m.memory_gb >= usable:
             raise ConfigError(
                 f"{entry}: model {model!r} does not fit a replica of {n} x {gpu}: its weights "
                 f"need {m.memory_gb:g} GB but the replica has {usable:.1f} GB usable "
-                f"({self.usable_memory_fraction:g} x {n * g.memory_gb:g} GB); use more GPUs "
+                f"({fraction:g} x {n * g.memory_gb:g} GB); use more GPUs "
                 f"per replica or another GPU")
         kv_bytes = m.kv_kb_per_token * KIB
         blocks = int((usable - m.memory_gb) * GB // (kv_bytes * BLOCK_TOKENS))
@@ -407,5 +448,5 @@ class Catalog:
         chunk = float(min(budget, ctx))
         spt = step.step_s(chunk, chunk) / chunk
         return Deployment(m, g, n, slots, False, spt, tpot, 1.0 / spt, slots / tpot[slots],
-                          _points(sp, "published"), _points(sp, "validation"),
+                          self._points(sp, "published"), self._points(sp, "validation"),
                           step, kv_cap, BLOCK_TOKENS, max_seqs, budget, ctx)

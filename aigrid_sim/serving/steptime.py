@@ -5,11 +5,11 @@ through the model once: each decoding sequence adds one token, each prefilling s
 chunk of its prompt. Its time is modelled from three physical costs, each with an efficiency
 fitted to published measurements (``scripts/calibrate_serving.py``)::
 
-    step_s(new, ctx) = overhead_s + max(weights_s, token_s * new) + ctx_s * ctx
+    step_s(new, ctx) = overhead_s + weights_s + token_s * new + ctx_s * ctx
 
-- ``weights_s``: reading the weights once from memory (weight bytes per GPU / bandwidth); the
-  dense layers overlap it with their compute, hence the ``max`` (a roofline);
-- ``token_s``: the dense layers' compute per token (2 x parameters per GPU / tensor FLOPS);
+- ``weights_s``: reading the weights once from memory (weight bytes per GPU / bandwidth);
+- ``token_s``: the dense layers' compute per token (2 x parameters per GPU / tensor FLOPS) plus,
+  with tensor parallelism, the all-reduce traffic of its activations over the GPU interconnect;
 - ``ctx_s``: attention reads the KV cache of every context token held by the sequences in the
   step (KV bytes per token per GPU / bandwidth);
 - ``overhead_s``: per-step cost that does not scale (scheduling, kernel launches, tensor-parallel
@@ -32,8 +32,8 @@ class StepTime:
     """Wall time of one engine iteration (step) of one replica. Pure, O(1), no numpy in the call.
 
     Attributes:
-        weights_s: Time to read the weights once (memory-bound floor of the dense layers), s.
-        token_s: Dense-layer compute per token processed in the step, s.
+        weights_s: Time to read the weights once per step, s.
+        token_s: Dense-layer compute (and tensor-parallel all-reduce) per token in the step, s.
         ctx_s: Attention (KV-cache read) per token of context held by the step's sequences, s.
         overhead_s: Fixed cost per step, s.
     """
@@ -54,10 +54,8 @@ class StepTime:
         Returns:
             Seconds.
         """
-        dense = self.token_s * new_tokens
-        if dense < self.weights_s:
-            dense = self.weights_s
-        return self.overhead_s + dense + self.ctx_s * ctx_tokens
+        return (self.overhead_s + self.weights_s + self.token_s * new_tokens
+                + self.ctx_s * ctx_tokens)
 
 
 @dataclass(frozen=True)
@@ -172,3 +170,40 @@ def steady_state(step: StepTime, isl: float, osl: float, *, max_num_seqs: int,
         limit = "kv_memory"
     t = step.step_s(tokens, kv)
     return SteadyState(r * osl / t, t, r, d, r * isl, n, kv, limit)
+
+
+def loaded_step_s(step: StepTime, isl: float, osl: float, rate_per_s: float, *,
+                  max_num_batched_tokens: int, block_tokens: int = 16) -> float:
+    """Mean step time (hence time per output token) of a replica fed ``rate_per_s`` requests/s.
+
+    The same fluid model as :func:`steady_state` below saturation: with ``R = rate x step``
+    requests per step, a step carries ``R (isl + osl - 1)`` tokens and the context of the
+    ``R (osl - 1)`` decoding sequences; ``step = step_s(tokens, ctx)`` is solved by bisection.
+
+    Returns:
+        Seconds per step; ``inf`` if the rate exceeds what the token budget allows.
+    """
+    isl, osl = float(isl), float(osl)
+    dec = osl - 1.0
+    M = float(max_num_batched_tokens)
+
+    def excess(t: float) -> float:
+        r = rate_per_s * t
+        d = r * dec
+        free = M - d
+        n_p = max(1.0, isl / free) if free > 0 else math.inf
+        kv = r * dec * (isl + 0.5 * osl + 0.5 * block_tokens) + r * isl * (n_p + 1.0) / 2.0
+        return step.step_s(r * (isl + dec), kv) - t
+
+    lo, hi = 0.0, 1.0
+    while excess(hi) > 0:
+        hi *= 2.0
+        if hi > 1e6 or rate_per_s * hi * (isl + dec) > M:
+            return math.inf
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if excess(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return hi
