@@ -55,6 +55,7 @@ SAME_OVERHEAD = {
 }
 TIED = {"L40S": {"attention": "bandwidth"}}  # efficiency tied to another of the same GPU
 WEIGHT = {"saturation": 1.0, "ttft": 3.0, "itl": 3.0, "tpot_at_rate": 1.0}
+OVERHEAD_MAX_MS = 20.0  # a step overhead above this is not a fixed per-step cost
 EFF0 = {"bandwidth": 0.8, "compute": 0.5, "attention": 0.8, "interconnect": 0.7}
 
 
@@ -82,7 +83,7 @@ class Problem:
 
     def bounds(self):
         lo = [0.05] * len(self.eff_keys) + [0.0] * len(self.overheads)
-        hi = [1.0] * len(self.eff_keys) + [60.0] * len(self.overheads)
+        hi = [1.0] * len(self.eff_keys) + [OVERHEAD_MAX_MS] * len(self.overheads)
         return lo, hi
 
     def apply(self, x, raw: dict | None = None) -> dict:
