@@ -36,6 +36,8 @@ from scipy.sparse.csgraph import dijkstra
 COLUMN_SITES_MAX = 256
 #: Dijkstra runs from this many sources at a time (bounds the dense scratch array).
 _CHUNK = 256
+#: Up to this many origins x small-group sites, their round trips are kept as one matrix.
+_COLUMNS_CELLS_MAX = 8_000_000
 
 
 def nearest_dense(rtt: np.ndarray, sites: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +99,7 @@ class SparseRtt:
         self._near: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # src -> nodes, d, L
         self._cand: dict[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = {}
         self._far: dict[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._colmat: np.ndarray | None = None  # origins x every small-group site
         # Round trips known so far, keyed by origin x n_sites + site: every candidate list's,
         # and pairs asked for one by one.
         self._pairs: dict[int, float] = {}
@@ -178,14 +181,21 @@ class SparseRtt:
         far = sites[~self._is_col[sites]]
         parts = []
         if len(col):
-            step = max(1, 4_000_000 // max(1, len(col)))
-            idx, val = [], []
-            for i in range(0, n_o, step):
-                r = self._column_rtt(col, slice(i, i + step))
-                ci, cv = nearest_dense(r, np.arange(len(col)), k)
-                idx.append(col[ci])
-                val.append(cv)
-            parts.append((np.concatenate(idx), np.concatenate(val)))
+            every = np.flatnonzero(self._is_col)
+            if n_o * len(every) <= _COLUMNS_CELLS_MAX:  # one matrix for every small group
+                if self._colmat is None:
+                    self._colmat = self._column_rtt(every)
+                ci, cv = nearest_dense(self._colmat, np.searchsorted(every, col), k)
+                parts.append((every[ci], cv))
+            else:
+                step = max(1, 4_000_000 // max(1, len(col)))
+                idx, val = [], []
+                for i in range(0, n_o, step):
+                    r = self._column_rtt(col, slice(i, i + step))
+                    ci, cv = nearest_dense(r, np.arange(len(col)), k)
+                    idx.append(col[ci])
+                    val.append(cv)
+                parts.append((np.concatenate(idx), np.concatenate(val)))
         if len(far):
             fkey = (far.tobytes(), k)
             hit = self._far.get(fkey)
