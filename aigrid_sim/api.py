@@ -276,6 +276,8 @@ def estimate(cfg: cfgmod.SimConfig) -> Estimate:
 
 
 def _gb(b: float) -> str:
+    if b < 1e9:
+        return f"{b / 1e6:,.0f} MB"
     return f"{b / 1e9:,.1f} GB" if b < 1e15 else f"{b / 1e9:.2g} GB"
 
 
@@ -288,16 +290,19 @@ def check_resources(cfg: cfgmod.SimConfig) -> Estimate:
     est = estimate(cfg)
     budget = memory_budget()
     if est.world_bytes > budget:
+        key = ("world.cities.pops_per_city" if cfg.world.cities.pops_per_city > 2
+               else "world.cities.max_cities")
         raise ConfigError(
-            f"key 'world.cities.pops_per_city': the world ({est.origins:,} cities x "
-            f"{est.sites:,} sites, {min(cfg.world.cities.pops_per_city, est.sites):,} entry PoPs "
-            f"each) would need ~{_gb(est.world_bytes)} of memory, {_gb(budget)} available; "
-            f"lower it or world.cities.max_cities")
+            f"key '{key}': the world ({est.origins:,} cities x {est.sites:,} sites, "
+            f"{min(cfg.world.cities.pops_per_city, est.sites):,} entry PoPs each) would need "
+            f"~{_gb(est.world_bytes)} of memory, {_gb(budget)} available (${MEMORY_ENV} sets "
+            f"the budget); lower world.cities.pops_per_city or world.cities.max_cities")
     if est.total_bytes > budget:
         raise ConfigError(
             f"key '{est.key}': the run would generate ~{est.requests:,.3g} requests and need "
             f"~{_gb(est.total_bytes)} of memory, {_gb(budget)} available (${MEMORY_ENV} "
-            f"sets the budget); lower {est.key}, duration_s or load, or set max_requests")
+            f"sets the budget); lower " + ", ".join(dict.fromkeys([est.key, "duration_s", "load"]))
+            + ", or set max_requests")
     return est
 
 

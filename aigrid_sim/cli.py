@@ -8,6 +8,7 @@ The ``@hydra.main`` task is thin: it calls :func:`aigrid_sim.api.run_config`.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -252,11 +253,12 @@ def _prevalidate(args: list[str]) -> None:
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else \
             [o.get_value_element_as_str()]
         bare = key.lstrip("+~")
+        raw = [re.sub(r"\\(.)", r"\1", v) for v in values]  # Hydra escapes ':' and ','
         if bare == "plugins":  # typed by the user: the opt-in to import these modules
-            for v in values:
+            for v in raw:
                 allow_plugins([m for m in v.strip("[]").split(",") if m.strip()], export=True)
         elif bare == "policy":
-            for v in values:
+            for v in raw:
                 if ":" in v:
                     allow_plugins([v.partition(":")[0]], export=True)
         if key == "scenario":

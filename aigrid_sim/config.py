@@ -430,7 +430,8 @@ DOMAINS: dict[str, Dom] = {
     "world.network": one_of("geo", "zero"),
     "world.cities.min_population": NONNEG, "world.cities.max_cities": ONE_UP,
     "world.cities.countries": ANY, "world.cities.countries[]": NONEMPTY,
-    "world.cities.access_ms": NONNEG, "world.cities.pops_per_city": ONE_UP,
+    "world.cities.access_ms": NONNEG,
+    "world.cities.pops_per_city": Dom(1, 20, note="users enter the grid at their few nearest PoPs"),
     **{f"world.{t}.{k}": d for t in TIERS for k, d in _TIER.items()},
     # [] = no site of the tier (ai_factory has no edge and no regional sites)
     "world.edge.pops": ANY, "world.edge.pops[]": NONEMPTY,
