@@ -13,12 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from aigrid_sim import config as cfgmod
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.results.metrics import fault_summary, requests_table, sites_table, summarise
+from aigrid_sim.results.metrics import (
+    fault_summary,
+    nearest_capable,
+    requests_table,
+    sites_table,
+    summarise,
+)
 from aigrid_sim.sim.engine import Engine, Records
 from aigrid_sim.sim.faults import FaultSchedule, build_schedule
 from aigrid_sim.sim.policies import load_plugins, make_policy
@@ -113,10 +120,13 @@ def _run_config(dcfg: DictConfig, *, out_dir: str | Path | None,
     sites = sites_table(world, rec, cfg.duration_s, reqs)
     summary = summarise(reqs, sites, warmup_s=cfg.warmup_s, window_s=cfg.duration_s)
     if schedule.active:
+        caps = np.array([a.capability for a in stream.apps])[stream.app]
+        nearest = nearest_capable(world.rtt_ms, world.site_capability, world.site_id,
+                                  stream.origin, caps)
         summary["faults"] = fault_summary(reqs, sites, schedule.table, warmup_s=cfg.warmup_s,
                                           window_s=cfg.duration_s,
                                           detection_s=schedule.detection_s,
-                                          retries=schedule.retries)
+                                          retries=schedule.retries, nearest=nearest)
     summary.update({
         "scenario": cfg.name, "policy": cfg.policy, "seed": cfg.seed, "load": cfg.load,
         "duration_s": cfg.duration_s, "sites": world.n_sites, "origins": world.n_origins,

@@ -1,5 +1,7 @@
-"""Trust model and faults: a scenario file runs no code, bad values stop in one line, run folders
-never clash (README "Security")."""
+"""Trust model and faults (README "Security").
+
+A scenario file runs no code, bad values stop in one line, run folders never clash.
+"""
 
 from __future__ import annotations
 
