@@ -360,11 +360,32 @@ def check_replicas(cfg: cfgmod.SimConfig) -> None:
     from aigrid_sim.serving.catalog import Catalog
 
     w = cfg.world
-    cat = Catalog.from_file(w.catalog) if w.catalog else Catalog.default()
+    source = w.catalog or "aigrid_sim/data/catalog.yaml"
+    try:
+        cat = Catalog.from_file(w.catalog) if w.catalog else Catalog.default()
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 (a malformed catalogue, in one line)
+        raise ConfigError(f"key 'world.catalog': {source}: malformed ({_one_line(e)})") from None
     tiers = [] if w.topology == "custom" else [(f"world.{t}", getattr(w, t)) for t in cfgmod.TIERS]
     tiers += [(f"world.sites[{i}]", s) for i, s in enumerate(w.sites)]
     for key, t in tiers:
-        dep = cat.deployment(t.model, t.gpu, where=key, max_batch=t.max_batch)
+        try:
+            dep = cat.deployment(t.model, t.gpu, where=key, max_batch=t.max_batch)
+            figures = _numbers(dep)
+            figures["price_per_slot_second"] = dep.price_per_slot_second
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(f"key 'world.catalog': {source}: {t.model} on {t.gpu}: malformed "
+                              f"entry ({_one_line(e)})") from None
+        for name, v in figures.items():  # what the engine and the bill use: finite, >= 0
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"key 'world.catalog': {source}: {t.model} on {t.gpu}: "
+                                  f"{name} must be a finite number >= 0 (got {v})")
+        if dep.gpus_per_replica < 1 or dep.max_batch < 1:
+            raise ConfigError(f"key 'world.catalog': {source}: {t.model} on {t.gpu}: "
+                              f"gpus_per_replica and max_batch must be >= 1")
         g = dep.gpus_per_replica
         if t.gpus % g:
             what = "cannot hold one replica" if t.gpus < g else "is not a whole number of replicas"
@@ -399,3 +420,31 @@ def preflight(cfg: cfgmod.SimConfig, *, out_dir: str | Path | None = None) -> Es
     check_events(cfg, est)
     check_output(cfg, out_dir)
     return est
+
+
+def _one_line(e: BaseException) -> str:
+    import traceback
+
+    return traceback.format_exception_only(type(e), e)[-1].strip()
+
+
+def _numbers(obj: object) -> dict[str, float]:
+    """The numeric fields of a dataclass (tuples of numbers: each element), for sanity checks."""
+    import dataclasses
+
+    out: dict[str, float] = {}
+    if not dataclasses.is_dataclass(obj):
+        return out
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            out[f.name] = float(v)
+        elif isinstance(v, (tuple, list, np.ndarray)) and len(v) and all(
+                isinstance(x, (int, float, np.integer, np.floating)) for x in v):
+            bad = [float(x) for x in v if not (math.isfinite(x) and x >= 0)]
+            out[f.name] = bad[0] if bad else 0.0
+        elif dataclasses.is_dataclass(v):
+            out.update({f"{f.name}.{k}": x for k, x in _numbers(v).items()})
+    return out

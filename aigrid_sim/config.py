@@ -450,6 +450,11 @@ DOMAINS: dict[str, Dom] = {
     "world.origins[].population": NONNEG, "world.origins[].utc_offset_h": Dom(-14, 14),
     "world.graph.neighbours": ONE_UP, "world.graph.mesh_tiers[]": one_of(*TIERS),
     "world.site_gpus.*": GPUS, "world.sized_gpus.*": GPUS,
+    # containers (their items have their own lines)
+    **{k: ANY for k in ("world.sites", "world.origins", "world.site_gpus", "world.sized_gpus",
+                        "world.graph.mesh_tiers", "workload.arrivals.curve",
+                        "workload.arrivals.flash_crowds", "workload.arrivals.mmpp.states",
+                        "workload.arrivals.mmpp.transitions", "faults.outages", "faults.links")},
     # workload
     "workload.rate_rps": NONNEG, "workload.arrivals.kind": one_of(*ARRIVAL_KINDS),
     "workload.arrivals.curve[]": NONNEG,
@@ -732,13 +737,33 @@ def validate(cfg: DictConfig | dict) -> SimConfig:
         merged = OmegaConf.merge(OmegaConf.structured(SimConfig), data)
         sim: SimConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None) or ""
+        key = _full_key(data, getattr(e, "full_key", None) or "", getattr(e, "value", None))
         reason = str(e).split("\n")[0]
         if "not in" in reason:
             reason = "unknown key"
         raise ConfigError(f"key '{key}': {reason}") from None
     _check(sim)
     return sim
+
+
+def _full_key(data: Any, key: str, value: Any) -> str:
+    """The full path of a bad value: OmegaConf names keys inside list items relative to the item."""
+    if not key:
+        return key
+
+    def walk(node: Any, path: str):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from walk(v, f"{path}[{i}]")
+        else:
+            yield path, node
+
+    hits = [p for p, v in walk(data, "") if (p == key or p.endswith("." + key))
+            and (str(v) == str(value) or value is None)]
+    return hits[0] if len(hits) >= 1 and key not in hits else key
 
 
 def _need(cond: bool, key: str, what: str) -> None:
