@@ -156,6 +156,8 @@ def run_case(scenario: str, overrides: list[str], key: str, *, names: str | None
 PATTERNS = leaf_patterns()
 FUZZ = settings(max_examples=12, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ_FILES = settings(max_examples=8, deadline=None, derandomize=True,
+                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FUZZ_SLOW = settings(max_examples=400, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -226,7 +228,7 @@ def _trace_case(tmp_path: Path, row: int, col: int, value: str, skip: bool) -> N
     run_case("trace_replay", ov, "trace", names=f.name)
 
 
-@FUZZ
+@FUZZ_FILES
 @given(row=st.integers(0, 19), col=st.integers(0, 2), value=TRACE_FIELDS, skip=st.booleans())
 def test_trace_row_fuzz(tmp_path_factory, row, col, value, skip):
     _trace_case(tmp_path_factory.mktemp("trace"), row, col, value, skip)
@@ -270,7 +272,7 @@ def _catalogue_case(tmp_path: Path, field: tuple[str, ...], value) -> None:
     run_case("global_agent", [*SMALL, f"world.catalog={f}"], "world", names=f.name)
 
 
-@FUZZ
+@FUZZ_FILES
 @given(field=st.sampled_from(catalogue_fields()), value=CAT_VALUES)
 def test_catalogue_fuzz(tmp_path_factory, field, value):
     _catalogue_case(tmp_path_factory.mktemp("cat"), field, value)
