@@ -230,13 +230,18 @@ def _prevalidate(args: list[str]) -> None:
 
     flags_with_value = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
                         "--experimental-rerun", "--info", "-i"}
-    overrides, skip = [], False
+    overrides, skip, config_dir = [], None, None
     for a in args:
-        if skip:
-            skip = False
+        if skip is not None:
+            if skip in ("--config-dir", "-cd"):
+                config_dir = a
+            skip = None
             continue
         if a in flags_with_value:
-            skip = True
+            skip = a
+            continue
+        if a.startswith("--config-dir="):
+            config_dir = a.split("=", 1)[1]
             continue
         if a.startswith("-") or a.startswith("hydra") or a.startswith("+hydra") \
                 or a.startswith("~hydra"):
@@ -268,13 +273,15 @@ def _prevalidate(args: list[str]) -> None:
             continue
         base.append(f"{key}={values[0]}")
         sweeps += [(key, v) for v in values[1:]]
-    _check(cfgmod.compose(scenario, base))
+    cd = config_dir
+    _check(cfgmod.compose(scenario, base, config_dir=cd))
     for key, v in sweeps:
         if key == "scenario":
-            _check(cfgmod.compose(v, base))
+            _check(cfgmod.compose(v, base, config_dir=cd))
         else:
             _check(cfgmod.compose(
-                scenario, [b for b in base if not b.startswith(f"{key}=")] + [f"{key}={v}"]))
+                scenario, [b for b in base if not b.startswith(f"{key}=")] + [f"{key}={v}"],
+                config_dir=cd))
 
 
 def _check(dcfg: DictConfig) -> None:
@@ -292,9 +299,13 @@ def main() -> None:
     try:
         args, mods = _split_plugins_flag(sys.argv[1:])
         allow_plugins(mods, export=True)
+        # A user's scenario folder: --config-dir (Hydra's own flag) or $AIGRID_SCENARIOS.
+        env_dir = os.environ.get("AIGRID_SCENARIOS")
+        if env_dir and not any(a in ("--config-dir", "-cd") or a.startswith("--config-dir=")
+                               for a in args):
+            args = ["--config-dir", env_dir, *args]
         sys.argv[1:] = args
-        config_dir = str(cfgmod.scenarios_dir())
-        cfgmod.check_config_tree(Path(config_dir))
+        cfgmod.check_config_tree(cfgmod.scenarios_dir())
         for i, a in enumerate(args):  # a user's own config dir is checked the same way
             if a in ("--config-dir", "-cd") and i + 1 < len(args):
                 cfgmod.check_config_tree(Path(args[i + 1]))
@@ -308,7 +319,8 @@ def main() -> None:
         sys.exit(EXIT_CONFIG)
     os.environ[PARENT_ENV] = str(os.getpid())  # sweep workers exit when this process dies
 
-    @hydra.main(config_path=config_dir, config_name="config", version_base=None)
+    @hydra.main(config_path=cfgmod.SCENARIOS_SEARCH_PATH, config_name="config",
+                 version_base=None)
     def _task(cfg: DictConfig) -> None:
         try:
             run_task(cfg)

@@ -9,7 +9,6 @@ import math
 import multiprocessing as mp
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -41,9 +40,9 @@ def check(overrides, scenario="global_agent", config_dir=None):
 
 
 def tree_with(tmp_path: Path, name: str, text: str) -> Path:
-    """A copy of the shipped config tree with one extra scenario file."""
+    """A user's scenario folder (added to the shipped tree) holding one scenario file."""
     tree = tmp_path / "scenarios"
-    shutil.copytree(cfgmod.scenarios_dir(), tree)
+    (tree / "scenario").mkdir(parents=True, exist_ok=True)
     (tree / "scenario" / f"{name}.yaml").write_text(textwrap.dedent(text))
     return tree
 
@@ -107,7 +106,7 @@ def test_scenario_file_cannot_import_modules(tmp_path, monkeypatch):
 def test_hydra_keys_in_scenario_files_are_refused(tmp_path, text, words):
     tree = tree_with(tmp_path, "bad_hydra", "# @package _global_\n" + text)
     with pytest.raises(ConfigError, match=re.escape(words)) as e:
-        cfgmod.compose("global_agent", [], config_dir=tree)
+        cfgmod.compose("bad_hydra", [], config_dir=tree)
     assert "bad_hydra.yaml" in str(e.value) and "\n" not in str(e.value)
 
 
