@@ -432,7 +432,7 @@ _FLASH = {"region": NONEMPTY, "countries": NONEMPTY, "cities": NONEMPTY, "start_
 DOMAINS: dict[str, Dom] = {
     "seed": Dom(0, 2**63 - 1), "duration_s": POS, "load": NONNEG,
     "policy": NONEMPTY, "start_utc_h": Dom(0, 24, hi_open=True), "warmup_s": NONNEG,
-    "drain_s": NONNEG, "max_requests": ONE_UP, "plugins": ANY, "plugins[]": NONEMPTY,
+    "drain_s": NONNEG, "max_requests": ONE_UP, "start_date": NONEMPTY, "plugins": ANY, "plugins[]": NONEMPTY,
     "name": NONEMPTY, "params.*": ANY,
     # world
     "world.topology": one_of("grid", "custom"), "world.catalog": NONEMPTY,
@@ -457,6 +457,7 @@ DOMAINS: dict[str, Dom] = {
     "world.origins[].name": NONEMPTY, "world.origins[].lat": Dom(-90, 90),
     "world.origins[].lon": Dom(-180, 180), "world.origins[].country": NONEMPTY,
     "world.origins[].population": NONNEG, "world.origins[].utc_offset_h": Dom(-14, 14),
+    "world.origins[].timezone": NONEMPTY,
     "world.graph.neighbours": ONE_UP, "world.graph.mesh_tiers[]": one_of(*TIERS),
     "world.site_gpus.*": GPUS, "world.sized_gpus.*": GPUS,
     # containers (their items have their own lines)
