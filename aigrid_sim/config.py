@@ -442,7 +442,8 @@ _FLASH = {"region": NONEMPTY, "countries": NONEMPTY, "cities": NONEMPTY, "start_
 DOMAINS: dict[str, Dom] = {
     "seed": Dom(0, 2**63 - 1), "duration_s": POS, "load": NONNEG,
     "policy": NONEMPTY, "start_utc_h": Dom(0, 24, hi_open=True), "warmup_s": NONNEG,
-    "drain_s": NONNEG, "max_requests": ONE_UP, "start_date": NONEMPTY, "plugins": ANY, "plugins[]": NONEMPTY,
+    "drain_s": NONNEG, "max_requests": ONE_UP, "start_date": NONEMPTY,
+    "plugins": ANY, "plugins[]": NONEMPTY,
     "name": NONEMPTY, "params.*": ANY,
     # world
     "world.topology": one_of("grid", "custom"), "world.catalog": NONEMPTY,
