@@ -64,6 +64,9 @@ def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.Data
         "request_id": np.arange(n, dtype=np.int64),
         "arrival_s": stream.t,
         "origin": pd.Categorical.from_codes(stream.origin, categories=world.origin_name),
+        # The city's place, so a request can be mapped without the world (float32: ~1 m).
+        "origin_lat": np.asarray(world.origin_lat, np.float32)[stream.origin],
+        "origin_lon": np.asarray(world.origin_lon, np.float32)[stream.origin],
         "region": np.array(world.origin_region, dtype=object)[stream.origin],
         "app": pd.Categorical.from_codes(stream.app.astype(np.int64),
                                          categories=[a.name for a in stream.apps]),
