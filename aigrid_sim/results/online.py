@@ -54,6 +54,16 @@ MAX_MS = 1e7
 #: Width of the time bins of the figures and of merged time slices, simulated seconds.
 TIME_BIN_S = 60.0
 
+
+def time_bin_s(duration_s: float, given: float | None = None) -> float:
+    """The time bin of a run: ``given``, else 60 s, or about ``duration_s / 60`` below an hour."""
+    if given:
+        return float(given)
+    for b in (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0):
+        if duration_s / b <= 60:
+            return b
+    return TIME_BIN_S
+
 COUNTERS = ("requests", "completed", "rejected", "failed", "ended", "slo_met", "failed_over",
             "failed_over_ok")
 SUMS = ("latency_ms", "ttft_ms", "network_ms", "queue_ms", "cost_usd", "tokens", "extra_ms")
@@ -191,11 +201,13 @@ class Dim:
         self.index = {lab: i for i, lab in enumerate(self.labels)}
 
     def count(self, name: str, groups: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Count requests per group (rows ``mask``; negative groups skipped)."""
         g = groups if mask is None else groups[mask]
         g = g[g >= 0]
         self.counters[name] += np.bincount(g, minlength=len(self.labels))[:len(self.labels)]
 
     def add(self, name: str, groups: np.ndarray, values: np.ndarray, mask=None) -> None:
+        """Add ``values`` to the sum ``name`` per group (NaN values skipped)."""
         g, v = (groups, values) if mask is None else (groups[mask], values[mask])
         ok = (g >= 0) & ~np.isnan(v)
         self.sums[name] += np.bincount(g[ok], weights=v[ok], minlength=len(self.labels))[
@@ -294,9 +306,7 @@ class OnlineSummary:
         self.site_gpus = np.asarray(world.site_gpus, float)
         self.site_price_h = np.array([d.gpu.price_per_hour for d in world.site_deployment])
         self.city_tier = np.zeros((len(self.city_names), len(TIER_LABELS)), np.int64)
-        self.touched = None
-        if self.faults is not None:
-            self.touched = {p for r in self.faults["region"] for p in str(r).split("|")}
+        self._world = world
 
     # ------------------------------------------------------------------ feeding
     def update(self, reqs: pd.DataFrame, rec=None) -> None:
@@ -305,7 +315,6 @@ class OnlineSummary:
             return
         status = np.asarray(reqs["status"].cat.codes, np.int64)
         tier = np.asarray(reqs["tier"].cat.codes, np.int64)  # -1 = no site
-        site = reqs["site"].to_numpy()
         cost = reqs["cost_usd"].to_numpy(float)
         fo = reqs["failed_over"].to_numpy(bool)
         T = self.totals
@@ -406,12 +415,15 @@ class OnlineSummary:
 
     def _update_faults(self, reqs, ok, ended, slo, fo, lat, ttft, net, que, cost, tokens, app,
                        tier, status) -> None:
-        from aigrid_sim.results.metrics import during_outage
+        from aigrid_sim.results.metrics import during_outage, nearest_capable
 
-        during = during_outage(reqs, self.faults)
-        outside = reqs["region"].astype(str).isin(self.touched).to_numpy() & ~during
+        w = self._world
+        nearest = nearest_capable(w.rtt_ms, w.site_capability, w.site_id,
+                                  np.asarray(reqs["origin"].cat.codes, np.int64),
+                                  reqs["capability"].to_numpy())
+        during = during_outage(reqs, self.faults, nearest)
         d = self.dims["fault"]
-        g = np.where(during, 0, np.where(outside, 1, -1))
+        g = np.where(during, 0, 1)  # touched by a fault, or not (metrics.fault_summary)
         self._feed(d, g, ok, ended, slo, fo, lat, ttft, net, que, cost, tokens, status)
         first = np.asarray(reqs["first_tier"].cat.codes, np.int64)
         sp = self.dims["spill"]
@@ -519,8 +531,11 @@ class OnlineSummary:
 
     # ------------------------------------------------------------------ cities
     def cities_table(self, world) -> pd.DataFrame:
-        """The per-city table (``cities.parquet``), same columns as
-        :func:`aigrid_sim.results.cities.city_table` (percentiles from the city sketches)."""
+        """The per-city table (``cities.parquet``) from the accumulators.
+
+        Same columns as :func:`aigrid_sim.results.cities.city_table`; percentiles from the
+        city sketches.
+        """
         n = len(self.city_names)
         pop = np.asarray(world.origin_population, float)
         c = self.dims["city"]

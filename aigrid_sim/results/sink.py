@@ -80,6 +80,7 @@ class RequestSink:
         self._frames: list[pd.DataFrame] = []
 
     def __call__(self, stream, rec, first_id: int) -> None:
+        """Take a block of ended requests (``first_id``: the first one's ``request_id``)."""
         reqs = requests_table(self.world, stream, rec, first_id)
         self.rows += len(reqs)
         self.online.update(reqs, rec)

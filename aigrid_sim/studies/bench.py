@@ -6,12 +6,15 @@ process-per-customer M/M/c SimPy model (c = 8, rho = 0.9) for the same number of
 prints requests per second of each and their ratio. ``--memory`` also measures the peak resident
 memory of a 1,000,000-request run in a fresh subprocess.
 
+``--world big`` instead measures a 5,000-PoP, 34,006-city world
+(:mod:`aigrid_sim.studies.bench_world`).
+
 ``--streamed 1000000,10000000`` runs whole streamed runs (arrivals window by window, online
 summary, ``requests.parquet`` written as the run goes) in fresh processes and prints wall time,
 requests per second and peak memory of each.
 
 Usage: ``aigrid-sim-bench [--requests 200000] [--memory] [--memory-requests 1000000]
-[--streamed N[,N...]] [--streamed-requests all|sample|none]``
+[--world big [--rounds 3]] [--streamed N[,N...]] [--streamed-requests all|sample|none]``
 """
 
 from __future__ import annotations
@@ -126,9 +129,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--streamed-requests", default="all", choices=["all", "sample", "none"],
                     help="output.requests of the --streamed runs (all: written to a temporary "
                          "run folder)")
+    ap.add_argument("--world", choices=["default", "big"], default="default",
+                    help="big: build time and memory of a 5,000-PoP, 34,006-city world and the "
+                         "engine's speed on it against the default world")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--world big)")
     ap.add_argument("--_child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_streamed_child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.world == "big":
+        from aigrid_sim.studies import bench_world
+
+        bench_world.main(requests=a.requests, rounds=a.rounds)
+        return
     if a._child:
         _peak_rss_child(a._child)
         return

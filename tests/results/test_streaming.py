@@ -105,7 +105,7 @@ def test_run_killed_while_flushing_leaves_no_complete_folder(tmp_path):
 
 
 def test_memory_estimate_stops_a_run_that_cannot_fit():
-    with pytest.raises(ConfigError, match=r"output.requests.*GB"):
+    with pytest.raises(ConfigError, match=r"GB.*stream to disk"):
         aigrid_sim.run("global_agent", ["duration_s=1e9"])
 
 
