@@ -45,8 +45,8 @@ class RunResult:
             when nothing failed.
         cities: One row per origin city (``cities.parquet``, :mod:`aigrid_sim.results.cities`):
             place, demand, requests, SLO met, TTFT and latency p50/p95 overall and per app,
-            serving tier mix. A streamed run sets it from its online summary (sketched
-            percentiles); otherwise built from ``requests`` on first use.
+            serving tier mix. Built from ``requests`` on first use (exact percentiles); a run
+            that does not keep its requests takes it from its online summary (sketched).
         online: The online summary (:class:`aigrid_sim.results.online.OnlineSummary`).
     """
 
@@ -173,7 +173,6 @@ def run_config(dcfg: DictConfig, *, out_dir: str | Path | None = None,
 def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) -> RunResult:
     from aigrid_sim.results import rundir
     from aigrid_sim.results.online import OnlineSummary, time_bin_s
-    from aigrid_sim.results.resources import check_disk
     from aigrid_sim.results.sink import RequestSink
     from aigrid_sim.workload.windows import concat
 
@@ -181,7 +180,6 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
     cfg = cfgmod.validate(dcfg)
     keep = keeps_requests(cfg, out_dir, keep_requests)
     preflight(cfg, out_dir=out_dir, keep_requests=keep)
-    check_disk(cfg, out_dir=out_dir)
     world = world or build_world(cfg)
     horizon = cfg.duration_s + cfg.drain_s
     schedule = build_schedule(cfg.faults, world, cfg.seed, horizon)
@@ -235,7 +233,8 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
         result = RunResult(reqs, sites, summary, resolved, world, stream, rec,
                            faults=schedule.table if schedule.active else None)
         result.online = online
-        result.cities = online.cities_table(world)
+        if not keep:  # else exact, from the requests kept (the property, on first use)
+            result.cities = online.cities_table(world)
         if tmp is not None:
             result.out_dir = rundir.finish_run(result, tmp, final, online,
                                                figures=out.figures,
@@ -528,21 +527,27 @@ def check_output(cfg: cfgmod.SimConfig, out_dir: str | Path | None) -> None:
 
 
 def preflight(cfg: cfgmod.SimConfig, *, out_dir: str | Path | None = None,
-              keep_requests: bool = False) -> Estimate:
+              keep_requests: bool | None = None) -> Estimate:
     """Every assembly-time check, before anything is built (see the section comment).
 
-    ``keep_requests``: the run keeps every request in memory (:func:`run_config`); otherwise
-    it streams and holds only about a window of requests at a time.
+    ``keep_requests``: whether the run keeps every request in memory (as :func:`run_config`
+    decides when None); otherwise it streams and holds only a few windows of requests. A run
+    that writes ``requests.parquet`` also needs the disk space for it
+    (:func:`aigrid_sim.results.resources.check_disk`).
 
     Raises:
         ConfigError: the first problem, in one line naming the key.
     """
+    from aigrid_sim.results.resources import check_disk
+
     load_plugins(cfg.plugins)
     make_policy(cfg.policy, cfg.routing.params)
     check_replicas(cfg)
-    est = check_resources(cfg, keep_requests=keep_requests)
+    keep = keeps_requests(cfg, out_dir, keep_requests)
+    est = check_resources(cfg, keep_requests=keep)
     check_events(cfg, est)
     check_output(cfg, out_dir)
+    check_disk(cfg, out_dir=out_dir)
     return est
 
 

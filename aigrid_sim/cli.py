@@ -308,7 +308,8 @@ def _check(dcfg: DictConfig) -> None:
     from aigrid_sim.api import preflight
 
     sim = cfgmod.validate(dcfg)
-    preflight(sim, out_dir=sim.output.dir if sim.output.write else None)
+    preflight(sim, out_dir=sim.output.dir if sim.output.write else None,
+              keep_requests=False)  # the command streams its runs (run_task)
 
 
 def main() -> None:

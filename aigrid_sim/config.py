@@ -551,7 +551,10 @@ DOMAINS: dict[str, Dom] = {
     "faults.retries": Dom(0, 100), "faults.retry_delay_s": NONNEG,
     # output
     "output.dir": NONEMPTY, "output.write": ANY, "output.figures": ANY, "output.resume": ANY,
-    "output.progress": ANY,
+    "output.progress": ANY, "output.requests": Dom(choices=REQUEST_MODES),
+    "output.sample_fraction": Dom(0, 1, lo_open=True), "output.window_s": POS,
+    "output.time_bin_s": POS, "slice.index": NONNEG, "slice.length_s": POS,
+    "slice.warmup_s": NONNEG,
 }
 
 _INDEX = re.compile(r"\[\d+\]")
