@@ -173,8 +173,9 @@ def _watch_parent() -> None:
     """
     global _watching
     parent = os.environ.get(PARENT_ENV)
-    if _watching or not parent or not parent.isdigit() or int(parent) == os.getpid():
-        return
+    if _watching or not parent or not parent.isdigit() or int(parent) == os.getpid() \
+            or not _joblib_job():
+        return  # a single run, or a job of another launcher (maybe on another machine)
     _watching = True
     pid = int(parent)
 
@@ -197,6 +198,16 @@ def _watch_parent() -> None:
         os._exit(3)
 
     threading.Thread(target=watch, name="aigrid-parent-watch", daemon=True).start()
+
+
+def _joblib_job() -> bool:
+    """Whether this process runs a job of the joblib launcher (loky workers on this machine)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return "joblib" in str(HydraConfig.get().launcher.get("_target_", "")).lower()
+    except Exception:  # noqa: BLE001 (no Hydra context: not a sweep job)
+        return False
 
 
 def _split_plugins_flag(args: list[str]) -> tuple[list[str], list[str]]:
