@@ -18,6 +18,7 @@ from aigrid_sim import config as cfgmod
 from aigrid_sim.results.metrics import fault_summary, requests_table, sites_table, summarise
 from aigrid_sim.sim.engine import Engine, Records
 from aigrid_sim.sim.faults import FaultSchedule, build_schedule
+from aigrid_sim.sim import control
 from aigrid_sim.sim.policies import load_plugins, make_policy
 from aigrid_sim.workload import RequestStream, generate_stream
 from aigrid_sim.world.build import World, build_world  # noqa: F401 (re-exported for bench)
@@ -75,6 +76,8 @@ def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,
     policy = make_policy(cfg.policy, cfg.routing.params)
     world = world or build_world(cfg)
     stream = stream if stream is not None else make_stream(cfg, world)
+    # The control plane (sovereignty, tenant quotas) only when a scenario uses it.
+    policy = control.wrap(policy, control.build_rules(cfg, world, [a.name for a in stream.apps]))
     horizon = cfg.duration_s + cfg.drain_s
     if faults is None:
         faults = build_schedule(cfg.faults, world, cfg.seed, horizon)

@@ -154,3 +154,68 @@ class LatencyAware(BasePolicy):
                 if ms < best_ms:
                     best, best_ms = s, ms
         return best if best >= 0 else Reject.NO_CAPABLE_SITE
+
+
+@register("kpi_weighted")
+class KpiWeighted(BasePolicy):
+    """The AI Grid reference design's KPI-aware orchestrator: a weighted score per candidate.
+
+    Among the ``per_tier`` nearest up sites of each tier (within the request's residency area
+    when it has one: the view offers only those), the site with the lowest score wins::
+
+        score = w_latency * predicted_ms / slo_ms
+              + w_cost    * cost_usd(app, site) / cost_usd(app, cheapest candidate)
+              + w_local   * (site outside the origin's country)
+
+    ``predicted_ms`` is :meth:`GridView.predict_ms` (TTFT or end-to-end, as the SLO),
+    ``cost_usd`` the expected GPU cost of the request at that site
+    (:meth:`GridView.cost_usd`). A candidate predicted to miss the SLO by more than
+    ``max_slo_ratio`` is skipped while another meets it. Sweeping the weights traces the
+    latency-cost curve between ``latency_aware`` (cost weight 0) and the cheapest tier.
+
+    Args:
+        w_latency: Weight of predicted latency relative to the SLO.
+        w_cost: Weight of cost relative to the cheapest candidate.
+        w_local: Penalty for serving outside the origin's country (soft sovereignty).
+        per_tier: Nearest sites of each tier considered.
+        max_slo_ratio: Candidates predicted above this multiple of the SLO are a last resort.
+    """
+
+    def __init__(self, w_latency: float = 1.0, w_cost: float = 1.0, w_local: float = 0.0,
+                 per_tier: int = 3, max_slo_ratio: float = 1.0):
+        for k, v in (("w_latency", w_latency), ("w_cost", w_cost), ("w_local", w_local),
+                     ("max_slo_ratio", max_slo_ratio)):
+            if not (isinstance(v, (int, float)) and v >= 0 and v < float("inf")):
+                raise ValueError(f"{k} must be a finite number >= 0, got {v!r}")
+        if per_tier < 1:
+            raise ValueError(f"per_tier must be >= 1, got {per_tier}")
+        self.w_latency, self.w_cost, self.w_local = float(w_latency), float(w_cost), \
+            float(w_local)
+        self.per_tier, self.max_slo_ratio = int(per_tier), float(max_slo_ratio)
+
+    def bind(self, view: GridView) -> None:  # noqa: D102
+        self._site_country = view.site_countries
+        self._origin_country = view.origin_countries
+
+    def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
+        o, cap, a = request.origin, request.capability, request.app
+        cands = [s for tier in _TIERS for s in view.tier_candidates(o, cap, tier)[:self.per_tier]
+                 if view.is_up(s) and s != request.avoid]
+        if not cands:
+            return Reject.NO_CAPABLE_SITE
+        slo = request.slo_ms
+        ms = [view.predict_ms(request, s) for s in cands]
+        cost = [view.cost_usd(a, s) for s in cands]
+        cheapest = min(cost) or 1.0
+        home = self._origin_country[o]
+        feasible = any(m <= slo * self.max_slo_ratio for m in ms)
+        best, best_score = -1, float("inf")
+        for s, m, c in zip(cands, ms, cost):
+            if feasible and m > slo * self.max_slo_ratio:
+                continue
+            score = self.w_latency * m / slo + self.w_cost * c / cheapest
+            if self.w_local and self._site_country[s] != home:
+                score += self.w_local
+            if score < best_score:
+                best, best_score = s, score
+        return best
