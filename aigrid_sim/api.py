@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigrid_sim import config as cfgmod
 from aigrid_sim.results.metrics import fault_summary, requests_table, sites_table, summarise
+from aigrid_sim.sim import control
 from aigrid_sim.sim.engine import Engine, Records
 from aigrid_sim.sim.faults import FaultSchedule, build_schedule
-from aigrid_sim.sim import control
 from aigrid_sim.sim.policies import load_plugins, make_policy
 from aigrid_sim.workload import RequestStream, generate_stream
 from aigrid_sim.world.build import World, build_world  # noqa: F401 (re-exported for bench)
@@ -99,6 +99,10 @@ def run_config(dcfg: DictConfig, *, out_dir: str | Path | None = None,
     reqs = requests_table(world, stream, rec)
     sites = sites_table(world, rec, cfg.duration_s, reqs)
     summary = summarise(reqs, sites, warmup_s=cfg.warmup_s, window_s=cfg.duration_s)
+    if cfg.tenants:
+        from aigrid_sim.results.billing import billing
+
+        summary["tenants"] = billing(reqs, sites, cfg.tenants)
     if schedule.active:
         summary["faults"] = fault_summary(reqs, sites, schedule.table, warmup_s=cfg.warmup_s,
                                           window_s=cfg.duration_s,

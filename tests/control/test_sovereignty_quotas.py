@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aigrid_sim
+from aigrid_sim.api import config_of
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.world import areas
 
@@ -113,7 +114,4 @@ def test_rate_quota_is_never_exceeded(rate, burst):
 ])
 def test_bad_tenant_config_is_one_clear_line(tenants, match):
     with pytest.raises(ConfigError, match=match):
-        aigrid_sim.config_of("global_agent", SMALL + [f"+tenants={tenants}"]) \
-            if hasattr(aigrid_sim, "config_of") else \
-            __import__("aigrid_sim.api", fromlist=["config_of"]).config_of(
-                "global_agent", SMALL + [f"+tenants={tenants}"])
+        config_of("global_agent", SMALL + [f"+tenants={tenants}"])
