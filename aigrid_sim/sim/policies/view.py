@@ -128,6 +128,15 @@ class GridView:
             c = self._cost = [[cost_per_request_usd(d, a) for d in deps] for a in self.apps]
         return c[app][site]
 
+    def prefix_units(self, request_id: int) -> tuple:
+        """A request's shared prompt-prefix units, ``((unit id, tokens), ...)`` in prompt order.
+
+        From a trace's ``hash_ids`` or its app's system prompt; empty when it has none. What a
+        router can read from the request itself (not where the units are cached).
+        """
+        units = getattr(self._e, "_units", None)
+        return units(request_id) if units is not None else ()
+
     def is_up(self, site: int) -> bool:
         """Whether the site is up, as far as the orchestrator knows."""
         return self._up[site]
