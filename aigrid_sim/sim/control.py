@@ -27,7 +27,7 @@ import numpy as np
 
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.sim.policies.base import Reject, Request, RoutingPolicy
-from aigrid_sim.sim.policies.view import GridView, _nearest
+from aigrid_sim.sim.policies.view import GridView, _tuples
 from aigrid_sim.world import areas as areamod
 from aigrid_sim.world.build import Tier, World
 
@@ -157,7 +157,7 @@ class ScopedView(GridView):
         ok = (caps >= capability) & self._rules.area_sites[area]
         if tier is not None:
             ok &= np.asarray([int(t) for t in self.tiers]) == tier
-        return _nearest(self._rtt, np.flatnonzero(ok), self._k)
+        return _tuples(self._e.world.nearest_sites(np.flatnonzero(ok), self._k)[0])
 
 
 class ControlPlane:
