@@ -18,6 +18,7 @@ from aigrid_sim.results import cities as cmod
 @given(st.lists(st.tuples(st.integers(0, 6), st.floats(-1e6, 1e6) | st.just(float("nan"))),
                 min_size=0, max_size=80))
 def test_group_percentiles_equal_numpy_per_group(pairs):
+    """One sort for all groups gives np.percentile of each group."""
     codes = np.array([c for c, _ in pairs], dtype=np.int64)
     values = np.array([v for _, v in pairs], dtype=float)
     got = cmod.group_percentiles(codes, values, 8, (0, 50, 95, 100))
@@ -28,6 +29,7 @@ def test_group_percentiles_equal_numpy_per_group(pairs):
 
 
 def test_city_table_adds_up_to_the_summary(small_run):
+    """Counts add up to summary.json; columns, order, coordinates and tier shares."""
     r = small_run
     c = r.cities
     assert list(c.columns[:len(cmod.BASE_COLUMNS)]) == list(cmod.BASE_COLUMNS)
@@ -54,6 +56,7 @@ def test_city_table_adds_up_to_the_summary(small_run):
 
 
 def test_city_percentiles_are_those_of_the_citys_requests(small_run):
+    """Each city's p50/p95 (overall and per app) and main tier, from its own requests."""
     r = small_run
     c = r.cities.set_index("origin")
     req = r.requests
@@ -71,6 +74,7 @@ def test_city_percentiles_are_those_of_the_citys_requests(small_run):
 
 
 def test_city_table_rejects_unknown_origins():
+    """A request from a city the world does not have is an error that names it."""
     origins = pd.DataFrame({"origin": ["A"], "country": ["X"], "region": ["R"], "lat": [0.0],
                             "lon": [0.0], "population": [1.0]})
     reqs = pd.DataFrame({"arrival_s": [0.0], "origin": ["B"], "app": ["a"], "tier": ["edge"],
@@ -81,6 +85,7 @@ def test_city_table_rejects_unknown_origins():
 
 
 def test_run_folder_has_cities_map_and_report(tmp_path, small_overrides):
+    """The run folder holds cities.parquet, the maps and a self-contained report.html."""
     import aigrid_sim
     from aigrid_sim.results.rundir import load_run
 
@@ -99,6 +104,7 @@ def test_run_folder_has_cities_map_and_report(tmp_path, small_overrides):
 
 
 def test_plot_functions_take_ax_and_return_the_figure(small_run, tmp_path):
+    """Plot functions draw on given axes and return the Figure; the old path style still writes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,6 +127,7 @@ def test_plot_functions_take_ax_and_return_the_figure(small_run, tmp_path):
 
 
 def test_latency_cost_key_names_every_frontier_point():
+    """Frontier points are numbered on the plot and named in the key."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,6 +147,7 @@ def test_latency_cost_key_names_every_frontier_point():
 
 
 def test_basemap_outlines_are_the_bundled_natural_earth():
+    """The bundled outlines: 288 rings, 10,643 points, with their source."""
     from aigrid_sim.results import basemap
 
     rings = basemap.rings()
@@ -152,6 +160,7 @@ def test_basemap_outlines_are_the_bundled_natural_earth():
 
 
 def test_sweep_report_writes_html_with_each_configuration(tmp_path, small_overrides):
+    """aigrid-sim-report writes report.html naming every configuration."""
     import aigrid_sim
     from aigrid_sim.results import report
 
@@ -163,3 +172,16 @@ def test_sweep_report_writes_html_with_each_configuration(tmp_path, small_overri
     for label in rep["by_config"]["config"]:
         assert json.dumps(label)[1:-1] in html
     assert (tmp_path / "report" / "latency_cost.png").stat().st_size > 10_000
+
+
+def test_html_city_map_keeps_the_busiest_cities_beyond_the_cap(small_run, monkeypatch):
+    """A world with more cities than the page holds draws the busiest ones and says so."""
+    from aigrid_sim.results import html
+
+    monkeypatch.setattr(html, "MAX_CITY_MARKERS", 100)
+    fig = html.city_figure(small_run.cities)
+    drawn = sum(len(t["x"]) for t in fig["data"] if t.get("meta") == "cities")
+    assert drawn == 100
+    page = html.run_html(small_run.requests, small_run.sites, small_run.cities,
+                         small_run.summary)
+    assert f"The 100 cities with the most requests, of {len(small_run.cities):,}" in page

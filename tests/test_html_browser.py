@@ -123,7 +123,8 @@ def test_run_report_draws_offline_with_one_marker_per_city(browser, run_folder):
         const t = gd.data.find(t => t.meta === 'cities');
         return t.text[0].replace(/<[^>]+>/g, "").trim();
     }""")
-    assert first in {f"{o} {c}".strip() for o, c in zip(cities["origin"], cities["country"], strict=True)}
+    names = zip(cities["origin"], cities["country"], strict=True)
+    assert first in {f"{o} {c}".strip() for o, c in names}
 
 
 def test_sweep_report_draws_offline(browser, run_folder, tmp_path):

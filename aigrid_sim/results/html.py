@@ -40,6 +40,10 @@ import pandas as pd
 #: Points per CDF line (order statistics evenly spaced in rank).
 CDF_POINTS = 400
 
+#: Most cities drawn on the interactive map (about 0.2 kB each): a world with more keeps the
+#: cities with the most requests, and the page says so; every city stays in cities.parquet.
+MAX_CITY_MARKERS = 20_000
+
 TIER_COLOURS = {"edge": "#2a9d8f", "regional": "#e9c46a", "core": "#e76f51"}
 TIER_SYMBOLS = {"edge": "circle", "regional": "square", "core": "star"}
 SEA, LAND_LINE = "#dfeaf2", "#8c8c8c"
@@ -139,7 +143,8 @@ def _div(fig: dict, first: bool) -> str:
                        default_width="100%", validate=False)
 
 
-def _page(title: str, sections: list[tuple[str, str, str]], intro: str = "") -> str:
+def _page(title: str, sections: list[tuple[str, str, str]], intro: str = "", *,
+          maps: bool = True) -> str:
     """A whole HTML document: title, intro, then ``(heading, note, body)`` sections."""
     parts = [f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
              f"<title>{_html.escape(title)}</title><style>{CSS}</style></head><body>",
@@ -149,9 +154,9 @@ def _page(title: str, sections: list[tuple[str, str, str]], intro: str = "") -> 
         if note:
             parts.append(f"<p class='note'>{note}</p>")
         parts.append(body)
-    parts.append("<p class='note'>Made by aigrid-sim. Country outlines: Natural Earth 1:110m "
-                 "(public domain). Charts: plotly.js, inlined; the file needs no network."
-                 "</p></body></html>")
+    parts.append("<p class='note'>Made by aigrid-sim. "
+                 + ("Country outlines: Natural Earth 1:110m (public domain). " if maps else "")
+                 + "Charts: plotly.js, inlined; the file needs no network.</p></body></html>")
     return "\n".join(parts)
 
 
@@ -170,8 +175,11 @@ def city_figure(cities: pd.DataFrame, sites: pd.DataFrame | None = None):
 
     Cities with no completed request are one grey trace, so every city has exactly one marker.
     Buttons switch the colour between the busiest app's p95 TTFT, all apps' p95 TTFT and the
-    share of requests meeting their SLO.
+    share of requests meeting their SLO. Beyond :data:`MAX_CITY_MARKERS` cities, only the
+    busiest are drawn.
     """
+    if len(cities) > MAX_CITY_MARKERS:
+        cities = cities.nlargest(MAX_CITY_MARKERS, "requests", keep="first")
     app = busiest_app(cities)
     col_app = f"ttft_p95_ms_{app}" if app else "ttft_p95_ms"
     v_app = cities[col_app].to_numpy(float)
@@ -376,8 +384,12 @@ def run_html(reqs: pd.DataFrame | None, sites: pd.DataFrame, cities: pd.DataFram
                       f"{summary.get('policy', '?')}, seed={summary.get('seed', '?')}")
     sections = [
         ("Summary", "", _summary_table(summary)),
-        ("Cities", "One marker per origin city (cities.parquet). Buttons switch the colour; "
-                   "the legend shows the sites too. Drag to zoom, double-click to reset.",
+        ("Cities", ("One marker per origin city (cities.parquet). " if len(cities)
+                    <= MAX_CITY_MARKERS else
+                    f"The {MAX_CITY_MARKERS:,} cities with the most requests, of "
+                    f"{len(cities):,} (all are in cities.parquet). ")
+         + "Buttons switch the colour; the legend shows the sites too. Drag to zoom, "
+           "double-click to reset.",
          _div(city_figure(cities, sites), True)),
         ("Sites", "One marker per site (sites.parquet).", _div(site_figure(sites), False)),
         ("Latency", "Each line is thinned to at most "
@@ -482,4 +494,4 @@ def sweep_html(agg: pd.DataFrame, samples: dict, *, n_runs: int, params: list[st
                                      f"per run), each line thinned to {CDF_POINTS} points.",
          _div(group_cdf_figure(samples, cdf_label), False)),
     ]
-    return _page(title, sections)
+    return _page(title, sections, maps=False)
