@@ -76,7 +76,7 @@ def test_unknown_area_is_one_clear_line(value, match):
         aigrid_sim.run("global_agent", SMALL + [f"+workload.apps.0.sovereignty={value}"])
 
 
-TENANTS = ("+tenants=[{name: voice, apps: [voice_agent], priority: 1, "
+TENANTS = ("tenants=[{name: voice, apps: [voice_agent], priority: 1, "
            "quotas: [{tier: edge, rate_rps: %s, burst: %s}]}]")
 
 
@@ -114,4 +114,4 @@ def test_rate_quota_is_never_exceeded(rate, burst):
 ])
 def test_bad_tenant_config_is_one_clear_line(tenants, match):
     with pytest.raises(ConfigError, match=match):
-        config_of("global_agent", SMALL + [f"+tenants={tenants}"])
+        config_of("global_agent", SMALL + [f"tenants={tenants}"])
