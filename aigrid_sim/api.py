@@ -86,9 +86,9 @@ def make_stream(cfg: cfgmod.SimConfig, world: World) -> RequestStream:
     if cfg.workload.arrivals.kind == "trace":
         from aigrid_sim.workload.traces import trace_stream
 
-        return trace_stream(cfg, world.origin_population, world.origin_utc_offset_h,
+        return trace_stream(cfg, world.origin_weight, world.origin_utc_offset_h,
                             world.origin_name)
-    return generate_stream(cfg, world.origin_population, world.origin_utc_offset_h,
+    return generate_stream(cfg, world.origin_weight, world.origin_utc_offset_h,
                            region=world.origin_region, country=world.origin_country,
                            names=world.origin_name)
 

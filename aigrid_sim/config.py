@@ -123,6 +123,9 @@ class GraphConfig:
 
     neighbours: int = 4  # each site links to its k nearest sites
     mesh_tiers: list[str] = field(default_factory=lambda: ["regional", "core"])  # full mesh
+    # RTT model of every edge between two sites: backbone (private cloud/CDN backbone) |
+    # internet (the public-Internet model users get; for comparison studies).
+    site_path: str = "backbone"
 
 
 @dataclass
@@ -236,6 +239,11 @@ class WorkloadConfig:
     """Global traffic: total mean rate, arrival process and apps."""
 
     rate_rps: float = 1000.0  # mean requests per second worldwide at load 1.0
+    # Where requests come from: internet_users (population x share online, World Bank/ITU) |
+    # population. See aigrid_sim.world.demand.
+    demand: str = "internet_users"
+    # Optional CSV of your own weights: columns weight + country (ISO alpha-2) or city.
+    demand_csv: str | None = None
     arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
     apps: list[AppConfig] = field(default_factory=lambda: [AppConfig()])
 
@@ -508,6 +516,7 @@ DOMAINS: dict[str, Dom] = {
     "world.origins[].lon": Dom(-180, 180), "world.origins[].country": NONEMPTY,
     "world.origins[].population": NONNEG, "world.origins[].utc_offset_h": Dom(-14, 14),
     "world.origins[].timezone": NONEMPTY,
+    "world.graph.site_path": one_of("backbone", "internet"),
     "world.graph.neighbours": ONE_UP, "world.graph.mesh_tiers[]": one_of(*TIERS),
     "world.site_gpus.*": GPUS, "world.sized_gpus.*": GPUS,
     # containers (their items have their own lines)
@@ -516,6 +525,8 @@ DOMAINS: dict[str, Dom] = {
                         "workload.arrivals.flash_crowds", "workload.arrivals.mmpp.states",
                         "workload.arrivals.mmpp.transitions", "faults.outages", "faults.links")},
     # workload
+    "workload.demand": one_of("population", "internet_users"),
+    "workload.demand_csv": NONEMPTY,
     "workload.rate_rps": NONNEG, "workload.arrivals.kind": one_of(*ARRIVAL_KINDS),
     "workload.arrivals.curve[]": NONNEG,
     "workload.arrivals.mmpp.states[].rate": NONNEG,
