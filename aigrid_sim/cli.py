@@ -86,6 +86,10 @@ def summary_table(s: dict) -> str:
         lines.append("not completed: " + ", ".join(f"{k} {v:,}" for k, v in s["reasons"].items()))
     if s.get("faults"):
         lines += [""] + fault_lines(s["faults"])
+    if s.get("tenants"):
+        from aigrid_sim.results.billing import billing_lines
+
+        lines += [""] + billing_lines(s["tenants"])
     return "\n".join(lines)
 
 
