@@ -544,6 +544,14 @@ DOMAINS: dict[str, Dom] = {
     "workload.apps[].tokens.in_mean": ONE_UP, "workload.apps[].tokens.in_cv": NONNEG,
     "workload.apps[].tokens.out_mean": ONE_UP, "workload.apps[].tokens.out_cv": NONNEG,
     "workload.apps[].tokens.in_max": ONE_UP, "workload.apps[].tokens.out_max": ONE_UP,
+    "workload.apps[].sovereignty": ANY, "workload.apps[].sovereignty[]": NONEMPTY,
+    # tenants (cross-key rules in _check_tenants)
+    "tenants": ANY, "tenants[].name": NONEMPTY, "tenants[].apps": ANY,
+    "tenants[].apps[]": NONEMPTY, "tenants[].priority": ANY, "tenants[].sovereignty": ANY,
+    "tenants[].sovereignty[]": NONEMPTY, "tenants[].quotas": ANY,
+    "tenants[].quotas[].tier": one_of(*TIERS), "tenants[].quotas[].rate_rps": NONNEG,
+    "tenants[].quotas[].burst": ONE_UP, "tenants[].quotas[].per_site": ANY,
+    "tenants[].prices": ANY, "tenants[].sla_penalty_usd": NONNEG,
     # trace
     "trace.path": NONEMPTY, "trace.format": one_of(*TRACE_FORMATS),
     **{f"trace.columns.{k}": NONEMPTY for k in ("time", "in_tokens", "out_tokens", "origin",
