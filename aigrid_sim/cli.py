@@ -129,13 +129,13 @@ def _progress_bar(horizon_s: float, enabled: bool | None):
 def run_task(cfg: DictConfig) -> dict | None:
     """Run one composed config, write its folder, print the summary; the Hydra task body."""
     from aigrid_sim.api import run_config
-    from aigrid_sim.results.rundir import is_complete, run_folder_name
+    from aigrid_sim.results.rundir import is_complete, run_folder_name, unreadable_reason
 
     sim = cfgmod.validate(cfg)
     root = Path(sim.output.dir)
     if sim.output.write and sim.output.resume:
         folder = root / run_folder_name(cfg)
-        if is_complete(folder):
+        if is_complete(folder) and unreadable_reason(folder) is None:
             import json
 
             summary = json.loads((folder / "summary.json").read_text())
