@@ -78,11 +78,32 @@ def summary_table(s: dict) -> str:
     lines += ["", f"cost: ${s['cost_usd']:,.2f} provisioned GPU time"
               + (f", ${cp:,.3f} per 1,000 completed requests" if cp else "")
               + (f", ${cm:,.2f} per million tokens" if cm else "")]
+    lines += provisioned_lines(s)
     if s.get("reasons"):
         lines.append("not completed: " + ", ".join(f"{k} {v:,}" for k, v in s["reasons"].items()))
     if s.get("faults"):
         lines += [""] + fault_lines(s["faults"])
     return "\n".join(lines)
+
+
+def provisioned_lines(s: dict) -> list[str]:
+    """What the run provisions and bills: sites and GPUs per tier, and what a regional study
+    left out (``world.keep_sites``)."""
+    tiers = s.get("by_tier") or {}
+    if not tiers:
+        return []
+    lines = ["provisioned (billed whether used or not): " + ", ".join(
+        f"{t} {b.get('sites', 0):,} site{'s' if b.get('sites', 0) != 1 else ''} / "
+        f"{b.get('gpus', 0):,} GPUs" for t, b in tiers.items())]
+    p = s.get("provisioned") or {}
+    if p.get("continents"):
+        dropped = p.get("dropped") or {}
+        lines.append(f"  regional study: sites on {', '.join(p['continents'])} kept"
+                     + (f", {sum(dropped.values()):,} elsewhere left out ("
+                        + ", ".join(f"{t} {n:,}" for t, n in dropped.items()) + ")"
+                        if dropped else "")
+                     + "; world.keep_sites=all keeps every site")
+    return lines
 
 
 def fault_lines(f: dict) -> list[str]:

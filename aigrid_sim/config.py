@@ -125,6 +125,9 @@ class WorldConfig:
     topology: str = "grid"  # grid (real PoPs/regions/cities) | custom (sites/origins below)
     catalog: str | None = None  # your GPU/model catalogue YAML; None = the shipped one
     network: str = "geo"  # geo (RTT model) | zero (no network delay; queueing studies)
+    # serving: a regional study (cities.countries set) keeps only the sites on its continents
+    # (and the nearest site of a tier left empty); all: every site the tier filters keep
+    keep_sites: str = "serving"
     cities: CitiesConfig = field(default_factory=CitiesConfig)
     edge: EdgeConfig = field(default_factory=lambda: EdgeConfig(
         gpu="L40S", model="llama-3.1-8b-fp8", gpus=1, max_queue=64))
@@ -532,6 +535,7 @@ def _check(c: SimConfig) -> None:
     w = c.world
     _need(w.topology in ("grid", "custom"), "world.topology", "must be 'grid' or 'custom'")
     _need(w.network in ("geo", "zero"), "world.network", "must be 'geo' or 'zero'")
+    _need(w.keep_sites in ("serving", "all"), "world.keep_sites", "must be 'serving' or 'all'")
     for tier in TIERS:
         t: TierConfig = getattr(w, tier)
         _need(t.gpus > 0, f"world.{tier}.gpus", f"must be > 0: a site needs GPUs (got {t.gpus})")

@@ -75,6 +75,8 @@ class World:
     attach_site: np.ndarray  # O x k: the sites each origin enters the grid through
     attach_ms: np.ndarray  # O x k: round trip from the origin to each attachment site
     rtt_ms: np.ndarray = field(init=False)  # O x S round trip, origin to site
+    #: What build_world kept of the grid (``world.keep_sites``): see ``_serving_sites``.
+    provisioned: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rtt_ms = self.origin_rtt(self.site_rtt_ms)
@@ -200,6 +202,49 @@ def _grid_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
     return sites
 
 
+def _serving_sites(sites: list[dict], cfg: SimConfig, o: pd.DataFrame) -> tuple[list[dict], dict]:
+    """A regional study's sites: those on the continents of its cities (``world.keep_sites``).
+
+    Applies when ``world.cities.countries`` is set and ``world.keep_sites`` is ``serving``. Sites
+    of the regional and core tiers, and of the edge tier unless ``world.edge.pops`` or
+    ``world.edge.countries`` chose them, are kept when they stand in a country of the cities or
+    on one of their continents; a tier this would empty keeps its site nearest to the cities
+    (population-weighted mean distance). ``world.regional.regions`` set explicitly is kept as is.
+
+    Returns:
+        The kept sites and what was done: ``{"keep_sites", "continents", "dropped": {tier: n}}``.
+    """
+    w = cfg.world
+    info: dict = {"keep_sites": w.keep_sites, "continents": None, "dropped": {}}
+    if w.topology != "grid" or w.keep_sites != "serving" or w.cities.countries is None:
+        return sites, info
+    cont = read_data("world_countries.csv").set_index("iso2").continent_code.to_dict()
+    countries = set(o.country)
+    continents = {cont.get(c) for c in countries} - {None}
+    info["continents"] = sorted(CONTINENTS.get(c, c) for c in continents)
+    pruned = {Tier.REGIONAL: w.regional.regions is None, Tier.CORE: True,
+              Tier.EDGE: w.edge.pops is None and w.edge.countries is None}
+    weight = o.population.to_numpy(float)
+    weight = weight / weight.sum()
+    olat, olon = o.lat.to_numpy(float), o.lon.to_numpy(float)
+    out: list[dict] = []
+    for tier in Tier:
+        group = [s for s in sites if s["tier"] == tier]
+        if not pruned[tier] or not group:
+            out += group
+            continue
+        kept = [s for s in group if s["country"] in countries or cont.get(s["country"]) in
+                continents]
+        if not kept:
+            mean_km = [float(weight @ great_circle_km(olat, olon, s["lat"], s["lon"]))
+                       for s in group]
+            kept = [group[int(np.argmin(mean_km))]]
+        if len(kept) < len(group):
+            info["dropped"][tier.label] = len(group) - len(kept)
+        out += kept
+    return out, info
+
+
 def _custom_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
     out = []
     for i, s in enumerate(cfg.world.sites):
@@ -297,6 +342,8 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
                       else Catalog.default())
     w = cfg.world
     sites = _custom_sites(cfg, cat) if w.topology == "custom" else _grid_sites(cfg, cat)
+    o = _origins(cfg)
+    sites, provisioned = _serving_sites(sites, cfg, o)
     if w.topology == "grid":
         sites += _custom_sites(cfg, cat)  # extra, explicitly placed sites
     if not sites:
@@ -345,7 +392,6 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
         raise ConfigError("key 'world.graph': the latency graph is not connected; raise "
                           "world.graph.neighbours")
 
-    o = _origins(cfg)
     olat, olon = o.lat.to_numpy(float), o.lon.to_numpy(float)
     ocountry = [c if isinstance(c, str) else None for c in o.country]
     entry = np.flatnonzero(tier == Tier.EDGE)
@@ -373,6 +419,7 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
         origin_utc_offset_h=o.utc_offset_h.to_numpy(float),
         origin_region=list(o.region), graph=graph, site_rtt_ms=site_rtt,
         attach_site=attach_site, attach_ms=attach_ms)
+    world.provisioned = provisioned
     if zero:
         world.rtt_ms = np.zeros((world.n_origins, S))
     cap = world.site_capability
