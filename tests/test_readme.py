@@ -151,11 +151,22 @@ def _shorten(argv: list[str]) -> list[str]:
     return argv + extra
 
 
+def _plugins_opt_in_landed() -> bool:
+    """The plugin trust rules of the hardening issue (explicit opt-in, cwd importable)."""
+    from aigrid_sim.sim.policies import base
+
+    return hasattr(base, "allow_plugins")
+
+
 def _params():
     cmds, _, _ = readme_items()
     out = []
     for cmd, line in cmds:
         marks = [pytest.mark.slow] if any(s in cmd for s in SLOW) else []
+        if "plugins" in cmd and not _plugins_opt_in_landed():
+            marks.append(pytest.mark.xfail(
+                reason="the console script puts the cwd on the import path only with the plugin "
+                       "opt-in of the hardening issue", strict=True))
         out.append(pytest.param(cmd, id=f"L{line}:{cmd[:60]}", marks=marks))
     return out
 
