@@ -87,8 +87,11 @@ def summary_table(s: dict) -> str:
 
 
 def provisioned_lines(s: dict) -> list[str]:
-    """What the run provisions and bills: sites and GPUs per tier, and what a regional study
-    left out (``world.keep_sites``)."""
+    """What the run provisions and bills: sites and GPUs per tier.
+
+    A regional study also says which continents it kept and what it left out
+    (``world.keep_sites``).
+    """
     tiers = s.get("by_tier") or {}
     if not tiers:
         return []

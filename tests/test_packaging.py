@@ -44,7 +44,7 @@ def test_every_bundled_data_file_is_credited_in_notice():
 
 
 def test_installed_version_is_the_package_version():
-    """pyproject reads the version from aigrid_sim.__version__: one place to change it."""
+    """The pyproject reads the version from aigrid_sim.__version__: one place to change it."""
     from importlib.metadata import version
 
     import aigrid_sim

@@ -114,8 +114,10 @@ def test_regional_study_keeps_only_the_sites_serving_its_continents():
 
 
 def test_regional_study_keeps_the_nearest_site_of_a_tier_it_would_empty():
-    """Nigeria: no core on its continent, so the nearest core (Amsterdam, not Tokyo) stays;
-    an explicit regional list is kept as given."""
+    """Nigeria: no core on its continent, so the nearest core (Amsterdam, not Tokyo) stays.
+
+    An explicit regional list is kept as given.
+    """
     w = build_world(config.validate(config.compose("global_agent", [
         "world.cities.countries=[NG]", "world.regional.regions=[aws:us-east-1,aws:af-south-1]"])))
     tiers = [Tier(t).label for t in w.site_tier]

@@ -104,7 +104,8 @@ def scan_runs(path: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return readable, sorted(skipped.items())
 
 
-def skipped_lines(skipped: list[tuple[Path | str, str]], root: str | Path, limit: int = 3) -> list[str]:
+def skipped_lines(skipped: list[tuple[Path | str, str]], root: str | Path,
+                  limit: int = 3) -> list[str]:
     """One line per reason: how many folders were skipped, which (the first few) and why."""
     by_reason: dict[str, list[str]] = {}
     for folder, why in skipped:
