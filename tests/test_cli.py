@@ -66,7 +66,9 @@ def test_run_folder_is_atomic(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(pq, "write_table", boom)  # every table of a run folder goes through it
     with pytest.raises(RuntimeError):
         write_run(r, tmp_path, figures=False)
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
