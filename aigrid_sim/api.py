@@ -38,6 +38,9 @@ class RunResult:
         out_dir: The run folder, if one was written.
         faults: One row per outage or link cut (``aigrid_sim.sim.faults.TABLE_COLUMNS``); empty
             when nothing failed.
+        cities: One row per origin city (``cities.parquet``, :mod:`aigrid_sim.results.cities`):
+            place, demand, requests, SLO met, TTFT and latency p50/p95 overall and per app,
+            serving tier mix. Built from ``requests`` on first use.
     """
 
     requests: pd.DataFrame
@@ -49,6 +52,21 @@ class RunResult:
     records: Records = field(repr=False)
     out_dir: Path | None = None
     faults: pd.DataFrame | None = field(default=None, repr=False)
+    _cities: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def cities(self) -> pd.DataFrame:
+        """The per-city table (built from ``requests`` and the world's origins, then kept)."""
+        if self._cities is None:
+            from aigrid_sim.results.cities import cities_of_run
+
+            self._cities = cities_of_run(self.requests, self.world,
+                                         warmup_s=float(self.config.get("warmup_s", 0.0)))
+        return self._cities
+
+    @cities.setter
+    def cities(self, table: pd.DataFrame | None) -> None:
+        self._cities = table
 
 
 def make_stream(cfg: cfgmod.SimConfig, world: World) -> RequestStream:

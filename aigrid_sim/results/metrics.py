@@ -29,7 +29,8 @@ def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.Data
     site = rec.site.astype(np.int64)
     routed = site >= 0
     s0 = np.where(routed, site, 0)
-    network_ms = np.where(routed, world.rtt_ms[stream.origin, s0], np.nan)
+    network_ms = np.full(n, np.nan)  # only routed pairs: a big world computes what it is asked
+    network_ms[routed] = world.rtt_ms[stream.origin[routed], site[routed]]
     net = ~np.isnan(rec.net_ms)  # the network changed during the run (link cuts): as recorded
     network_ms[net] = rec.net_ms[net]
     # The last attempt left its origin extra_s after arrival (0 unless it failed over).
@@ -63,6 +64,9 @@ def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.Data
         "request_id": np.arange(n, dtype=np.int64),
         "arrival_s": stream.t,
         "origin": pd.Categorical.from_codes(stream.origin, categories=world.origin_name),
+        # The city's place, so a request can be mapped without the world (float32: ~1 m).
+        "origin_lat": np.asarray(world.origin_lat, np.float32)[stream.origin],
+        "origin_lon": np.asarray(world.origin_lon, np.float32)[stream.origin],
         "region": np.array(world.origin_region, dtype=object)[stream.origin],
         "app": pd.Categorical.from_codes(stream.app.astype(np.int64),
                                          categories=[a.name for a in stream.apps]),

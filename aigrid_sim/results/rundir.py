@@ -103,14 +103,68 @@ def _json_default(o):
     return str(o)
 
 
+def save_figure(fig, path: Path, *, dpi: int = 110) -> Path:
+    """Write a matplotlib figure to ``path`` (PNG) and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_figures(reqs: pd.DataFrame, sites: pd.DataFrame, folder: Path, *,
+                  time_varying: bool | None = None, faults: pd.DataFrame | None = None,
+                  cities: pd.DataFrame | None = None, cdfs: dict | None = None) -> list[Path]:
+    """Draw every standard figure of a run into ``folder`` (PNG) and return their paths.
+
+    ``cdfs``: the latency lines of :func:`aigrid_sim.results.plots.tier_ecdfs`, when the
+    caller has them (the HTML report draws the same ones).
+
+    ``latency_cdf_by_tier.png`` and ``sites_utilisation_map.png`` always;
+    ``cities_map.png`` when a cities table is given (p95 time to first token of the busiest
+    app, per city); ``rate_over_time.png`` for time-varying runs (``time_varying=None`` decides
+    from the arrivals, :func:`aigrid_sim.results.plots.is_time_varying`);
+    ``faults_over_time.png`` for runs with faults (a non-empty ``faults`` table).
+    """
+    from aigrid_sim.results import plots
+
+    folder = Path(folder)
+    out = [save_figure(plots.latency_cdf_by_tier(reqs, cdfs=cdfs),
+                       folder / "latency_cdf_by_tier.png"),
+           save_figure(plots.site_map(sites), folder / "sites_utilisation_map.png")]
+    if cities is not None and len(cities):
+        app = plots.busiest_app(cities)
+        out.append(save_figure(plots.city_map(cities, metric="ttft_p95_ms", app=app),
+                               folder / "cities_map.png"))
+    if time_varying or (time_varying is None and plots.is_time_varying(reqs)):
+        out.append(save_figure(plots.rate_and_p95_over_time(reqs),
+                               folder / "rate_over_time.png"))
+    if faults is not None and len(faults):
+        out.append(save_figure(plots.faults_over_time(reqs, faults, sites),
+                               folder / "faults_over_time.png"))
+    return out
+
+
+def write_html(reqs: pd.DataFrame, sites: pd.DataFrame, cities: pd.DataFrame, summary: dict,
+               path: Path, *, cdfs: dict | None = None) -> Path:
+    """Write a run's interactive, self-contained HTML report (:mod:`aigrid_sim.results.html`)."""
+    from aigrid_sim.results import html
+
+    Path(path).write_text(html.run_html(reqs, sites, cities, summary, cdfs=cdfs),
+                          encoding="utf-8")
+    return Path(path)
+
+
 def write_run(result: RunResult, root: Path, *, figures: bool = True,
               name: str | None = None) -> Path:
     """Write a run folder under ``root`` atomically and return its path.
 
-    Files: ``config.yaml``, ``requests.parquet``, ``sites.parquet``, ``summary.json``,
+    Files: ``config.yaml``, ``requests.parquet``, ``sites.parquet``, ``cities.parquet`` (one
+    row per origin city, :mod:`aigrid_sim.results.cities`), ``summary.json``,
     ``faults.parquet`` (runs with faults: one row per outage or link cut), the standard PNG
-    figures, and ``_COMPLETE``. ``summary.json`` and the parquet files (file metadata) carry the
-    package version and :data:`RESULTS_SCHEMA` (:func:`stamp`).
+    figures and the interactive ``report.html`` (with ``figures``), and ``_COMPLETE``.
+    ``summary.json`` and the parquet files (file metadata) carry the package version and
+    :data:`RESULTS_SCHEMA` (:func:`stamp`).
     """
     root.mkdir(parents=True, exist_ok=True)
     final = root / (name or run_folder_name(result.config))
@@ -120,14 +174,23 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
         OmegaConf.save(result.config, tmp / "config.yaml", resolve=True)
         write_table(result.requests, tmp / "requests.parquet")
         write_table(result.sites, tmp / "sites.parquet")
+        cities = getattr(result, "cities", None)
+        if cities is not None:
+            write_table(cities, tmp / "cities.parquet")
         faults = getattr(result, "faults", None)
         if faults is not None and len(faults):
             write_table(faults, tmp / "faults.parquet")
         (tmp / "summary.json").write_text(json.dumps({**stamp(), **result.summary}, indent=2,
                                                      default=_json_default))
         if figures:
-            from aigrid_sim.results import plots
-            plots.standard_figures(result.requests, result.sites, tmp, faults=faults)
+            from aigrid_sim.results.plots import tier_ecdfs
+
+            cdfs = tier_ecdfs(result.requests)  # one sort per column, for the PNG and the HTML
+            write_figures(result.requests, result.sites, tmp, faults=faults, cities=cities,
+                          cdfs=cdfs)
+            if cities is not None:
+                write_html(result.requests, result.sites, cities, result.summary,
+                           tmp / "report.html", cdfs=cdfs)
         (tmp / COMPLETE).write_text("")
         if final.exists():
             shutil.rmtree(final)
@@ -175,4 +238,6 @@ def load_run(folder: str | Path) -> dict:
         "config": OmegaConf.load(folder / "config.yaml"),
         "faults": pd.read_parquet(folder / "faults.parquet")
         if (folder / "faults.parquet").exists() else None,
+        "cities": pd.read_parquet(folder / "cities.parquet")
+        if (folder / "cities.parquet").exists() else None,
     }
