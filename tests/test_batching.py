@@ -71,7 +71,7 @@ def test_reference_and_rule_agree_on_saturation_throughput(rho):
     thr_rule = o.sum() / np.nanmax(rule.t_done)
     assert thr_rule == pytest.approx(thr_ref, rel=0.05)
     if rho > 1:
-        assert thr_ref == pytest.approx(dep.saturation_out_tok_s(400, 60), rel=0.05)
+        assert thr_ref == pytest.approx(dep.legacy_saturation_out_tok_s(400, 60), rel=0.05)
 
 
 @pytest.mark.parametrize("model,gpu,isl,in_cv,osl,out_cv", [

@@ -46,7 +46,7 @@ def test_quick_validation_runs_and_passes(capsys):
     rows = parse_table(out)
     assert e.value.code == 0, out
     names = [r["check"] for r in rows]
-    for what in ("M/M/1", "M/M/4", "P(wait)", "M/D/1", "blocking", "Little"):
+    for what in ("M/M/1", "M/M/4", "P(wait)", "M/D/1", "blocking", "Little", "Backbone RTT"):
         assert any(what in n for n in names), (what, names)
     if have_rtt:
         rtt = [r for r in rows if r["check"].startswith("RTT")]

@@ -8,16 +8,21 @@ sweep that is run again skips the runs it already has.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+
+from aigrid_sim.errors import ConfigError
 
 if TYPE_CHECKING:
     from aigrid_sim.api import RunResult
@@ -86,10 +91,64 @@ def config_hash(cfg: DictConfig) -> str:
     return h.hexdigest()[:10]
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]+")
+
+
+def safe_part(text: object, limit: int = 60) -> str:
+    """A config value made safe as part of a folder name: no separators, no leading dots."""
+    s = _UNSAFE.sub("-", str(text)).strip(".-") or "x"
+    return s[:limit]
+
+
 def run_folder_name(cfg: DictConfig) -> str:
-    """``<scenario>__<policy>__seed<seed>__<hash>``: readable, and unique per config."""
-    safe = str(cfg.policy).replace(":", "-").replace("/", "-")
-    return f"{cfg.name}__{safe}__seed{cfg.seed}__{config_hash(cfg)}"
+    """``<scenario>__<policy>__seed<seed>__<hash>``: readable, and unique per config.
+
+    The parts from config values are sanitised (``name=../../x`` gives ``x``), so the folder is
+    always a direct child of ``output.dir``.
+    """
+    return (f"{safe_part(cfg.name)}__{safe_part(cfg.policy)}__seed{safe_part(cfg.seed)}__"
+            f"{config_hash(cfg)}")
+
+
+def check_writable(root: Path) -> None:
+    """Make ``root`` if needed and check a file can be created in it (before a run starts).
+
+    Raises:
+        ConfigError: naming ``output.dir`` and the reason.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"key 'output.dir': cannot write to {str(root)!r} "
+                          f"({e.strerror or e})") from None
+
+
+STALE_S = 86_400.0  # .tmp-* folders older than this were left by killed runs
+
+
+def clean_stale(root: Path, older_than_s: float = STALE_S) -> int:
+    """Remove ``.tmp-*`` folders under ``root`` older than ``older_than_s``; returns how many."""
+    n = 0
+    now = time.time()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for e in entries:
+        if e.name.startswith(".tmp-"):
+            try:
+                if now - e.stat(follow_symlinks=False).st_mtime > older_than_s:
+                    if e.is_dir(follow_symlinks=False):
+                        shutil.rmtree(e.path, ignore_errors=True)
+                    else:
+                        os.unlink(e.path)
+                    n += 1
+            except OSError:
+                pass
+    return n
 
 
 def is_complete(folder: Path) -> bool:
@@ -156,7 +215,7 @@ def write_html(reqs: pd.DataFrame, sites: pd.DataFrame, cities: pd.DataFrame, su
 
 
 def write_run(result: RunResult, root: Path, *, figures: bool = True,
-              name: str | None = None) -> Path:
+              name: str | None = None, replace: bool = False) -> Path:
     """Write a run folder under ``root`` atomically and return its path.
 
     Files: ``config.yaml``, ``requests.parquet``, ``sites.parquet``, ``cities.parquet`` (one
@@ -165,9 +224,19 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
     figures and the interactive ``report.html`` (with ``figures``), and ``_COMPLETE``.
     ``summary.json`` and the parquet files (file metadata) carry the package version and
     :data:`RESULTS_SCHEMA` (:func:`stamp`).
+
+    If a complete folder of the same name appears meanwhile (another process ran the same
+    config), it is kept and this copy dropped, unless ``replace`` (``output.resume=false``).
+    Stale ``.tmp-*`` folders of killed runs (older than a day) are removed.
+
+    Raises:
+        ConfigError: ``root`` cannot be written.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / (name or run_folder_name(result.config))
+    check_writable(root)
+    clean_stale(root)
+    final = root / safe_part(name or run_folder_name(result.config), limit=200)
+    if final.resolve().parent != root.resolve():
+        raise ConfigError(f"key 'name': run folder {final.name!r} would be outside output.dir")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
     tmp.chmod(0o755)  # mkdtemp makes it private; a run folder is for everyone who can read root
     try:
@@ -192,9 +261,7 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
                 write_html(result.requests, result.sites, cities, result.summary,
                            tmp / "report.html", cdfs=cdfs)
         (tmp / COMPLETE).write_text("")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _publish(tmp, final, replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -224,6 +291,40 @@ def unreadable_reason(folder: Path) -> str | None:
         return (f"results schema {schema} (written by {by}); this aigrid-sim reads schema "
                 f"{RESULTS_SCHEMA}: re-run it, or read it with the version that wrote it")
     return None
+
+
+def _publish(tmp: Path, final: Path, replace: bool) -> None:
+    """Rename a complete ``tmp`` into place; safe against other writers of the same folder.
+
+    The first rename wins. A writer that finds a complete folder in place (another process
+    wrote the same config) keeps it and drops its own copy: same config, same results. An
+    incomplete or stale folder in the way is moved aside first (``rename`` is atomic, so two
+    writers never delete each other's work half-way).
+    """
+    for _ in range(100):
+        try:
+            os.rename(tmp, final)  # atomic; fails if final is a non-empty folder
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                raise
+        if is_complete(final) and not replace:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        replace = False  # replace at most once: a folder that reappears is a concurrent twin
+        # Not complete (a crash from an older version), or a re-run asked to replace it:
+        # move it aside atomically, then delete it.
+        aside = Path(tempfile.mkdtemp(prefix=f".tmp-old-{final.name}-", dir=final.parent))
+        try:
+            os.rename(final, aside / "x")
+        except FileNotFoundError:
+            pass  # someone else moved it: retry the rename
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                shutil.rmtree(aside, ignore_errors=True)
+                raise
+        shutil.rmtree(aside, ignore_errors=True)
+    raise OSError(f"could not publish run folder {final} (too many concurrent writers)")
 
 
 def load_run(folder: str | Path) -> dict:

@@ -203,4 +203,4 @@ def simulate_admission(dep: Deployment, arrival_s, in_tokens, out_tokens, *,
 
 def capacity_rps(dep: Deployment, mean_in: float, mean_out: float) -> float:
     """Requests per second a saturated replica serves at the given mean token counts."""
-    return dep.saturation_out_tok_s(mean_in, mean_out) / mean_out
+    return dep.legacy_saturation_out_tok_s(mean_in, mean_out) / mean_out

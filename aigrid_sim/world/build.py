@@ -25,7 +25,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from aigrid_sim.config import SimConfig, TierConfig
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.serving.catalog import Catalog, Deployment
-from aigrid_sim.world.demand import start_instant, utc_offsets_h
+from aigrid_sim.world.demand import demand_weights, start_instant, utc_offsets_h
 from aigrid_sim.world.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
 from aigrid_sim.world.index import SphereIndex
 from aigrid_sim.world.latency import SparseRtt, graph_csr, nearest_dense
@@ -84,6 +84,7 @@ class World:
     origin_lon: np.ndarray
     origin_country: list[str | None]
     origin_population: np.ndarray
+    origin_weight: np.ndarray  # share of the world's requests, sums to 1 (world/demand.py)
     origin_utc_offset_h: np.ndarray
     origin_region: list[str]
     graph: nx.Graph
@@ -462,8 +463,9 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     a, b = graph_edges(lat, lon, tier, w.graph.neighbours, w.graph.mesh_tiers)
     km = great_circle_km(lat[a], lon[a], lat[b], lon[b])
     cobj = np.array(country, dtype=object)
+    # Every graph edge joins two sites: backbone path unless a study asks for the Internet.
     rtt = np.zeros(len(a)) if zero else estimate_rtt_ms(lat[a], lon[a], lat[b], lon[b],
-                                                        cobj[a], cobj[b])
+                                                        cobj[a], cobj[b], path=w.graph.site_path)
     graph = nx.Graph()
     graph.add_nodes_from((i, {"id": ids[i], "tier": Tier(tier[i]).label, "lat": sites[i]["lat"],
                               "lon": sites[i]["lon"]}) for i in range(S))
@@ -486,9 +488,9 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
         attach_ms = np.zeros(attach_site.shape)
     else:
         oc = np.array(ocountry, dtype=object)[:, None]
-        attach_ms = w.cities.access_ms + estimate_rtt_ms(
+        attach_ms = w.cities.access_ms + estimate_rtt_ms(  # users reach a PoP over the Internet
             olat[:, None], olon[:, None], lat[attach_site], lon[attach_site], oc,
-            cobj[attach_site])
+            cobj[attach_site], path="internet")
 
     n_o = len(o)
     dense = zero or w.rtt_matrix == "dense" or (
@@ -508,6 +510,9 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
         site_max_queue=np.array([s["max_queue"] for s in sites], dtype=np.int64),
         origin_name=list(o.name), origin_lat=olat, origin_lon=olon, origin_country=ocountry,
         origin_population=o.population.to_numpy(float),
+        origin_weight=demand_weights(o.population.to_numpy(float), ocountry, list(o.name),
+                                     cfg.workload.demand, cfg.workload.demand_csv,
+                                     custom=w.topology == "custom"),
         origin_utc_offset_h=o.utc_offset_h.to_numpy(float),
         origin_region=list(o.region), graph=graph, site_rtt_ms=site_rtt,
         attach_site=attach_site, attach_ms=attach_ms, rtt_ms=rtt_o,
