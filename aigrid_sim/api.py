@@ -26,6 +26,7 @@ from aigrid_sim.results.metrics import (
     sites_table,
     summarise,
 )
+from aigrid_sim.sim import control
 from aigrid_sim.sim.engine import Engine, Records
 from aigrid_sim.sim.faults import FaultSchedule, build_schedule
 from aigrid_sim.sim.policies import load_plugins, make_policy
@@ -104,6 +105,8 @@ def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,
     policy = make_policy(cfg.policy, cfg.routing.params)
     world = world or build_world(cfg)
     stream = stream if stream is not None else make_stream(cfg, world)
+    # The control plane (sovereignty, tenant quotas) only when a scenario uses it.
+    policy = control.wrap(policy, control.build_rules(cfg, world, [a.name for a in stream.apps]))
     horizon = cfg.duration_s + cfg.drain_s
     if faults is None:
         faults = build_schedule(cfg.faults, world, cfg.seed, horizon)
@@ -137,6 +140,10 @@ def _run_config(dcfg: DictConfig, *, out_dir: str | Path | None,
     reqs = requests_table(world, stream, rec)
     sites = sites_table(world, rec, cfg.duration_s, reqs)
     summary = summarise(reqs, sites, warmup_s=cfg.warmup_s, window_s=cfg.duration_s)
+    if cfg.tenants:
+        from aigrid_sim.results.billing import billing
+
+        summary["tenants"] = billing(reqs, sites, cfg.tenants)
     if schedule.active:
         caps = np.array([a.capability for a in stream.apps])[stream.app]
         nearest = nearest_capable(world.rtt_ms, world.site_capability, world.site_id,

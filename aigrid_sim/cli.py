@@ -87,6 +87,10 @@ def summary_table(s: dict) -> str:
         lines.append("not completed: " + ", ".join(f"{k} {v:,}" for k, v in s["reasons"].items()))
     if s.get("faults"):
         lines += [""] + fault_lines(s["faults"])
+    if s.get("tenants"):
+        from aigrid_sim.results.billing import billing_lines
+
+        lines += [""] + billing_lines(s["tenants"])
     return "\n".join(lines)
 
 
@@ -197,8 +201,9 @@ def _watch_parent() -> None:
     """
     global _watching
     parent = os.environ.get(PARENT_ENV)
-    if _watching or not parent or not parent.isdigit() or int(parent) == os.getpid():
-        return
+    if _watching or not parent or not parent.isdigit() or int(parent) == os.getpid() \
+            or not _joblib_job():
+        return  # a single run, or a job of another launcher (maybe on another machine)
     _watching = True
     pid = int(parent)
 
@@ -221,6 +226,16 @@ def _watch_parent() -> None:
         os._exit(3)
 
     threading.Thread(target=watch, name="aigrid-parent-watch", daemon=True).start()
+
+
+def _joblib_job() -> bool:
+    """Whether this process runs a job of the joblib launcher (loky workers on this machine)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return "joblib" in str(HydraConfig.get().launcher.get("_target_", "")).lower()
+    except Exception:  # noqa: BLE001 (no Hydra context: not a sweep job)
+        return False
 
 
 def _split_plugins_flag(args: list[str]) -> tuple[list[str], list[str]]:

@@ -380,6 +380,13 @@ def _origins(cfg: SimConfig) -> pd.DataFrame:
     return o.assign(region=region, name=_unique_names(o)).reset_index(drop=True)
 
 
+def _explicit_origins(o: pd.DataFrame) -> np.ndarray:
+    """True for the origins of ``world.origins`` (their population is their demand weight)."""
+    if "geonameid" not in o:
+        return np.ones(len(o), dtype=bool)
+    return o["geonameid"].isna().to_numpy()
+
+
 def _unique_names(o: pd.DataFrame) -> list[str]:
     """City names, with ", CC" (then a number) added where a name repeats (Hyderabad IN / PK)."""
     names = o["name"].astype(str).tolist()
@@ -512,7 +519,7 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
         origin_population=o.population.to_numpy(float),
         origin_weight=demand_weights(o.population.to_numpy(float), ocountry, list(o.name),
                                      cfg.workload.demand, cfg.workload.demand_csv,
-                                     custom=w.topology == "custom"),
+                                     custom=_explicit_origins(o)),
         origin_utc_offset_h=o.utc_offset_h.to_numpy(float),
         origin_region=list(o.region), graph=graph, site_rtt_ms=site_rtt,
         attach_site=attach_site, attach_ms=attach_ms, rtt_ms=rtt_o,
