@@ -156,6 +156,7 @@ def _run_config(dcfg: DictConfig, *, out_dir: str | Path | None,
         "scenario": cfg.name, "policy": cfg.policy, "seed": cfg.seed, "load": cfg.load,
         "duration_s": cfg.duration_s, "sites": world.n_sites, "origins": world.n_origins,
         "stream": dict(stream.info), "wall_s": time.perf_counter() - t0,
+        "provisioned": {**(world.provisioned or {}), "gpus": int(world.site_gpus.sum())},
     })
     resolved = OmegaConf.create(OmegaConf.to_container(dcfg, resolve=True))
     if "hydra" in resolved:

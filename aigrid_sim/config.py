@@ -135,6 +135,9 @@ class WorldConfig:
     topology: str = "grid"  # grid (real PoPs/regions/cities) | custom (sites/origins below)
     catalog: str | None = None  # your GPU/model catalogue YAML; None = the shipped one
     network: str = "geo"  # geo (RTT model) | zero (no network delay; queueing studies)
+    # serving: a regional study (cities.countries set) keeps only the sites on its continents
+    # (and the nearest site of a tier left empty); all: every site the tier filters keep
+    keep_sites: str = "serving"
     # auto: a dense origins x sites RTT matrix for small worlds, per-origin nearest sites for big
     # ones (thousands of sites); dense | sparse force one (same candidates, same round trips).
     rtt_matrix: str = "auto"
@@ -494,6 +497,7 @@ DOMAINS: dict[str, Dom] = {
     "world.edge.source": one_of(*EDGE_SOURCES), "world.edge.file": NONEMPTY,
     "world.edge.min_population": ONE_UP,
     "world.network": one_of("geo", "zero"),
+    "world.keep_sites": one_of("serving", "all"),
     "world.cities.min_population": NONNEG,
     "world.cities.max_cities": NONNEG,  # 0 = only world.origins
     "world.cities.countries": ANY, "world.cities.countries[]": NONEMPTY,
