@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigrid_sim import config as cfgmod
 from aigrid_sim.errors import ConfigError
+from aigrid_sim.sim import control
 from aigrid_sim.sim.engine import Engine, Records
 from aigrid_sim.sim.faults import FaultSchedule, build_schedule
 from aigrid_sim.sim.policies import load_plugins, make_policy
@@ -101,6 +102,8 @@ def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,
     policy = make_policy(cfg.policy, cfg.routing.params)
     world = world or build_world(cfg)
     stream = stream if stream is not None else make_stream(cfg, world)
+    # The control plane (sovereignty, tenant quotas) only when a scenario uses it.
+    policy = control.wrap(policy, control.build_rules(cfg, world, [a.name for a in stream.apps]))
     horizon = cfg.duration_s + cfg.drain_s
     if faults is None:
         faults = build_schedule(cfg.faults, world, cfg.seed, horizon)
@@ -187,6 +190,8 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
     policy = make_policy(cfg.policy, cfg.routing.params)
     out = cfg.output
     apps, wins, info = make_windows(cfg, world)
+    # The control plane (sovereignty, tenant quotas) only when a scenario uses it.
+    policy = control.wrap(policy, control.build_rules(cfg, world, [a.name for a in apps]))
     online = OnlineSummary(world, [a.name for a in apps], warmup_s=cfg.warmup_s,
                            window_s=cfg.duration_s, time_origin_s=cfg.start_utc_h * 3600.0,
                            time_bin_s=time_bin_s(cfg.duration_s, out.time_bin_s),
@@ -215,6 +220,15 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
                                                      detection_s=schedule.detection_s,
                                                      retries=schedule.retries)
         info["requests"] = sink.rows
+        if keep:
+            stream, rec, reqs = sink.result()
+            if cfg.tenants:  # billing reads the requests table (kept in memory)
+                from aigrid_sim.results.billing import billing
+
+                summary["tenants"] = billing(reqs, sites, cfg.tenants)
+        else:
+            stream = rec = None
+            reqs = pd.DataFrame()
         summary.update({
             "scenario": cfg.name, "policy": cfg.policy, "seed": cfg.seed, "load": cfg.load,
             "duration_s": cfg.duration_s, "warmup_s": cfg.warmup_s,
@@ -223,13 +237,9 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
             "output_requests": {"mode": out.requests, "rows_written": sink.rows_written,
                                 **({"sample_fraction": out.sample_fraction}
                                    if out.requests == "sample" else {})},
+            "provisioned": {**(world.provisioned or {}), "gpus": int(world.site_gpus.sum())},
             "wall_s": time.perf_counter() - t0,
         })
-        if keep:
-            stream, rec, reqs = sink.result()
-        else:
-            stream = rec = None
-            reqs = pd.DataFrame()
         result = RunResult(reqs, sites, summary, resolved, world, stream, rec,
                            faults=schedule.table if schedule.active else None)
         result.online = online

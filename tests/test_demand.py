@@ -152,3 +152,14 @@ def test_bad_demand_kind_and_missing_file(tmp_path):
         config.validate(config.compose("global_agent", ["workload.demand=gdp"]))
     with pytest.raises(ConfigError, match="key 'workload.demand_csv': no such file"):
         _world("world.cities.countries=[FR]", f"workload.demand_csv={tmp_path / 'no.csv'}")
+
+
+def test_explicit_origins_keep_their_population_as_weight():
+    w = _world("world.cities.countries=[NG]", "world.cities.max_cities=3",
+               "world.origins=[{name: hq, lat: 6.5, lon: 3.4, country: NG, population: 1000000}]")
+    hq = w.origin_name.index("hq")
+    cities = np.array([n != "hq" for n in w.origin_name])
+    share = internet_share(["NG"])[0]
+    raw = np.where(cities, w.origin_population * share, w.origin_population)
+    np.testing.assert_allclose(w.origin_weight, raw / raw.sum())
+    assert w.origin_population[hq] == 1e6 and share < 0.5  # so the difference is visible

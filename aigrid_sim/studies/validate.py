@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -426,12 +427,10 @@ def little_checks(overrides: list[str]) -> list[Check]:
 # ----------------------------------------------------------------------------- RTT model
 
 
-def default_data_dir() -> Path:
-    """Where the measured RTTs are: ``$AIGRID_DATA`` or ``../shared/data`` beside the checkout."""
+def default_data_dir() -> Path | None:
+    """Where the full measured RTTs are: ``$AIGRID_DATA``, else None (use the shipped hold-out)."""
     env = os.environ.get("AIGRID_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    return Path(env) if env else None
 
 
 #: Targets of the RTT model on held-out city pairs (issue 3).
@@ -439,7 +438,7 @@ RTT_MEDIAN_APE_MAX = 12.0
 RTT_P90_APE_MAX = 35.0
 
 
-def rtt_scores(data_dir: Path) -> dict:
+def rtt_scores(data_dir: Path | None = None) -> dict:
     """Score the shipped RTT parameters on the measured round trips held out from their fit.
 
     Uses the split and the scoring of :mod:`aigrid_sim.world.rtt_fit` (the code behind
@@ -447,32 +446,48 @@ def rtt_scores(data_dir: Path) -> dict:
     servers whose list position is impossible (they beat light in fibre) are left out there too.
 
     Args:
-        data_dir: Folder with ``rtt_measured.csv`` and ``rtt_servers.csv``.
+        data_dir: Folder with ``rtt_measured.csv`` and ``rtt_servers.csv`` (the full measured
+            data: the split is redone, the baseline line refitted and every measured pair
+            checked against the fibre floor); None = the hold-out rows shipped in the package
+            (same hold-out scores; the line's constants come from ``rtt_params.json`` and the
+            floor is checked on the hold-out pairs).
 
     Returns:
         ``evaluate`` of ``rtt_fit`` (``n_rows``, ``with_country_codes``,
         ``without_country_codes``, ``straight_line_baseline``, each with ``median_ape_pct`` and
-        ``p90_ape_pct``), plus ``below_floor``: estimates under the fibre floor over every
-        measured pair, with and without country codes.
+        ``p90_ape_pct``), plus ``below_floor``: estimates under the fibre floor, with and without
+        country codes, out of ``n_pairs_floor``; ``source`` says which data was scored.
     """
     from aigrid_sim.world import geo, rtt_fit
-    rtt = rtt_fit.load_measurements(data_dir)
-    train, holdout, _ = rtt_fit.split(rtt)
     model = geo.default_model()
-    out = rtt_fit.evaluate(model, holdout, rtt_fit.fit_straight_line(train))
+    if data_dir is None:
+        rtt = holdout = rtt_fit.load_shipped_holdout()
+        p = json.loads((Path(rtt_fit.__file__).resolve().parents[1] / "data" /
+                        "rtt_params.json").read_text())["holdout"]["straight_line_params"]
+        line = (p["intercept_ms"], p["ms_per_km"])
+        source = "shipped hold-out"
+    else:
+        rtt = rtt_fit.load_measurements(data_dir)
+        train, holdout, _ = rtt_fit.split(rtt)
+        line = rtt_fit.fit_straight_line(train)
+        source = str(data_dir)
+    out = rtt_fit.evaluate(model, holdout, line)
     floor = rtt["floor_ms"].to_numpy(float)
     out["below_floor"] = int(sum(np.sum(rtt_fit.predict(model, rtt, codes) < floor * (1 - 1e-12))
                                  for codes in (True, False)))
     out["n_pairs_floor"] = 2 * len(rtt)
+    out["source"] = source
     return out
 
 
-def rtt_checks(data_dir: Path) -> list[Check]:
+def rtt_checks(data_dir: Path | None = None) -> list[Check]:
     """Table rows: the RTT model's hold-out errors against the targets of issue 3."""
     sc = rtt_scores(data_dir)
     codes, bare, line = (sc["with_country_codes"], sc["without_country_codes"],
                          sc["straight_line_baseline"])
     note = f"{sc['n_rows']:,} held-out RTTs"
+    floor_note = f"{sc['n_pairs_floor']:,} estimates, with and without codes" + \
+        (" (hold-out pairs)" if sc["source"] == "shipped hold-out" else "")
     return [
         Check("RTT hold-out median abs error", codes["median_ape_pct"], RTT_MEDIAN_APE_MAX, 0.0,
               codes["median_ape_pct"] <= RTT_MEDIAN_APE_MAX, "%", "max", note),
@@ -480,7 +495,7 @@ def rtt_checks(data_dir: Path) -> list[Check]:
               codes["p90_ape_pct"] <= RTT_P90_APE_MAX, "%", "max", note),
         Check("RTT estimates below fibre floor", float(sc["below_floor"]), 0.0, 0.0,
               sc["below_floor"] == 0, "count", "max",
-              f"{sc['n_pairs_floor']:,} estimates, with and without codes"),
+              floor_note),
         Check("RTT hold-out median, no country codes", bare["median_ape_pct"],
               line["median_ape_pct"], 0.0, True, "%", "info",
               "expected = straight line in distance"),
@@ -605,7 +620,7 @@ def run_validation(quick: bool = False, jobs: int = 1, data_dir: Path | None = N
     checks = queue_checks(QUICK_CASES if quick else FULL_CASES, jobs)
     checks += little_checks(LITTLE_QUICK if quick else LITTLE_FULL)
     if rtt:
-        checks += rtt_checks(data_dir or default_data_dir())
+        checks += rtt_checks(data_dir if data_dir is not None else default_data_dir())
     checks += backbone_checks()  # its held-aside pairs ship with the package
     return checks
 
@@ -622,8 +637,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="processes for the replications (default: all cores)")
     ap.add_argument("--data-dir", type=Path, default=None,
-                    help="folder with rtt_measured.csv and rtt_servers.csv "
-                         "(default: $AIGRID_DATA or ../shared/data beside the checkout)")
+                    help="folder with the full rtt_measured.csv and rtt_servers.csv: redo the "
+                         "split, refit the baseline, check every pair against the fibre floor "
+                         "(default: $AIGRID_DATA, else the hold-out rows shipped in the package)")
     ap.add_argument("--no-rtt", action="store_true", help="skip the measured-RTT check")
     args = ap.parse_args(argv)
     if args.jobs < 1:
@@ -631,7 +647,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     data_dir = args.data_dir or default_data_dir()
     rtt = not args.no_rtt
-    if rtt and not (data_dir / "rtt_measured.csv").exists():
+    if rtt and data_dir is not None and not (data_dir / "rtt_measured.csv").exists():
         print(f"aigrid-sim-validate: error: no rtt_measured.csv in {data_dir}; pass --data-dir "
               "or --no-rtt", file=sys.stderr)
         sys.exit(2)

@@ -11,9 +11,10 @@ Two questions about the origins of a world, answered once when it is built:
   (``workload.demand_csv``), e.g. a product's customer counts, then sets the total of each
   country (column ``country``, ISO alpha-2), split among its cities by the base weights, or of
   each city (column ``city``, names as in ``requests.parquet`` ``origin``); places the file
-  does not list get no demand. Custom worlds (``world.topology: custom``) take each origin's
-  ``population`` as its weight (then the CSV, if any). The weights of a world's origins sum
-  to 1: they are the share of the world's requests each origin sends (before the daily curve).
+  does not list get no demand. Explicitly placed origins (``world.origins``, in a custom world
+  or added to the cities) take their ``population`` as their weight (then the CSV, if any).
+  The weights of a world's origins sum to 1: they are the share of the world's requests each
+  origin sends (before the daily curve).
 
 * **Local time.** Each bundled city keeps its IANA time zone name (``Europe/Paris``). Its UTC
   offset is read with the standard library's :mod:`zoneinfo` at the run's start instant,
@@ -164,14 +165,15 @@ def demand_weights(population, countries, names, kind: str = "internet_users",
         names: Origin names, as in ``requests.parquet`` ``origin``.
         kind: ``workload.demand``: ``internet_users`` or ``population``.
         csv_path: ``workload.demand_csv``: per-country or per-city weights, or None.
-        custom: Origins of a custom world: ``population`` is already the weight.
+        custom: True (or a per-origin mask) for explicitly placed origins
+            (``world.origins``), whose ``population`` is already the weight.
 
     Raises:
         ConfigError: a bad demand CSV (naming file and line) or no demand left anywhere.
     """
     base = np.asarray(population, dtype=float)
-    if kind == "internet_users" and not custom:
-        base = base * internet_share(countries)
+    if kind == "internet_users":
+        base = np.where(custom, base, base * internet_share(countries))
     if csv_path is not None:
         base = _apply_user_weights(base, list(countries), list(names), csv_path)
     total = base.sum()

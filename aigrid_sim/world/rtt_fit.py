@@ -17,6 +17,9 @@ from aigrid_sim.world import geo
 
 MEASURED_CSV = "rtt_measured.csv"
 SERVERS_CSV = "rtt_servers.csv"
+#: The hold-out rows shipped in ``aigrid_sim/data`` (``scripts/make_rtt_holdout.py``).
+HOLDOUT_CSV = "rtt_holdout.csv"
+HOLDOUT_SERVERS_CSV = "rtt_holdout_servers.csv"
 SPLIT_SEED = 20200719
 HOLDOUT_FRACTION = 1 / 3
 
@@ -55,6 +58,25 @@ def load_measurements(data_dir: str | Path) -> pd.DataFrame:
     servers = pd.read_csv(data_dir / SERVERS_CSV, keep_default_na=False)
     servers["iso2"] = country_codes(servers["country"])
     rtt = pd.read_csv(data_dir / MEASURED_CSV, keep_default_na=False)
+    for end in ("src", "dst"):
+        cols = servers.set_index("server_id")[["lat", "lon", "iso2"]].add_prefix(f"{end}_")
+        rtt = rtt.join(cols, on=f"{end}_id", how="inner")
+    rtt["km"] = geo.great_circle_km(rtt.src_lat, rtt.src_lon, rtt.dst_lat, rtt.dst_lon)
+    rtt["floor_ms"] = geo.fibre_floor_ms(rtt["km"])
+    return rtt.reset_index(drop=True)
+
+
+def load_shipped_holdout() -> pd.DataFrame:
+    """The hold-out rows of :func:`split` as shipped in the package, with the same columns.
+
+    ``aigrid_sim/data/rtt_holdout.csv`` (``src_id, dst_id, rtt_avg_ms``) joined with
+    ``rtt_holdout_servers.csv`` (coordinates and ISO codes); written by
+    ``scripts/make_rtt_holdout.py`` from the measured data, so scoring it gives the same numbers
+    as scoring ``split(load_measurements(data_dir))[1]``.
+    """
+    data = _COUNTRIES_CSV.parent
+    servers = pd.read_csv(data / HOLDOUT_SERVERS_CSV, keep_default_na=False)
+    rtt = pd.read_csv(data / HOLDOUT_CSV)
     for end in ("src", "dst"):
         cols = servers.set_index("server_id")[["lat", "lon", "iso2"]].add_prefix(f"{end}_")
         rtt = rtt.join(cols, on=f"{end}_id", how="inner")
