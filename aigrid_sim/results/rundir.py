@@ -282,7 +282,10 @@ def unreadable_reason(folder: Path) -> str | None:
         return f"summary.json unreadable ({type(e).__name__})"
     if not isinstance(summary, dict):
         return "summary.json is not a JSON object"
+    mode = (summary.get("output_requests") or {}).get("mode", "all")
     for name in ("config.yaml", "requests.parquet", "sites.parquet"):
+        if name == "requests.parquet" and mode == "none":
+            continue  # output.requests=none: no per-request table, by design
         if not (folder / name).is_file():
             return f"{name} missing"
     schema = run_schema(summary)
@@ -359,15 +362,15 @@ def finish_run(result: RunResult, tmp: Path, final: Path, online, *,
     """
     try:
         OmegaConf.save(result.config, tmp / "config.yaml", resolve=True)
-        result.sites.to_parquet(tmp / "sites.parquet", index=False)
+        write_table(result.sites, tmp / "sites.parquet")
         cities = result.cities if result.cities is not None else \
             online.cities_table(result.world)
-        cities.to_parquet(tmp / "cities.parquet", index=False)
-        online.state_frame().to_parquet(tmp / "sketches.parquet", index=False)
+        write_table(cities, tmp / "cities.parquet")
+        write_table(online.state_frame(), tmp / "sketches.parquet")
         faults = getattr(result, "faults", None)
         if faults is not None and len(faults):
-            faults.to_parquet(tmp / "faults.parquet", index=False)
-        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2,
+            write_table(faults, tmp / "faults.parquet")
+        (tmp / "summary.json").write_text(json.dumps({**stamp(), **result.summary}, indent=2,
                                                      default=_json_default))
         if figures:
             from aigrid_sim.results import plots
