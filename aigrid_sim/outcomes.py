@@ -28,6 +28,7 @@ class Reason(IntEnum):
     QUEUE_FULL = 3  # the chosen site's queue was full
     SITE_DOWN = 4  # its site failed and it could not fail over
     RETRIES_EXHAUSTED = 5  # it failed over as many times as allowed
+    CONTEXT_TOO_LONG = 8  # its prompt + output can never fit in a replica's KV cache
 
     @property
     def label(self) -> str:

@@ -19,7 +19,9 @@ from aigrid_sim.workload.stream import RequestStream
 from aigrid_sim.world.build import Tier, World
 
 STATUS_LABELS = [s.label for s in Status]
-REASON_LABELS = [r.label for r in Reason]
+# Labels by code (codes may skip numbers: unused ones get a placeholder label).
+REASON_LABELS = [Reason(v).label if v in Reason._value2member_map_ else f"unused_{v}"
+                 for v in range(max(Reason) + 1)]
 TIER_LABELS = [t.label for t in Tier]
 
 
