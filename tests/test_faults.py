@@ -93,14 +93,19 @@ def check_engine_state(eng) -> None:
     assert counts.sum() == len(eng.stream)
     held = set()
     for s in range(eng.world.n_sites):
-        ids = list(eng.in_service[s])
-        assert eng.busy[s] == len(ids) <= max(eng.slots[s], 0)
+        ids = eng.in_service_ids(s)
+        waiting = eng.waiting_ids(s)
+        assert eng.busy[s] == len(ids)
+        if eng.pools[s] is None:
+            assert len(ids) <= max(eng.slots[s], 0)
+        else:
+            eng.pools[s].check()  # KV memory and sequence caps
         assert all(rec.status[i] == Status.IN_FLIGHT for i in ids)
-        assert all(rec.status[i] == Status.IN_FLIGHT for i in eng.queues[s])
-        assert not (held & set(ids))
+        assert all(rec.status[i] == Status.IN_FLIGHT for i in waiting)
+        assert not (held & set(ids)) and not (set(ids) & set(waiting))
         held |= set(ids)
         if not eng.alive[s]:
-            assert eng.busy[s] == 0 and not eng.queues[s]
+            assert eng.busy[s] == 0 and not waiting
     failed = rec.status == Status.FAILED
     assert np.isin(rec.reason[failed], [Reason.SITE_DOWN, Reason.RETRIES_EXHAUSTED]).all()
     # A completed request's latency includes the time its failed attempts lost.

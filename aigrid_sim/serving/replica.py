@@ -401,6 +401,8 @@ class ReplicaPool:
         r.t0 = t
         r.V += k
         r.U += r.D * k
+        if r.U > self.spec.cap:  # decodes grew into evictable cache blocks: evict them now
+            r.U -= r.cache.evict(r.U - self.spec.cap)
         if k <= r.kf:
             r.C += k * r.nf
             if r.pre and k:

@@ -215,6 +215,19 @@ class Engine:
         p = self.pools[s]
         return len(self.queues[s]) if p is None else len(p.queue)
 
+    def in_service_ids(self, s: int) -> list[int]:
+        """Requests in service at site ``s`` (in a replica's batch, or holding a slot)."""
+        p = self.pools[s]
+        if p is None:
+            return list(self.in_service[s])
+        ids = [i for r in p.reps if r.alive for i in r.running]
+        return ids + list(p.where)
+
+    def waiting_ids(self, s: int) -> list[int]:
+        """Requests waiting at site ``s``."""
+        p = self.pools[s]
+        return list(self.queues[s] if p is None else p.queue)
+
     def preemptions(self) -> list[int]:
         """Preemptions per site (0 for slot-model sites)."""
         return [p.preemptions if p is not None else 0 for p in self.pools]
