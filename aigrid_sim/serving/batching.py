@@ -327,6 +327,26 @@ def simulate_replica(dep, arrival_s, in_tokens, out_tokens, *, units=None,
                         rec.cached_tokens, rec.prefill_tokens, 0, max_kv)
 
 
+def lone_request_s(dep, in_tokens: int, out_tokens: int) -> tuple[float, float]:
+    """Time to first and to last token of a request alone on an idle replica, seconds.
+
+    Its prompt is prefilled in chunks of ``max_num_batched_tokens`` (the last emits the first
+    token), then it decodes ``out_tokens - 1`` steps, the context growing by one token each.
+    """
+    sp = Spec(dep)
+    st = sp.step_s
+    t = 0.0
+    done = 0
+    while done < in_tokens:
+        c = min(sp.budget, in_tokens - done)
+        done += c
+        t += st(c, done)
+    first = t
+    for k in range(1, int(out_tokens)):
+        t += st(1, in_tokens + k)
+    return first, t
+
+
 def capacity_rps(dep, mean_in: float, mean_out: float) -> float:
     """Requests per second a saturated replica serves at the given mean token counts."""
     return dep.saturation_out_tok_s(mean_in, mean_out) / mean_out

@@ -88,7 +88,7 @@ class Spec:
             self.block = int(dep.block_tokens)
             self.max_seqs = int(dep.max_num_seqs)
             self.budget = int(dep.max_num_batched_tokens)
-        self.step_s = step.step_s
+        self.step_s = _fast_step(step)
         name = f"{dep.model.name} on {dep.gpus_per_replica} x {dep.gpu.name}"
         if self.cap < self.block:
             raise ConfigError(f"{where}: {name} has a KV budget of {self.cap} tokens after its "
@@ -99,6 +99,28 @@ class Spec:
         # Attention cost per context token: the step time is linear in the context.
         self.ctx_slope = (self.step_s(1.0, 1e6) - self.step_s(1.0, 0.0)) / 1e6
         self.watermark = int(WATERMARK * self.cap)
+
+
+def _fast_step(step):
+    """``step.step_s``, as a closure over its constants when it is the documented linear form.
+
+    The closure is used only if it gives the same times as ``step.step_s`` on a few batches
+    (it saves the attribute look-ups of a method call on the hot path).
+    """
+    try:
+        w, tk, cx, oh = (float(step.weights_s), float(step.token_s), float(step.ctx_s),
+                         float(getattr(step, "overhead_s", 0.0)))
+    except (AttributeError, TypeError, ValueError):
+        return step.step_s
+
+    def step_s(new, ctx):
+        d = tk * new
+        return oh + (d if d > w else w) + cx * ctx
+
+    probe = [(1, 10), (64, 5_000), (2048, 100_000), (8192, 1_000_000)]
+    if all(step_s(a, b) == step.step_s(a, b) for a, b in probe):
+        return step_s
+    return step.step_s
 
 
 class _LegacyStep:
@@ -189,6 +211,7 @@ class ReplicaPool:
                  at, now, done, busy: list, site: int, units=None, work=None, is_fixed=None):
         self.spec = spec
         self.reps = [Replica(k) for k in range(replicas)]
+        self.alive_reps = list(self.reps)
         self.n_alive = replicas
         self.max_queue = max_queue
         self.queue: deque[int] = deque()
@@ -225,35 +248,55 @@ class ReplicaPool:
             o = self._out[i]
             if self._in[i] + (o if o > 1 else 1) + sp.block > sp.cap:
                 return Admit.TOO_LONG
-        if not self.queue:
-            best = None
-            bn = INF
-            for r in self.reps:
-                if r.alive and r.nseq < bn:
-                    best, bn = r, r.nseq
-            if bn < sp.max_seqs:
+        q = self.queue
+        if not q:
+            reps = self.alive_reps
+            best = reps[0]
+            if len(reps) > 1:
+                bn = best.nseq
+                for r in reps:
+                    if r.nseq < bn:
+                        best, bn = r, r.nseq
+            if best.nseq < sp.max_seqs:
                 now = self._now()
-                if best.nseq:
-                    self._sync(best, now)
-                elif best.t0 < now:
-                    best.t0 = now
-                ok = self._admit(best, i, fixed)
+                if fixed:  # holds a sequence slot, takes no part in the steps
+                    self._start_fixed(best, i, now)
+                    return Admit.STARTED
+                if best.k_next == INF:
+                    if best.t0 < now:
+                        best.t0 = now
+                elif not self._sync(best, now):
+                    # It arrives during the step that ends with the replica's next change:
+                    # it waits for that boundary, where the change's event admits it.
+                    q.append(i)
+                    return Admit.QUEUED
+                ok = self._admit(best, i)
                 self._project(best)
                 if ok:
                     return Admit.STARTED
-        if len(self.queue) >= self.max_queue:
+        if len(q) >= self.max_queue:
             return Admit.FULL
-        self.queue.append(i)
+        q.append(i)
         return Admit.QUEUED
 
     def wake(self, arg) -> None:
         """The projected next change of a replica is due (stale versions are ignored)."""
-        r, version = arg
-        if version != r.version or not r.alive:
+        r = arg[0]
+        if arg[1] != r.version:
             return
         r.t_pend = INF
         self._advance(r, r.k_next)
         self._settle(r)
+
+    def _start_fixed(self, r: Replica, i: int, t: float) -> None:
+        r.nseq += 1
+        self._busy[self._s] += 1
+        rec = self.rec
+        rec.t_start[i] = t
+        rec.batch[i] = r.nseq
+        self._tok += 1
+        self.where[i] = (r, self._tok)
+        self._at(t + self._work[i], self.fixed_done, (i, self._tok))
 
     def fixed_done(self, arg) -> None:
         """A fixed-work job's time is up: free its sequence slot."""
@@ -264,13 +307,19 @@ class ReplicaPool:
         del self.where[i]
         r = w[0]
         now = self._now()
-        self._sync(r, now)
         r.nseq -= 1
         self._busy[self._s] -= 1
         rec = self.rec
         rec.service_s[i] = now - rec.t_start[i]
+        rec.prefill_s[i] = 0.0
         self._done(i)
-        self._settle(r)
+        if self.queue:
+            if r.k_next == INF:
+                if r.t0 < now:
+                    r.t0 = now
+            elif not self._sync(r, now):
+                return  # the replica's next change is at the end of this step: it pulls then
+            self._settle(r)
 
     def set_alive(self, alive: int) -> list[int]:
         """From now on ``alive`` replicas are in service (the others lost, e.g. a fault).
@@ -310,7 +359,8 @@ class ReplicaPool:
                     r.t0 = now
                     self._pull(r)
                     self._project(r)
-        self._busy[self._s] = sum(r.nseq for r in self.reps if r.alive)
+        self.alive_reps = [r for r in self.reps if r.alive]
+        self._busy[self._s] = sum(r.nseq for r in self.alive_reps)
         return out
 
     def predict_s(self, in_tokens: float, out_tokens: float, ttft: bool,
@@ -324,13 +374,15 @@ class ReplicaPool:
             work: A fixed-work job's time instead (``in_tokens = out_tokens = 0``).
         """
         sp = self.spec
-        best = None
-        bn = INF
-        for r in self.reps:
-            if r.alive and r.nseq < bn:
-                best, bn = r, r.nseq
-        if best is None:
+        reps = self.alive_reps
+        if not reps:
             return INF
+        best = reps[0]
+        bn = best.nseq
+        if len(reps) > 1:
+            for r in reps:
+                if r.nseq < bn:
+                    best, bn = r, r.nseq
         M = sp.budget
         D = best.D
         room = M - D if M > D else 1
@@ -344,7 +396,7 @@ class ReplicaPool:
         if q or bn >= sp.max_seqs:
             # Wait for (queue + 1) completions; a replica completes about D sequences per mean
             # residence of out_tokens steps.
-            run = sum(r.D + len(r.pre) for r in self.reps if r.alive) or 1
+            run = sum(r.D + len(r.pre) for r in reps) or 1
             own += (q + 1) * (out_tokens + pre_steps) * step / run
         return own
 
@@ -359,38 +411,43 @@ class ReplicaPool:
         t = kf * st(r.nf, r.C + r.nf * (kf + 1) * 0.5) if kf else 0.0
         return t + st(r.nl, c + r.nl)
 
-    def _sync(self, r: Replica, now: float) -> None:
-        """Bring ``r`` to the first step boundary at or after ``now`` (handling what ends there)."""
+    def _sync(self, r: Replica, now: float) -> bool:
+        """Bring ``r`` to the first step boundary at or after ``now``, if no change happens there.
+
+        Returns:
+            False (and ``r`` untouched) when that boundary is the replica's next change: the
+            change is handled by its own event, at its time, never earlier.
+        """
         dt = now - r.t0
-        if dt <= 0.0 or r.k_next == INF:
-            if r.k_next == INF and dt > 0.0:
-                r.t0 = now
-            return
+        if dt <= 0.0:
+            return True
+        kn = r.k_next
+        if kn == INF:
+            r.t0 = now
+            return True
+        if now >= r.t_next:
+            return False
         # Smallest k with T(k) >= dt: solve the quadratic of the full steps, then adjust.
         nf = r.nf
         a = self.spec.step_s(nf, r.C + nf)  # first step
         b = self.spec.ctx_slope * nf
         if b > 0.0:
-            disc = a * a + 2.0 * b * dt
-            k = int(math.ceil((math.sqrt(disc) - a) / b - 1e-9))
+            k = int(math.ceil((math.sqrt(a * a + 2.0 * b * dt) - a) / b - 1e-9))
         else:
             k = int(math.ceil(dt / a - 1e-9))
         if k < 1:
             k = 1
-        kn = r.k_next
         if k >= kn:
             k = kn
-        else:
-            T = self._T
-            while k > 1 and T(r, k - 1) >= dt:
-                k -= 1
-            while k < kn and T(r, k) < dt:
-                k += 1
+        T = self._T
+        while k > 1 and T(r, k - 1) >= dt:
+            k -= 1
+        while k < kn and T(r, k) < dt:
+            k += 1
+        if k >= kn:
+            return False
         self._advance(r, k)
-        if k == kn:
-            r.version += 1  # its pending event is handled here
-            r.t_pend = INF
-            self._settle(r, project=False)
+        return True
 
     def _advance(self, r: Replica, k: int) -> None:
         """Run ``k`` steps of the current interval (``k <= k_next``): clocks, KV, prefill."""
@@ -528,33 +585,29 @@ class ReplicaPool:
         fixed = self._is_fixed
         while q and r.nseq < self.spec.max_seqs:
             i = q[0]
-            if not self._admit(r, i, fixed is not None and fixed[i]):
+            if fixed is not None and fixed[i]:
+                self._start_fixed(r, i, r.t0)
+            elif not self._admit(r, i):
                 break
             q.popleft()
 
-    def _admit(self, r: Replica, i: int, fixed: bool) -> bool:
+    def _admit(self, r: Replica, i: int) -> bool:
         """Admit request ``i`` into ``r`` at ``r.t0`` if its prompt's KV fits."""
-        rec = self.rec
-        if fixed:
-            r.nseq += 1
-            self._busy[self._s] += 1
-            rec.t_start[i] = r.t0
-            rec.batch[i] = r.nseq
-            self._tok += 1
-            self.where[i] = (r, self._tok)
-            self._at(r.t0 + self._work[i], self.fixed_done, (i, self._tok))
-            return True
         sp = self.spec
-        gen = self.resume.get(i, 0)
+        resume = self.resume
+        fresh = not resume or i not in resume
+        gen = 0 if fresh else resume[i]
         p = self._in[i] + gen
         units = self._units(i) if self._units is not None else None
         if units:
             hit, new, held = r.cache.match(units)
-            shared = sum(n for _, n in units)
+            shared = 0
+            for u in units:
+                shared += u[1]
+            if hit >= p:
+                hit = p - 1 if p > 0 else 0
         else:
             hit = new = held = shared = 0
-        if hit >= p:
-            hit = p - 1 if p > 0 else 0
         priv = p - shared
         need = priv + sp.block - 1 + new
         free = sp.cap - r.U + r.cache.evictable - held
@@ -562,29 +615,33 @@ class ReplicaPool:
             free -= sp.watermark
         if need > free:
             return False
+        U = r.U + need
         if units:
-            r.cache.acquire(units)
             c = r.cache
+            c.acquire(units)
             c.hits += hit
             c.misses += p - hit
-        r.U += need
-        if r.U > sp.cap:
-            r.U -= r.cache.evict(r.U - sp.cap)
+            if U > sp.cap:
+                U -= c.evict(U - sp.cap)
+        r.U = U
         left = p - hit
         s = Seq(i, priv, p, left, units, gen)
-        if gen:
-            del self.resume[i]
         r.running[i] = s
         r.nseq += 1
         r.C += hit
         r.P += left
         r.pre.append(s)
         self._busy[self._s] += 1
-        if gen == 0 and rec.preemptions[i] == 0:
+        rec = self.rec
+        if fresh:
             rec.t_start[i] = r.t0
             rec.batch[i] = r.nseq
-        rec.cached_tokens[i] += hit
-        rec.prefill_tokens[i] += p
+            rec.prefill_tokens[i] = p
+        else:
+            del resume[i]
+            rec.prefill_tokens[i] += p
+        if hit:
+            rec.cached_tokens[i] += hit
         if left == 0:  # nothing to compute (empty prompt): the next step decodes
             r.pre.pop()
             self._prefilled(r, s)
@@ -594,30 +651,31 @@ class ReplicaPool:
         """Project ``r``'s next change and schedule its event."""
         sp = self.spec
         D = r.D
-        if r.pre and sp.budget > D:
-            room = sp.budget - D
-            h = r.pre[0].left
-            k1 = (h + room - 1) // room
-            r.k1 = k1
-            r.kf = k1 - 1
-            r.nf = sp.budget
-            rest = r.P - (k1 - 1) * room
-            r.nl = D + (rest if rest < room else room)
+        budget = sp.budget
+        if r.pre and budget > D:
+            room = budget - D
+            k = (r.pre[0].left + room - 1) // room
+            r.k1 = k
+            kf = k - 1
+            rest = r.P - kf * room
+            nl = D + (rest if rest < room else room)
+            nf = budget
         else:
-            r.k1 = r.kf = INF
-            r.nf = D
-            r.nl = D
-        k = r.k1
-        if r.dec:
-            k2 = r.dec[0][0] - r.V
+            k = kf = INF
+            r.k1 = INF
+            nf = nl = D
+        r.kf = kf
+        r.nf = nf
+        r.nl = nl
+        dec = r.dec
+        if dec:
+            k2 = dec[0][0] - r.V
             if k2 < k:
                 k = k2
         if D:
             k3 = (sp.cap - r.U + r.cache.evictable) // D
-            if k3 < 1:
-                k3 = 1
             if k3 < k:
-                k = k3
+                k = k3 if k3 > 1 else 1
         r.k_next = k
         if k == INF:
             r.t_next = INF
@@ -625,7 +683,15 @@ class ReplicaPool:
                 r.version += 1
                 r.t_pend = INF
             return
-        t = r.t0 + self._T(r, k)
+        st = sp.step_s
+        C = r.C
+        if k <= kf:
+            T = k * st(nf, C + nf * (k + 1) * 0.5)
+        else:
+            T = st(nl, C + kf * nf + nl)
+            if kf:
+                T += kf * st(nf, C + nf * (kf + 1) * 0.5)
+        t = r.t0 + T
         r.t_next = t
         if t != r.t_pend:
             r.t_pend = t

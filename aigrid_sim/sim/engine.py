@@ -283,18 +283,23 @@ class Engine:
         nxt = 0
         arrive = self._arrive
         ta = t_arr[0] if n else INF
+        # Engine events never schedule SimPy events, so SimPy's next event time only changes
+        # while this process is suspended: read it again after each yield.
+        p = peek()
         while True:
             if heap and heap[0][0] <= ta:
                 t = heap[0][0]
-                if t >= peek():
-                    yield Timeout(env, peek() - env._now)
+                if t >= p:
+                    yield Timeout(env, p - env._now)
+                    p = peek()
                     continue
                 env._now = t
                 _, _, fn, arg = pop(heap)
                 fn(arg)
             elif ta < INF:
-                if ta >= peek():
-                    yield Timeout(env, peek() - env._now)
+                if ta >= p:
+                    yield Timeout(env, p - env._now)
+                    p = peek()
                     continue
                 env._now = ta
                 i = nxt
@@ -302,10 +307,10 @@ class Engine:
                 ta = t_arr[nxt] if nxt < n else INF
                 arrive(i)
             else:
-                p = peek()
                 if p == INF:
                     return
                 yield Timeout(env, p - env._now)
+                p = peek()
 
     def _arrive(self, i: int, attempt: int = 0) -> None:
         a = self._app[i]
