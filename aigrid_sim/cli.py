@@ -7,6 +7,7 @@ The ``@hydra.main`` task is thin: it calls :func:`aigrid_sim.api.run_config`.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -164,13 +165,18 @@ def _prevalidate(args: list[str]) -> None:
 
     flags_with_value = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
                         "--experimental-rerun", "--info", "-i"}
-    overrides, skip = [], False
+    overrides, skip, config_dir = [], None, None
     for a in args:
-        if skip:
-            skip = False
+        if skip is not None:
+            if skip in ("--config-dir", "-cd"):
+                config_dir = a
+            skip = None
             continue
         if a in flags_with_value:
-            skip = True
+            skip = a
+            continue
+        if a.startswith("--config-dir="):
+            config_dir = a.split("=", 1)[1]
             continue
         if a.startswith("-") or a.startswith("hydra") or a.startswith("+hydra") \
                 or a.startswith("~hydra"):
@@ -193,13 +199,15 @@ def _prevalidate(args: list[str]) -> None:
             continue
         base.append(f"{key}={values[0]}")
         sweeps += [(key, v) for v in values[1:]]
-    cfgmod.validate(cfgmod.compose(scenario, base))
+    cd = config_dir
+    cfgmod.validate(cfgmod.compose(scenario, base, config_dir=cd))
     for key, v in sweeps:
         if key == "scenario":
-            cfgmod.validate(cfgmod.compose(v, base))
+            cfgmod.validate(cfgmod.compose(v, base, config_dir=cd))
         else:
             cfgmod.validate(cfgmod.compose(
-                scenario, [b for b in base if not b.startswith(f"{key}=")] + [f"{key}={v}"]))
+                scenario, [b for b in base if not b.startswith(f"{key}=")] + [f"{key}={v}"],
+                config_dir=cd))
 
 
 def main() -> None:
@@ -207,6 +215,12 @@ def main() -> None:
     import hydra
 
     args = sys.argv[1:]
+    # A user's scenario folder: --config-dir (Hydra's own flag) or $AIGRID_SCENARIOS.
+    env_dir = os.environ.get("AIGRID_SCENARIOS")
+    if env_dir and not any(a in ("--config-dir", "-cd") or a.startswith("--config-dir=")
+                           for a in args):
+        args = ["--config-dir", env_dir, *args]
+        sys.argv[1:] = args
     if not any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info", "-i",
                      "--shell-completion", "-sc") for a in args):
         try:
@@ -214,13 +228,9 @@ def main() -> None:
         except ConfigError as e:
             print(f"aigrid-sim: error: {e}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
-    try:
-        config_dir = str(cfgmod.scenarios_dir())
-    except ConfigError as e:
-        print(f"aigrid-sim: error: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
 
-    @hydra.main(config_path=config_dir, config_name="config", version_base=None)
+    @hydra.main(config_path=cfgmod.SCENARIOS_SEARCH_PATH, config_name="config",
+                 version_base=None)
     def _task(cfg: DictConfig) -> None:
         try:
             run_task(cfg)

@@ -1,7 +1,8 @@
 """Structured configuration: the schema every scenario is checked against, and composition.
 
-Scenarios live in the Hydra config tree ``scenarios/`` (``config.yaml`` holds the defaults,
-``scenario/NAME.yaml`` overrides only what differs). :func:`compose` builds a run's config the same
+Scenarios live in the Hydra config tree ``aigrid_sim/scenarios/`` (package data, composed from
+``pkg://aigrid_sim.scenarios``; ``config.yaml`` holds the defaults, ``scenario/NAME.yaml`` overrides
+only what differs). A user's own scenario folder is searched too (see :func:`compose`). :func:`compose` builds a run's config the same
 way the CLI does; :func:`validate` turns it into a typed :class:`SimConfig` or raises one
 :class:`~aigrid_sim.errors.ConfigError` naming the key and what is allowed.
 
@@ -32,7 +33,11 @@ OmegaConf.register_new_resolver("aigrid.mul", lambda a, b: float(a) * float(b), 
 
 @dataclass
 class CitiesConfig:
-    """Where demand comes from: real cities (GeoNames, population >= 100,000)."""
+    """Where demand comes from: real cities (GeoNames cities15000).
+
+    ``min_population`` >= 100,000 reads the bundled 100k table (6,204 cities); a lower threshold
+    (down to 15,000) reads the 15k table (34,006 cities).
+    """
 
     min_population: int = 100_000
     max_cities: int | None = None  # keep only the N most populous (faster worlds for tests)
@@ -101,7 +106,8 @@ class OriginConfig:
     lon: float = 0.0
     country: str | None = None
     population: float = 1.0
-    utc_offset_h: float = 0.0
+    utc_offset_h: float = 0.0  # used when timezone is null
+    timezone: str | None = None  # IANA zone ("Europe/Paris"): offset at start_date, DST included
 
 
 @dataclass
@@ -334,6 +340,9 @@ class SimConfig:
     load: float = 1.0  # multiplier on every arrival rate
     policy: str = "cheapest_feasible"
     start_utc_h: float = 19.0  # UTC hour of day at simulated time 0
+    # Calendar day of simulated time 0 (ISO date): sets each city's UTC offset from its IANA
+    # zone, daylight saving included (aigrid_sim.world.demand).
+    start_date: str = "2026-01-15"
     warmup_s: float = 0.0  # requests arriving earlier are recorded but left out of metrics
     drain_s: float = 120.0  # simulated time after the last arrival; later ends are in_flight
     max_requests: int | None = None  # stop generating after this many requests
@@ -357,46 +366,78 @@ TIME_UNITS = ("datetime", "s", "ms", "us")
 # ----------------------------------------------------------------------------- composition
 
 
+SCENARIOS_PKG = "aigrid_sim.scenarios"
+SCENARIOS_SEARCH_PATH = f"pkg://{SCENARIOS_PKG}"
+
+
 def scenarios_dir() -> Path:
-    """The Hydra config tree: ``$AIGRID_SCENARIOS`` or the repository's ``scenarios/``."""
-    env = os.environ.get("AIGRID_SCENARIOS")
-    if env:
-        return Path(env).resolve()
-    here = Path(__file__).resolve().parent
-    for cand in (here.parent / "scenarios", here / "scenarios"):
-        if (cand / "config.yaml").exists():
-            return cand
-    raise ConfigError(
-        "cannot find the scenarios/ config tree next to the package; install from a checkout "
-        "(pip install -e .) or set AIGRID_SCENARIOS to its path"
-    )
+    """The shipped Hydra config tree (``aigrid_sim/scenarios/``, package data)."""
+    from importlib.resources import files
+
+    return Path(str(files(SCENARIOS_PKG)))
 
 
-def available_scenarios(config_dir: Path | None = None) -> list[str]:
-    """Names of the scenarios in the config tree."""
-    d = (config_dir or scenarios_dir()) / "scenario"
-    return sorted(p.stem for p in d.glob("*.yaml"))
+def user_scenarios_dir(config_dir: Path | str | None = None) -> Path | None:
+    """A user's own scenario folder: ``config_dir`` if given, else ``$AIGRID_SCENARIOS``, else None.
+
+    The folder has the shipped tree's layout (``scenario/NAME.yaml``, optionally ``apps/NAME.yaml``)
+    and adds to it; it cannot replace a shipped file, so its scenarios need names of their own.
+
+    Raises:
+        ConfigError: the folder does not exist, or one of its scenarios has a shipped name.
+    """
+    given = config_dir if config_dir is not None else os.environ.get("AIGRID_SCENARIOS") or None
+    if given is None:
+        return None
+    src = "AIGRID_SCENARIOS" if config_dir is None else "--config-dir"
+    d = Path(given).expanduser().resolve()
+    if not d.is_dir():
+        raise ConfigError(f"{src} {str(given)!r}: no such folder (expected a folder holding "
+                          "scenario/NAME.yaml files)")
+    shipped = scenarios_dir()
+    for sub in ("scenario", "apps"):
+        for p in sorted((d / sub).glob("*.yaml")):
+            if (shipped / sub / p.name).exists():
+                raise ConfigError(
+                    f"{p}: a shipped {sub} has this name and takes precedence; rename yours "
+                    f"(shipped: {', '.join(sorted(q.stem for q in (shipped / sub).glob('*.yaml')))})"
+                )
+    return d
+
+
+def available_scenarios(config_dir: Path | str | None = None) -> list[str]:
+    """Names of the scenarios: the shipped ones plus those in the user's folder."""
+    names = {p.stem for p in (scenarios_dir() / "scenario").glob("*.yaml")}
+    user = user_scenarios_dir(config_dir)
+    if user is not None:
+        names |= {p.stem for p in (user / "scenario").glob("*.yaml")}
+    return sorted(names)
 
 
 def compose(scenario: str = "global_agent", overrides: list[str] | tuple[str, ...] = (),
-            config_dir: Path | None = None) -> DictConfig:
+            config_dir: Path | str | None = None) -> DictConfig:
     """Compose a run's config as the CLI would (without Hydra's own ``hydra`` node).
+
+    Hydra searches the shipped tree (``pkg://aigrid_sim.scenarios``), then ``config_dir`` (or
+    ``$AIGRID_SCENARIOS``), a folder of your own scenarios: the same search path as
+    ``aigrid-sim --config-dir FOLDER``.
 
     Raises:
         ConfigError: unknown scenario or key, or a malformed override.
     """
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
     from hydra.errors import HydraException
 
-    cdir = config_dir or scenarios_dir()
-    if scenario not in available_scenarios(cdir):
+    user = user_scenarios_dir(config_dir)
+    if scenario not in available_scenarios(user):
         raise ConfigError(
-            f"unknown scenario {scenario!r}; available: {', '.join(available_scenarios(cdir))}"
+            f"unknown scenario {scenario!r}; available: {', '.join(available_scenarios(user))}"
         )
+    extra = [] if user is None else [f"hydra.searchpath=[file://{user}]"]
     try:
-        with initialize_config_dir(config_dir=str(cdir), version_base=None):
-            cfg = hydra_compose("config", overrides=[f"scenario={scenario}", *overrides])
+        with initialize_config_module(config_module=SCENARIOS_PKG, version_base=None):
+            cfg = hydra_compose("config", overrides=[*extra, f"scenario={scenario}", *overrides])
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(clean_hydra_message(f"{e}\n{e.__cause__ or ''}")) from None
     return cfg
@@ -485,6 +526,9 @@ def _check(c: SimConfig) -> None:
     _need(c.drain_s >= 0, "drain_s", f"must be >= 0 (got {c.drain_s})")
     _need(0 <= c.seed < 2**63, "seed", f"must be a non-negative integer (got {c.seed})")
     _need(c.max_requests is None or c.max_requests > 0, "max_requests", "must be > 0 or null")
+    from aigrid_sim.world.demand import parse_start_date
+
+    c.start_date = parse_start_date(c.start_date).isoformat()  # ConfigError naming the key
     w = c.world
     _need(w.topology in ("grid", "custom"), "world.topology", "must be 'grid' or 'custom'")
     _need(w.network in ("geo", "zero"), "world.network", "must be 'geo' or 'zero'")

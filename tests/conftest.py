@@ -9,7 +9,10 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The shared data folder sits next to the checkout (../shared) or next to its worktree folder.
+SHARED_DATA = next((p / "shared" / "data" for p in Path(__file__).resolve().parents[2:4]
+                    if (p / "shared" / "data").is_dir()),
+                   Path(__file__).resolve().parents[2] / "shared" / "data")
 
 # Small, fast versions of the default scenario: the real grid, fewer cities, seconds of traffic.
 SMALL = ["world.cities.max_cities=400", "duration_s=20", "workload.rate_rps=300",

@@ -103,3 +103,16 @@ def test_help_says_what_the_tool_does(tmp_path):
     for word in ("aigrid-sim", "scenario:", "global_agent", "cheapest_feasible", "--multirun",
                  "aigrid-sim-plan"):
         assert word in p.stdout, word
+
+
+def test_cli_runs_a_users_own_scenario_from_config_dir(tmp_path):
+    """``--config-dir`` adds a folder of one's own scenarios to the shipped tree (pkg://)."""
+    mine = tmp_path / "my_scenarios" / "scenario"
+    mine.mkdir(parents=True)
+    (mine / "tiny.yaml").write_text("# @package _global_\ndefaults:\n  - /apps: customer_agent\n"
+                                    "name: tiny\n")
+    p = cli(["--config-dir", "my_scenarios", "scenario=tiny", *SMALL], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "run folder: results/tiny" in p.stdout.replace(str(tmp_path) + "/", "")
+    bad = cli(["--config-dir", "my_scenarios", "scenario=tiny", "world.edge.gpuz=1"], tmp_path)
+    assert bad.returncode == 2 and "world.edge.gpuz" in bad.stderr, bad.stderr

@@ -53,12 +53,33 @@ def test_unknown_scenario_lists_the_available_ones():
 
 def test_unknown_key_inside_a_scenario_file_is_caught(tmp_path):
     (tmp_path / "scenario").mkdir()
-    (tmp_path / "config.yaml").write_text(
-        (config.scenarios_dir() / "config.yaml").read_text())
-    (tmp_path / "scenario" / "global_agent.yaml").write_text(
+    (tmp_path / "scenario" / "typo.yaml").write_text(
         "# @package _global_\nname: typo\nworld:\n  edge:\n    gpuz: 3\n")
     with pytest.raises(ConfigError, match="world.edge.gpuz"):
-        config.validate(config.compose("global_agent", config_dir=tmp_path))
+        config.validate(config.compose("typo", config_dir=tmp_path))
+
+
+def test_user_scenario_folder_adds_to_the_shipped_tree(tmp_path, monkeypatch):
+    """A folder of one's own scenarios is searched after the shipped tree (pkg://)."""
+    (tmp_path / "scenario").mkdir()
+    (tmp_path / "scenario" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /apps: customer_agent\nname: mine\nseed: 5\n")
+    sim = config.validate(config.compose("mine", ["world.edge.gpus=3"], config_dir=tmp_path))
+    assert (sim.name, sim.seed, sim.world.edge.gpus) == ("mine", 5, 3)
+    shipped = config.validate(config.compose("global_agent")).workload.apps
+    assert [a.name for a in sim.workload.apps] == [a.name for a in shipped]  # via /apps
+    assert "mine" in config.available_scenarios(tmp_path)
+    monkeypatch.setenv("AIGRID_SCENARIOS", str(tmp_path))
+    assert config.validate(config.compose("mine")).name == "mine"
+
+
+def test_user_scenario_with_a_shipped_name_is_one_clear_error(tmp_path):
+    (tmp_path / "scenario").mkdir()
+    (tmp_path / "scenario" / "mmc.yaml").write_text("# @package _global_\nname: x\n")
+    with pytest.raises(ConfigError, match="mmc.yaml: a shipped scenario has this name"):
+        config.compose("mmc", config_dir=tmp_path)
+    with pytest.raises(ConfigError, match="no such folder"):
+        config.compose("mmc", config_dir=tmp_path / "nope")
 
 
 def test_scenario_knobs_are_allowed_when_used(tmp_path):
@@ -70,7 +91,7 @@ def test_scenario_knobs_are_allowed_when_used(tmp_path):
 
 
 def test_config_yaml_defaults_match_the_schema():
-    """scenarios/config.yaml and the SimConfig dataclass agree on every default."""
+    """aigrid_sim/scenarios/config.yaml and the SimConfig dataclass agree on every default."""
     yaml_cfg = OmegaConf.load(config.scenarios_dir() / "config.yaml")
     for key in ("defaults", "hydra"):
         yaml_cfg.pop(key, None)

@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from aigrid_sim.world import geo
 from aigrid_sim.world.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The shared data folder sits next to the checkout (../shared) or next to its worktree folder.
+DATA_DIR = next((p / "shared" / "data" for p in Path(__file__).resolve().parents[2:4]
+                    if (p / "shared" / "data").is_dir()),
+                   Path(__file__).resolve().parents[2] / "shared" / "data")
 
 LONDON = (51.5074, -0.1278)
 NEW_YORK = (40.7128, -74.0060)

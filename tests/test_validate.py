@@ -12,7 +12,10 @@ import pytest
 from aigrid_sim.studies import validate
 from aigrid_sim.studies.validate import Check, format_table, main
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The shared data folder sits next to the checkout (../shared) or next to its worktree folder.
+SHARED_DATA = next((p / "shared" / "data" for p in Path(__file__).resolve().parents[2:4]
+                    if (p / "shared" / "data").is_dir()),
+                   Path(__file__).resolve().parents[2] / "shared" / "data")
 
 COLUMNS = ["check", "simulated", "expected", "error", "result", "how"]
 

@@ -21,6 +21,7 @@ from scipy.sparse.csgraph import dijkstra
 from aigrid_sim.config import SimConfig, TierConfig
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.serving.catalog import Catalog, Deployment
+from aigrid_sim.world.demand import start_instant, utc_offsets_h
 from aigrid_sim.world.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
 
 
@@ -217,9 +218,14 @@ def _origins(cfg: SimConfig) -> pd.DataFrame:
         if not w.origins:
             raise ConfigError("key 'world.origins': a custom world needs at least one origin")
         o = pd.DataFrame([vars(x) for x in w.origins])
-        o = o.rename(columns={"utc_offset_h": "utc_offset_h"})
+        zoned = o.timezone.notna().to_numpy()
+        if zoned.any():  # an origin with an IANA zone follows the calendar like the cities
+            o.loc[zoned, "utc_offset_h"] = utc_offsets_h(
+                o.timezone[zoned], start_instant(cfg.start_date, cfg.start_utc_h),
+                "key 'world.origins[].timezone'")
     else:
-        o = read_data("cities_100k.csv").rename(columns={"country_code": "country"})
+        table = "cities_100k.csv" if w.cities.min_population >= 100_000 else "cities_15k.csv"
+        o = read_data(table).rename(columns={"country_code": "country"})
         o = o[o.population >= w.cities.min_population]
         if w.cities.countries is not None:
             o = o[o.country.isin(w.cities.countries)]
@@ -227,6 +233,8 @@ def _origins(cfg: SimConfig) -> pd.DataFrame:
             o = o.head(w.cities.max_cities)
         if o.empty:
             raise ConfigError("key 'world.cities': the filters leave no city")
+        o = o.assign(utc_offset_h=utc_offsets_h(
+            o.timezone, start_instant(cfg.start_date, cfg.start_utc_h)))
     cont = read_data("world_countries.csv").set_index("iso2").continent_code
     region = o.country.map(cont).map(CONTINENTS).fillna("Unknown")
     return o.assign(region=region, name=_unique_names(o)).reset_index(drop=True)
