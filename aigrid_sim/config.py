@@ -174,6 +174,9 @@ class AppConfig:
     slo_on: str = "e2e"  # e2e (whole response) | ttft (time to first token)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
+    # Leading prompt tokens every request of the app shares (a system prompt): cached per
+    # replica (prefix caching); prompts are at least this + 1 tokens long. 0 = none.
+    system_prompt_tokens: int = 0
 
 
 @dataclass
@@ -571,6 +574,14 @@ def _check(c: SimConfig) -> None:
         else:
             _need(a.tokens.in_mean >= 1 and a.tokens.out_mean >= 1, f"{k}.tokens",
                   "in_mean and out_mean must be >= 1")
+        sp = a.system_prompt_tokens
+        _need(sp >= 0, f"{k}.system_prompt_tokens", f"must be >= 0 (got {sp})")
+        if sp:
+            _need(a.service.kind == "tokens", f"{k}.system_prompt_tokens",
+                  "only generative apps (service.kind: tokens) have prompts")
+            _need(sp < a.tokens.in_mean and sp < a.tokens.in_max, f"{k}.system_prompt_tokens",
+                  f"a prefix longer than the prompt: {sp} tokens, but tokens.in_mean is "
+                  f"{a.tokens.in_mean:g} (and in_max {a.tokens.in_max})")
         _need(a.service.cv >= 0, f"{k}.service.cv", "must be >= 0")
     r = c.routing
     _need(r.k_nearest >= 1, "routing.k_nearest", "must be >= 1")

@@ -51,6 +51,13 @@ def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.Data
     if g.any():
         tpot_ms[g] = (rec.service_s[g] - rec.prefill_s[g]) / np.maximum(stream.out_tokens[g], 1) \
             * 1000.0
+    # Replica sites record the time per output token after the first (NaN for 1-token answers).
+    replica = np.zeros(n, dtype=bool)
+    if routed.any():
+        fixed_site = np.array([d.fixed for d in world.site_deployment])
+        replica = routed & ~fixed_site[s0] & gen
+    if rec.tpot_s is not None:
+        tpot_ms[replica] = rec.tpot_s[replica] * 1000.0
     slo_ms = np.array([a.slo_ms for a in stream.apps])[stream.app]
     on_ttft = np.array([a.slo_on_ttft for a in stream.apps])[stream.app]
     metric = np.where(on_ttft, ttft_ms, latency_ms)
@@ -92,6 +99,11 @@ def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.Data
         "slo_met": slo_met,
         "gpu_s": used * np.where(routed, gpu_share[s0], 0.0),
         "cost_usd": cost_usd,
+        "preemptions": rec.preemptions if rec.preemptions is not None else np.zeros(n, np.int16),
+        "prefill_tokens": rec.prefill_tokens if rec.prefill_tokens is not None
+        else np.zeros(n, np.int32),
+        "cached_tokens": rec.cached_tokens if rec.cached_tokens is not None
+        else np.zeros(n, np.int32),
     })
 
 
@@ -122,6 +134,20 @@ def sites_table(world: World, rec: Records, window_s: float, reqs: pd.DataFrame)
     t["cost_usd"] = world.site_gpus * price_gpu_h * window_s / 3600.0
     t["used_cost_usd"] = np.bincount(site_idx[routed], weights=reqs["cost_usd"].to_numpy()[routed],
                                      minlength=world.n_sites)
+    ok = routed & (rec.status == Status.OK)
+    t["output_tokens"] = np.bincount(site_idx[ok], weights=reqs["out_tokens"].to_numpy()[ok],
+                                     minlength=world.n_sites)
+    if "preemptions" in reqs:
+        t["preemptions"] = np.bincount(site_idx[routed],
+                                       weights=reqs["preemptions"].to_numpy()[routed],
+                                       minlength=world.n_sites).astype(np.int64)
+        pre = np.bincount(site_idx[routed], weights=reqs["prefill_tokens"].to_numpy()[routed],
+                          minlength=world.n_sites)
+        hit = np.bincount(site_idx[routed], weights=reqs["cached_tokens"].to_numpy()[routed],
+                          minlength=world.n_sites)
+        t["prefill_tokens"] = pre
+        t["cached_tokens"] = hit
+        t["cache_hit_rate"] = np.where(pre > 0, hit / np.maximum(pre, 1), np.nan)
     return t
 
 
@@ -139,6 +165,14 @@ def _attain(df: pd.DataFrame) -> float | None:
     return float(df["slo_met"][ended].sum() / n) if n else None
 
 
+def _hit_rate(df: pd.DataFrame) -> float | None:
+    """Prompt tokens served from prefix caches / prompt tokens admitted (None if none)."""
+    if "prefill_tokens" not in df:
+        return None
+    pre = float(df["prefill_tokens"].sum())
+    return float(df["cached_tokens"].sum()) / pre if pre > 0 else None
+
+
 def _group_block(df: pd.DataFrame) -> dict:
     return {
         "requests": int(len(df)),
@@ -146,6 +180,7 @@ def _group_block(df: pd.DataFrame) -> dict:
         "latency_ms": _pcts(df["latency_ms"].to_numpy()),
         "ttft_ms": _pcts(df["ttft_ms"].to_numpy()),
         "slo_attainment": _attain(df),
+        "prefix_cache_hit_rate": _hit_rate(df),
     }
 
 
@@ -196,10 +231,27 @@ def summarise(reqs: pd.DataFrame, sites: pd.DataFrame, *, warmup_s: float = 0.0,
         "utilisation": float(sites["busy_slot_s"].sum() / (sites["slots"].sum() * window_s))
         if window_s > 0 else 0.0,
         "reasons": {str(k): int(v) for k, v in reasons.items() if v},
+        "tpot_ms": _pcts(ok["tpot_ms"].to_numpy()),
+        "output_tokens": float(ok["out_tokens"].sum()),
+        "preemptions": int(reqs["preemptions"].sum()) if "preemptions" in reqs else 0,
+        "prefix_cache": _cache_block(m, sites),
         "by_tier": by_tier,
         "by_region": {str(r): _group_block(g) for r, g in m.groupby("region", observed=True)},
         "by_app": {str(a): _group_block(g) for a, g in m.groupby("app", observed=True)},
     }
+
+
+def _cache_block(m: pd.DataFrame, sites: pd.DataFrame) -> dict:
+    """Prefix-cache hit rate overall, per app and per site (sites that cached anything)."""
+    out = {"hit_rate": _hit_rate(m), "by_app": {}, "by_site": {}}
+    if "prefill_tokens" not in m:
+        return out
+    for a, g in m.groupby("app", observed=True):
+        out["by_app"][str(a)] = _hit_rate(g)
+    if "cached_tokens" in sites:
+        hit = sites[sites["cached_tokens"] > 0]
+        out["by_site"] = {str(s): float(r) for s, r in zip(hit["site"], hit["cache_hit_rate"])}
+    return out
 
 
 def during_outage(reqs: pd.DataFrame, faults: pd.DataFrame) -> np.ndarray:

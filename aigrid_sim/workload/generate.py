@@ -34,7 +34,8 @@ def app_specs(apps: list[AppConfig]) -> list[AppSpec]:
     """Turn app configs into the specs the engine and policies use."""
     return [AppSpec(a.name, a.capability, a.slo_ms, a.slo_on == "ttft",
                     a.service.kind == "tokens", a.tokens.in_mean, a.tokens.out_mean,
-                    a.service.mean_s) for a in apps]
+                    a.service.mean_s, int(getattr(a, "system_prompt_tokens", 0) or 0))
+            for a in apps]
 
 
 def lognormal_ints(rng: np.random.Generator, mean: float, cv: float, n: int,
@@ -204,6 +205,9 @@ def assign_apps(cfg: SimConfig, t: np.ndarray, origin: np.ndarray,
                                           a.tokens.in_max)
                 tout[idx] = lognormal_ints(r, a.tokens.out_mean, a.tokens.out_cv, len(idx),
                                            a.tokens.out_max)
+                sys_tokens = int(getattr(a, "system_prompt_tokens", 0) or 0)
+                if sys_tokens:  # every prompt starts with the shared system prompt
+                    tin[idx] = np.maximum(tin[idx], sys_tokens + 1)
         else:
             work[idx] = service_draws(r, a, len(idx))
     return RequestStream(t.astype(np.float64), origin.astype(np.int32), app, tin, tout, work,
