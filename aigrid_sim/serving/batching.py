@@ -59,6 +59,8 @@ class ReplicaTrace:
     prefill_tokens: np.ndarray
     steps: int = 0
     max_kv_tokens: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
 
     @property
     def service_s(self) -> np.ndarray:
@@ -189,11 +191,11 @@ def simulate_iterations(dep, arrival_s, in_tokens, out_tokens, *, units=None) ->
                 waiting.popleft()
                 if us:
                     cache.acquire(us)
-                    cache.hits += hit
-                    cache.misses += p - hit
-                    over = -free_blocks() + blocks
-                    if over > 0:
-                        cache.evict(over * B)
+                cache.hits += hit
+                cache.misses += p - hit
+                over = blocks - free_blocks()
+                if over > 0:
+                    cache.evict(over * B)
                 used += blocks
                 running.append({"i": i, "p": p, "priv_now": p - shared, "left": p - hit,
                                 "units": us, "blocks": blocks, "ctx": hit})
@@ -259,6 +261,7 @@ def simulate_iterations(dep, arrival_s, in_tokens, out_tokens, *, units=None) ->
                 t = max(t, t_arr[nxt])
     tr.steps = steps
     tr.max_kv_tokens = max_kv
+    tr.cache_hits, tr.cache_misses = cache.hits, cache.misses
     return tr
 
 
@@ -323,8 +326,9 @@ def simulate_replica(dep, arrival_s, in_tokens, out_tokens, *, units=None,
             max_kv = kv
     t_first = rec.t_start + rec.prefill_s
     t_done = rec.t_start + rec.service_s
+    c = pool.reps[0].cache
     return ReplicaTrace(rec.t_start, t_first, t_done, rec.batch, rec.preemptions,
-                        rec.cached_tokens, rec.prefill_tokens, 0, max_kv)
+                        rec.cached_tokens, rec.prefill_tokens, 0, max_kv, c.hits, c.misses)
 
 
 def lone_request_s(dep, in_tokens: int, out_tokens: int) -> tuple[float, float]:

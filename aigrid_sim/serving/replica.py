@@ -628,13 +628,15 @@ class ReplicaPool:
         if need > free:
             return False
         U = r.U + need
+        c = r.cache
         if units:
-            c = r.cache
             c.acquire(units)
             c.hits += hit
             c.misses += p - hit
-            if U > sp.cap:
-                U -= c.evict(U - sp.cap)
+        else:
+            c.misses += p
+        if U > sp.cap:  # make room: evict least recently used cached blocks
+            U -= c.evict(U - sp.cap)
         r.U = U
         left = p - hit
         s = Seq(i, priv, p, left, units, gen)

@@ -108,6 +108,7 @@ def test_kv_memory_never_exceeded_and_requests_conserved(seed, rate, isl, osl, c
     assert (ev.t_first >= ev.t_start).all() and (ev.t_done >= ev.t_first).all()
     assert ev.max_kv_tokens <= cap
     assert (ev.cached_tokens <= ev.prefill_tokens).all()
+    assert ev.cache_hits + ev.cache_misses == ev.prefill_tokens.sum()
 
 
 def test_preempted_requests_complete_and_are_counted():
@@ -134,6 +135,9 @@ def test_prefix_cache_accounting_and_budget():
     for tr in (ev, ref):
         assert tr.cached_tokens.sum() > 0.3 * 512 * n
         assert (tr.cached_tokens <= tr.prefill_tokens - 1).all()
+        # hits + misses = every prompt token admitted; the cache never held more than the budget
+        assert tr.cache_hits + tr.cache_misses == tr.prefill_tokens.sum()
+        assert tr.cache_hits == tr.cached_tokens.sum()
     # Same scheduler, same cache: the hits agree with the reference's.
     assert abs(ev.cached_tokens.sum() / ref.cached_tokens.sum() - 1) < 0.02
     # With no prefix units, nothing is cached.
