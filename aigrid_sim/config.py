@@ -27,6 +27,9 @@ from aigrid_sim.errors import ConfigError
 # Arithmetic for scenario files: `duration_s: ${aigrid.div:${requests},${arrival_rate}}`.
 OmegaConf.register_new_resolver("aigrid.div", lambda a, b: float(a) / float(b), replace=True)
 OmegaConf.register_new_resolver("aigrid.mul", lambda a, b: float(a) * float(b), replace=True)
+# `kind: ${aigrid.closed_if:${concurrency}}`: a closed loop when a concurrency is given.
+OmegaConf.register_new_resolver("aigrid.closed_if",
+                                lambda c: "closed" if int(c) > 0 else "poisson", replace=True)
 
 # ----------------------------------------------------------------------------- schema
 
@@ -214,11 +217,14 @@ class FlashCrowdConfig:
 class ArrivalsConfig:
     """How requests arrive in time."""
 
-    kind: str = "diurnal"  # poisson | diurnal | trace (replay the `trace:` section)
+    kind: str = "diurnal"  # poisson | diurnal | trace (replay the `trace:` section) | closed
     # Hourly multipliers by local hour 0..23 (normalised to mean 1); None = the shipped curve.
     curve: list[float] | None = None
     mmpp: MMPPConfig = field(default_factory=MMPPConfig)  # bursts on top of poisson/diurnal
     flash_crowds: list[FlashCrowdConfig] = field(default_factory=list)
+    # kind closed: this many clients each send their next request when the last one ends
+    # (a benchmark's fixed concurrency); needs max_requests.
+    concurrency: int = 0
 
 
 @dataclass
@@ -362,7 +368,7 @@ class SimConfig:
 
 TIERS = ("edge", "regional", "core")
 SERVICE_KINDS = ("tokens", "exponential", "deterministic", "lognormal")
-ARRIVAL_KINDS = ("poisson", "diurnal", "trace")
+ARRIVAL_KINDS = ("poisson", "diurnal", "trace", "closed")
 TRACE_FORMATS = ("azure", "mooncake", "servegen")
 TIME_UNITS = ("datetime", "s", "ms", "us")
 
@@ -623,6 +629,11 @@ def _check_faults(f: FaultsConfig) -> None:
 def _check_arrivals(c: SimConfig) -> None:
     """Bursts, flash crowds and trace replay settings."""
     a = c.workload.arrivals
+    if a.kind == "closed":
+        _need(a.concurrency >= 1, "workload.arrivals.concurrency",
+              f"must be >= 1 for arrivals.kind=closed (got {a.concurrency})")
+        _need(c.max_requests is not None and c.max_requests >= 1, "max_requests",
+              "a closed loop (arrivals.kind=closed) needs max_requests >= 1")
     mm = a.mmpp
     _need(mm.scope in ("global", "region"), "workload.arrivals.mmpp.scope",
           f"must be 'global' or 'region' (got {mm.scope!r})")

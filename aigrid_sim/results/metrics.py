@@ -233,12 +233,23 @@ def summarise(reqs: pd.DataFrame, sites: pd.DataFrame, *, warmup_s: float = 0.0,
         "reasons": {str(k): int(v) for k, v in reasons.items() if v},
         "tpot_ms": _pcts(ok["tpot_ms"].to_numpy()),
         "output_tokens": float(ok["out_tokens"].sum()),
+        "output_tok_s": _output_rate(ok),
         "preemptions": int(reqs["preemptions"].sum()) if "preemptions" in reqs else 0,
         "prefix_cache": _cache_block(m, sites),
         "by_tier": by_tier,
         "by_region": {str(r): _group_block(g) for r, g in m.groupby("region", observed=True)},
         "by_app": {str(a): _group_block(g) for a, g in m.groupby("app", observed=True)},
     }
+
+
+def _output_rate(ok: pd.DataFrame) -> float | None:
+    """Output tokens per second of completed requests, over the span from their first arrival
+    to their last completion (a benchmark's throughput)."""
+    if ok.empty:
+        return None
+    t0 = float(ok["arrival_s"].min())
+    t1 = float((ok["arrival_s"] + ok["latency_ms"] / 1000.0).max())
+    return float(ok["out_tokens"].sum()) / (t1 - t0) if t1 > t0 else None
 
 
 def _cache_block(m: pd.DataFrame, sites: pd.DataFrame) -> dict:

@@ -161,6 +161,10 @@ class Engine:
         self._app_slo = [a.slo_ms for a in apps]
         self._app_ttft = [a.slo_on_ttft for a in apps]
         self._app_gen = [a.generative for a in apps]
+        # Closed loop (arrivals.kind=closed): the first `concurrency` requests arrive at 0, each
+        # end (served, rejected or failed) releases the next one at that instant.
+        self._closed = int(stream.info.get("concurrency", 0) or 0)
+        self._next_closed = min(self._closed, n) if self._closed else n
         # Generative sites: one replica pool each (the serving interface).
         units = _prefix_units(stream)
         fixed_req = None
@@ -279,7 +283,7 @@ class Engine:
         pop = heapq.heappop
         peek = env.peek
         t_arr = self._t
-        n = len(t_arr)
+        n = self._next_closed if self._closed else len(t_arr)
         nxt = 0
         arrive = self._arrive
         ta = t_arr[0] if n else INF
@@ -323,6 +327,8 @@ class Engine:
             rec.status[i] = Status.REJECTED
             rec.reason[i] = Reason.NO_CAPABLE_SITE if s == Reject.NO_CAPABLE_SITE \
                 else Reason.POLICY
+            if self._closed:
+                self._release()
             return
         if self.capability[s] < req.capability:
             raise RuntimeError(
@@ -358,6 +364,9 @@ class Engine:
                 rec.reason[i] = Reason.CONTEXT_TOO_LONG
             else:  # sent to a dead site (before its failure was detected)
                 self._fail_over(i, s)
+                return
+            if self._closed:
+                self._release()
             return
         if self.busy[s] < self.slots[s]:
             self._start(i, s)
@@ -368,10 +377,25 @@ class Engine:
         else:
             self.records.status[i] = Status.REJECTED
             self.records.reason[i] = Reason.QUEUE_FULL
+            if self._closed:
+                self._release()
 
     def _served(self, i: int) -> None:
         """Request ``i`` has its last token (called by its site's replica pool)."""
         self.records.status[i] = Status.OK
+        if self._closed:
+            self._release()
+
+    def _release(self) -> None:
+        """Closed loop: a client's request ended; it sends its next one now."""
+        k = self._next_closed
+        if k >= len(self._t):
+            return
+        self._next_closed = k + 1
+        now = self.env._now
+        self._t[k] = now
+        self.stream.t[k] = now
+        self._at(now, self._arrive, k)
 
     # ------------------------------------------------------------------ slot model (fixed work)
     def _start(self, i: int, s: int) -> None:
@@ -394,6 +418,8 @@ class Engine:
             return  # interrupted by a failure meanwhile
         del ins[i]
         self.records.status[i] = Status.OK
+        if self._closed:
+            self._release()
         self.busy[s] -= 1
         q = self.queues[s]
         if q:
@@ -481,6 +507,8 @@ class Engine:
         if attempts > self._retries:
             rec.status[i] = Status.FAILED
             rec.reason[i] = Reason.RETRIES_EXHAUSTED if self._retries else Reason.SITE_DOWN
+            if self._closed:
+                self._release()
             return
         delay = self._rtt.item(self._origin[i], s) * 0.0005 + self._retry_delay
         rec.extra_s[i] = self.env._now + delay - self._t[i]

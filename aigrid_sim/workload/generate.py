@@ -79,6 +79,11 @@ def arrival_times_and_origins(cfg: SimConfig, population: np.ndarray, utc_offset
     total = cfg.workload.rate_rps * cfg.load
     arr = cfg.workload.arrivals
     kind = arr.kind
+    if kind == "closed":
+        # A closed loop: every request is placed at 0; the engine releases request k + c when
+        # request k ends (c = concurrency) and writes its real arrival time.
+        n = int(cfg.max_requests)
+        return np.zeros(n), rng.choice(len(weights), size=n, p=weights).astype(np.int32)
     curve = diurnal_curve(arr.curve) if kind == "diurnal" else np.ones(24)
     mmpp = (MMPP.build([s.rate for s in arr.mmpp.states],
                        [s.mean_sojourn_s for s in arr.mmpp.states], arr.mmpp.transitions)
@@ -175,6 +180,8 @@ def generate_stream(cfg: SimConfig, population: np.ndarray, utc_offset_h: np.nda
     stream.info.update({"source": "synthetic", "arrivals": arr.kind,
                         "mmpp_states": len(arr.mmpp.states),
                         "flash_crowds": len(arr.flash_crowds), "requests": int(len(t))})
+    if arr.kind == "closed":
+        stream.info["concurrency"] = int(arr.concurrency)
     return stream
 
 
