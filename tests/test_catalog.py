@@ -1,19 +1,19 @@
-"""The catalogue: sourced figures, derived numbers, calibration, memory fit."""
+"""The catalogue: sourced figures, derived numbers, the step-time physics, memory fit, bad input."""
 
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 
 from aigrid_sim.api import config_of
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.serving.catalog import Catalog, fit_rates
+from aigrid_sim.serving.catalog import BLOCK_TOKENS, Catalog
 from aigrid_sim.world.build import build_world
 
 CAT = Catalog.default()
 GEN = [(m, g) for m, g in CAT.pairs() if not CAT.deployment(m, g).fixed]
-NIM_OVERHEAD = 18.58 / (70.6 / 2 / 3350 * 1000)  # gpu_facts.md 2.3: ITL at concurrency 1
 
 
 def test_ships_edge_regional_and_frontier_models():
@@ -31,87 +31,121 @@ def test_prices_are_the_sourced_figures():
 
 
 @pytest.mark.parametrize("model,gpu", GEN)
-def test_speed_tables_are_consistent(model, gpu):
+def test_kv_capacity_is_memory_after_weights_in_whole_blocks(model, gpu):
+    d = CAT.deployment(model, gpu)
+    free = CAT.usable_memory_fraction * d.gpu.memory_gb * d.gpus_per_replica - d.model.memory_gb
+    per_token = d.model.kv_kb_per_token * 1024
+    assert d.kv_capacity_tokens % BLOCK_TOKENS == 0 and d.block_tokens == BLOCK_TOKENS
+    assert 0 <= free * 1e9 / per_token - d.kv_capacity_tokens < BLOCK_TOKENS
+
+
+@pytest.mark.parametrize("model,gpu", GEN)
+def test_step_time_is_the_physics_divided_by_fitted_efficiencies(model, gpu):
+    """Each term: bytes / bandwidth or FLOPs / tensor rate, over a fitted efficiency <= 1."""
+    d = CAT.deployment(model, gpu)
+    eff = CAT.efficiencies(model, gpu)
+    m, g = d.model, d.gpu
+    n, bw = d.gpus_per_replica, g.memory_bandwidth_gbs * 1e9
+    s = d.step
+    assert s.weights_s == pytest.approx(m.memory_gb * 1e9 / n / bw / eff["bandwidth"])
+    compute = 2 * m.params_b * 1e9 / n / (g.tflops[m.quantisation] * 1e12 * eff["compute"])
+    comm = 0.0
+    if n > 1:  # 2 all-reduces per layer of 16-bit activations, ring over the interconnect
+        comm = (2 * m.layers * m.hidden_size * 2 * 2 * (n - 1) / n
+                / (g.interconnect_gbs * 1e9 * eff["interconnect"]))
+    assert s.token_s == pytest.approx(compute + comm)
+    assert s.ctx_s == pytest.approx(m.kv_kb_per_token * 1024 / n / bw / eff["attention"])
+    for k, v in eff.items():
+        assert 0.05 <= v <= 1.0, k  # an efficiency, not a free parameter
+    assert 0 <= s.overhead_s < 0.1
+    # Step time = overhead + weight read + per-token work + per-context-token work.
+    assert s.step_s(1, 0) == pytest.approx(s.overhead_s + s.weights_s + s.token_s)
+    assert s.step_s(100, 5000) == pytest.approx(s.step_s(1, 0) + 99 * s.token_s
+                                               + 5000 * s.ctx_s)
+
+
+@pytest.mark.parametrize("model,gpu", GEN)
+def test_legacy_fields_come_from_the_step_model(model, gpu):
     d = CAT.deployment(model, gpu)
     t = d.tpot_s[1:]
-    assert all(b >= a for a, b in zip(t, t[1:]))  # slower per token as the batch grows
+    assert all(b >= a for a, b in zip(t, t[1:]))
+    assert d.max_batch == min(d.max_num_seqs, d.kv_capacity_tokens // d.kv_context_tokens)
     assert d.decode_tok_s(d.max_batch) == pytest.approx(d.decode_tok_s_at_max_batch)
     assert d.decode_tok_s(d.max_batch) > d.decode_tok_s(1)
+    assert d.tpot_s[1] == pytest.approx(d.step.step_s(1, d.kv_context_tokens / 2))
 
 
-@pytest.mark.parametrize("model,gpu", [p for p in GEN if CAT.deployment(*p).calibration])
-def test_calibrated_model_reproduces_published_throughput(model, gpu):
-    """Measured: within 12 % at 1000/1000, 2048/128 and 500/2000 (worst 8B H100 2048/128,
-    -12 %); 5000/500 is overestimated by up to 29 % (8B H100): no attention-over-context term.
-    """
+@pytest.mark.parametrize("model,gpu", GEN)
+def test_saturation_is_monotone_in_the_token_mix(model, gpu):
     d = CAT.deployment(model, gpu)
-    for isl, osl, tok_s in d.calibration:
-        tol = 0.30 if isl >= 5000 else 0.13
-        assert d.saturation_out_tok_s(isl, osl) == pytest.approx(tok_s, rel=tol), (isl, osl)
-
-
-def test_l40s_figures_are_derived_from_h100_by_datasheet_ratios():
-    h, l40 = CAT.deployment("llama-3.1-8b-fp8", "H100"), CAT.deployment("llama-3.1-8b-fp8", "L40S")
-    assert l40.prefill_tok_s == pytest.approx(h.prefill_tok_s * 733 / 1979, rel=1e-3)
-    assert l40.decode_tok_s_at_max_batch == pytest.approx(
-        h.decode_tok_s_at_max_batch * 864 / 3350, rel=1e-3)
-
-
-@pytest.mark.parametrize("model,gpu,bw", [("llama-3.1-8b-fp8", "H100", 3350),
-                                          ("llama-3.1-8b-fp8", "L40S", 864),
-                                          ("llama-3.3-70b-fp8", "H200", 4800),
-                                          ("llama-3.1-405b-fp8", "H200", 4800)])
-def test_batch1_tpot_is_weights_over_bandwidth_times_nim_overhead(model, gpu, bw):
-    d = CAT.deployment(model, gpu)
-    ideal_ms = d.model.memory_gb / d.gpus_per_replica / bw * 1000
-    assert d.tpot_s[1] * 1000 == pytest.approx(ideal_ms * NIM_OVERHEAD, rel=0.005)
-
-
-def test_70b_h100_matches_nim_latency_vs_concurrency():
-    """Independent check (not fitted): NIM Llama-3.3-70B TP2 2x H100, 5000 in / 500 out.
-
-    With every slot refilled, a sequence's time per output token is the step time of the batch
-    plus the prefill stalls of the others: tpot[b] + (b - 1) x 5000/500 x prefill s/token.
-    """
-    d = CAT.deployment("llama-3.3-70b-fp8", "H100")
-    nim_itl_ms = {1: 18.58, 5: 21.83, 25: 38.75, 50: 59.73, 100: 92.91}
-    for b, itl in nim_itl_ms.items():
-        model_ms = d.service_s(0, 1, b, others_in_per_out=(b - 1) * 10.0) * 1000
-        assert model_ms == pytest.approx(itl, rel=0.10), b
-    assert 5000 * d.prefill_s_per_token * 1000 == pytest.approx(406.77, rel=0.05)  # NIM TTFT
+    # Longer prompts or longer contexts never make a replica emit more tokens per second.
+    assert d.saturation_out_tok_s(2048, 128) < d.saturation_out_tok_s(128, 128)
+    assert d.saturation_out_tok_s(20000, 2000) < d.saturation_out_tok_s(1000, 2000)
+    ss = d.steady_state(1000, 1000)
+    assert ss.sequences <= d.max_num_seqs * (1 + 1e-9)
+    assert ss.kv_tokens <= d.kv_capacity_tokens * (1 + 1e-9)
+    assert ss.decodes + ss.prefill_tokens <= d.max_num_batched_tokens * (1 + 1e-9)
 
 
 def _raw():
     return copy.deepcopy(CAT._raw)
 
 
-def test_model_that_does_not_fit_is_a_config_error():
+def test_model_whose_weights_do_not_fit_is_a_config_error():
     raw = _raw()
     raw["models"]["llama-3.1-405b-fp8"]["speeds"]["H200"]["gpus_per_replica"] = 2
-    with pytest.raises(ConfigError, match=r"does not fit a replica of 2 x H200.*405 GB"):
+    with pytest.raises(ConfigError, match=r"test.yaml: models.llama-3.1-405b-fp8.speeds.H200: "
+                                          r"model .* does not fit a replica of 2 x H200.*405 GB"):
         Catalog(raw, "test.yaml").deployment("llama-3.1-405b-fp8", "H200")
-    raw = _raw()  # weights fit, but not the KV cache of a full batch
-    raw["models"]["llama-3.3-70b-fp8"]["speeds"]["H200"]["max_batch"] = 512
-    with pytest.raises(ConfigError, match=r"KV cache \(512 sequences x 2048 tokens\)"):
-        Catalog(raw, "test.yaml").deployment("llama-3.3-70b-fp8", "H200")
 
 
-def test_contradictory_speeds_are_a_config_error():
-    raw = _raw()
-    raw["models"]["llama-3.3-70b-fp8"]["speeds"]["H100"]["max_batch"] = 64
-    with pytest.raises(ConfigError, match="raise max_batch above"):
+def test_kv_budget_too_small_is_a_config_error():
+    raw = _raw()  # 70.6 GB of weights on one 80 GB H100: 1.4 GB left, 8,960 KV tokens
+    raw["models"]["llama-3.3-70b-fp8"]["speeds"]["H100"]["gpus_per_replica"] = 1
+    raw["models"]["llama-3.3-70b-fp8"]["speeds"]["H100"]["kv_context_tokens"] = 16384
+    with pytest.raises(ConfigError, match=r"speeds.H100: the KV budget .* too small for one "
+                                          r"request of kv_context_tokens=16384"):
         Catalog(raw, "test.yaml").deployment("llama-3.3-70b-fp8", "H100")
+    raw = _raw()  # weights exactly fill the usable memory: zero KV budget
+    raw["models"]["llama-3.1-8b-fp8"]["memory_gb"] = 0.9 * 48 - 1e-9
+    with pytest.raises(ConfigError, match=r"KV budget of a replica of 1 x L40S is 0 tokens"):
+        Catalog(raw, "test.yaml").deployment("llama-3.1-8b-fp8", "L40S")
+
+
+@pytest.mark.parametrize("where,key,value", [
+    ("gpu", "memory_bandwidth_gbs", float("nan")),
+    ("gpu", "fp8_tflops", 0),
+    ("eff", "compute", float("inf")),
+    ("eff", "bandwidth", -0.5),
+    ("speed", "step_overhead_ms", "fast"),
+    ("speed", "max_num_seqs", 0),
+    ("speed", "max_num_batched_tokens", 1.5),
+    ("model", "kv_kb_per_token", 0),
+])
+def test_bad_constants_are_one_line_config_errors(where, key, value):
     raw = _raw()
-    del raw["models"]["llama-3.3-70b-fp8"]["speeds"]["H100"]["calibration"]
-    with pytest.raises(ConfigError, match="calibration"):
-        Catalog(raw, "test.yaml").deployment("llama-3.3-70b-fp8", "H100")
+    if where == "gpu":
+        raw["gpus"]["H100"][key] = value
+        name = f"test.yaml: gpus.H100.{key}: expected a finite number > 0"
+    elif where == "eff":
+        raw["gpus"]["H100"]["efficiency"][key] = value
+        name = rf"test.yaml: gpus.H100.efficiency.{key}: expected a finite number > 0"
+    elif where == "speed":
+        raw["models"]["llama-3.1-8b-fp8"]["speeds"]["H100"][key] = value
+        name = rf"speeds.H100.{key}"
+    else:
+        raw["models"]["llama-3.1-8b-fp8"][key] = value
+        name = rf"models.llama-3.1-8b-fp8.{key}"
+    with pytest.raises(ConfigError, match=name) as e:
+        Catalog(raw, "test.yaml").deployment("llama-3.1-8b-fp8", "H100")
+    assert "\n" not in str(e.value)
 
 
-def test_fit_rates_recovers_known_rates():
-    pts = [(i, o, o / (i / 9000 + o / 3000)) for i, o in [(1000, 1000), (2048, 128), (100, 900)]]
-    assert fit_rates(pts) == pytest.approx((9000, 3000), rel=1e-9)
-    with pytest.raises(ValueError):
-        fit_rates([(1000, 1000, 5.0), (2000, 2000, 5.0)])
+def test_missing_efficiency_is_a_config_error():
+    raw = _raw()
+    del raw["gpus"]["H100"]["efficiency"]["attention"]
+    with pytest.raises(ConfigError, match=r"gpus.H100.efficiency: missing 'attention'"):
+        Catalog(raw, "test.yaml").deployment("llama-3.1-8b-fp8", "H100")
 
 
 def test_config_naming_a_model_a_gpu_cannot_run_is_a_config_error():
@@ -124,27 +158,20 @@ def test_config_naming_a_model_a_gpu_cannot_run_is_a_config_error():
         build_world(cfg)
 
 
-def test_a_model_that_does_not_fit_is_a_config_error_from_the_command_line():
-    """max_batch from config: too many sequences' KV cache for the replica's memory."""
-    import aigrid_sim
-
-    with pytest.raises(ConfigError, match=r"world.regional.*does not fit.*KV cache"):
-        aigrid_sim.run("global_agent", ["world.cities.max_cities=50", "duration_s=1",
-                                        "world.regional.max_batch=4096"])
-
-
-def test_max_batch_override_stays_on_the_catalogue_line():
+def test_max_batch_override_sets_the_sequence_cap():
     cat = Catalog.default()
     base = cat.deployment("llama-3.3-70b-fp8", "H100")
     small = cat.deployment("llama-3.3-70b-fp8", "H100", max_batch=32)
-    assert small.max_batch == 32 and len(small.tpot_s) == 33
+    assert small.max_num_seqs == 32 and small.max_batch == 32 and len(small.tpot_s) == 33
     assert small.tpot_s[1:] == base.tpot_s[1:33]
+    assert small.step == base.step and small.kv_capacity_tokens == base.kv_capacity_tokens
+    assert small.saturation_out_tok_s(128, 128) < base.saturation_out_tok_s(128, 128)
     with pytest.raises(ConfigError, match="max_batch.*>= 1"):
         cat.deployment("llama-3.3-70b-fp8", "H100", where="world.edge", max_batch=0)
 
 
 def test_user_catalogue_file(tmp_path):
-    """world.catalog points at a user's catalogue; its errors name the file."""
+    """world.catalog points at a user's catalogue; its errors name the file and entry."""
     from importlib import resources
 
     import yaml as _yaml
@@ -167,3 +194,9 @@ def test_user_catalogue_file(tmp_path):
         aigrid_sim.run("global_agent", over + [f"world.catalog={bad}"])
     with pytest.raises(ConfigError, match="world.catalog.*no such file"):
         aigrid_sim.run("global_agent", over + [f"world.catalog={tmp_path / 'none.yaml'}"])
+    raw["gpus"]["L40S"]["efficiency"]["compute"] = math.nan
+    nan = tmp_path / "nan.yaml"
+    nan.write_text(_yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"nan.yaml: gpus.L40S.efficiency.compute: "
+                                          r"expected a finite number"):
+        aigrid_sim.run("global_agent", over + [f"world.catalog={nan}"])

@@ -6,7 +6,8 @@ sequence whose next token opens a new block gets one; if the blocks are not ther
 prefix-cache blocks are dropped (LRU) and then the newest running sequence is preempted
 (recompute: back to the head of the queue, prompt + generated tokens to prefill again), and no
 request is admitted in that step. Then waiting requests are admitted FIFO while their prompt's
-blocks fit (keeping a 1 % watermark free unless the replica is empty) and ``max_num_seqs`` allows.
+blocks fit and ``max_num_seqs`` allows, keeping free a 1 % watermark and the blocks the decodes
+will add until the next of them completes (unless the replica is empty).
 The step carries one token per decoding sequence, then prefill chunks FIFO up to
 ``max_num_batched_tokens``, and takes ``step.step_s(new tokens, context held)``; a prompt's last
 chunk emits its first output token. Requests reaching the replica during a step join at its end.
@@ -186,6 +187,11 @@ def simulate_iterations(dep, arrival_s, in_tokens, out_tokens, *, units=None) ->
                 avail = free_blocks() + (cache.evictable - held) // B
                 if running:
                     avail -= wm_blocks
+                    # The running sequences' growth until the next completion.
+                    dec = [int(n_out[q["i"]] - gen[q["i"]]) for q in running if q["left"] == 0]
+                    k = min(dec) if dec else min(int(n_out[q["i"]] - gen[q["i"]])
+                                                 for q in running)
+                    avail -= -(-len(running) * k // B)
                 if blocks + new // B > avail:
                     break
                 waiting.popleft()

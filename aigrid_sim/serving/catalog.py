@@ -1,44 +1,63 @@
 """GPU types and AI models: memory, price and speed, loaded from ``data/catalog.yaml``.
 
 The engine never reads the catalogue per request: :meth:`Catalog.deployment` turns a (model, GPU)
-pair into a :class:`Deployment` with precomputed tables (time per output token at every batch
-size), so the per-request path is a couple of list look-ups.
+pair into a :class:`Deployment` with its step-time model and memory budget precomputed.
 
-Speed model of one replica (the figures and their sources are in ``data/catalog.yaml``):
+Speed model of one replica (:mod:`aigrid_sim.serving.steptime`; figures and sources in
+``data/catalog.yaml``): one engine iteration takes
+``overhead + weights read + dense compute (and tensor-parallel all-reduce) of its tokens + KV
+read of its context``, each term
+a physical quantity (bytes / bandwidth, FLOPs / tensor throughput) divided by an efficiency
+fitted to published measurements (``scripts/calibrate_serving.py``). The KV cache holds
+``(usable memory x GPUs - weights) / KV bytes per token`` tokens in whole blocks; the batch is
+limited by that memory and by ``max_num_seqs``, a step's tokens by ``max_num_batched_tokens``.
+:meth:`Deployment.saturation_out_tok_s` is the saturated steady state of that scheduler.
 
-- prefill runs at ``prefill_tok_s`` input tokens per second and holds the whole replica;
-- a decode step of ``b`` sequences takes ``tpot_s[b]``, linear in ``b`` between the batch-1 figure
-  and ``max_batch / decode_tok_s_at_max_batch``;
-- hence at saturation with ``I`` input and ``O`` output tokens per request a replica emits
-  ``O / (I / prefill_tok_s + O / decode_tok_s_at_max_batch)`` output tokens per second
-  (:meth:`Deployment.saturation_out_tok_s`). Where the catalogue gives published saturation
-  throughputs (``calibration``), the two rates are the least-squares fit of this formula to them.
+The ``max_batch``/``tpot_s``/``prefill_s_per_token`` fields of earlier versions are still
+derived (from the step model) for callers that use them.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from aigrid_sim.errors import ConfigError
+from aigrid_sim.serving.steptime import SteadyState, StepTime, loaded_step_s, steady_state
 
 KIB = 1024.0
 GB = 1e9
+BLOCK_TOKENS = 16  # KV block size, as vLLM's default
 
 
 @dataclass(frozen=True)
 class GPU:
-    """A GPU type."""
+    """A GPU type.
+
+    Attributes:
+        name: Catalogue name.
+        memory_gb: Memory per GPU, GB.
+        price_per_hour: On-demand price per GPU-hour, USD.
+        memory_bandwidth_gbs: Memory bandwidth, GB/s (datasheet).
+        tflops: Dense tensor TFLOPS by weight format (``{"fp8": ..., "fp4": ...}``, datasheet).
+        efficiency: Fitted efficiencies shared by every model on this GPU
+            (``bandwidth``, ``compute``, ``attention``, ``interconnect``).
+        interconnect_gbs: GPU-to-GPU bandwidth per direction, GB/s (tensor parallelism).
+    """
 
     name: str
     memory_gb: float
     price_per_hour: float
+    memory_bandwidth_gbs: float = 0.0
+    interconnect_gbs: float = 0.0
+    tflops: dict = field(default_factory=dict, hash=False, compare=False)
+    efficiency: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,8 @@ class Model:
         capability: Capability level it provides (1 edge-class ... 3 frontier).
         memory_gb: Weight memory, GB.
         kv_kb_per_token: KV-cache memory per token of context, KiB.
+        hidden_size: Model width (activations all-reduced under tensor parallelism).
+        layers: Transformer layers.
     """
 
     name: str
@@ -60,6 +81,8 @@ class Model:
     capability: int
     memory_gb: float
     kv_kb_per_token: float = 0.0
+    hidden_size: int = 0
+    layers: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,14 +93,23 @@ class Deployment:
         model: The model.
         gpu: The GPU type.
         gpus_per_replica: GPUs one replica spans (tensor parallelism).
-        max_batch: Concurrent sequences per replica (its slots).
+        max_batch: Legacy slot count: sequences of ``kv_context_tokens`` that fit, capped by
+            ``max_num_seqs`` (used by callers of the fixed-slot model).
         fixed: True when service time comes from the app (non-generative work), not tokens.
-        prefill_s_per_token: Prefill time per input token, seconds (the whole replica's time).
-        tpot_s: Time per output token by batch size; ``tpot_s[b]`` for ``1 <= b <= max_batch``.
-        prefill_tok_s: Prefill rate, input tokens per second (0 for fixed deployments).
-        decode_tok_s_at_max_batch: Decode rate of a full batch, output tokens per second.
-        calibration: Published ``(isl, osl, out_tok_s)`` points the rates were fitted to.
-        validation: Published points not fitted (reported against the model in tests and docs).
+        prefill_s_per_token: Legacy: time per prompt token of a full prefill chunk, s.
+        tpot_s: Legacy: step time of ``b`` decoding sequences of ``kv_context_tokens / 2``
+            context each, ``tpot_s[b]`` for ``1 <= b <= max_batch``.
+        prefill_tok_s: Legacy: ``1 / prefill_s_per_token``.
+        decode_tok_s_at_max_batch: Legacy: ``max_batch / tpot_s[max_batch]``.
+        calibration: Published ``(isl, osl, out_tok_s)`` saturation points the constants were
+            fitted to.
+        validation: Published points held out of the fit.
+        step: Step-time model of one engine iteration.
+        kv_capacity_tokens: KV tokens that fit in usable memory after the weights (whole blocks).
+        block_tokens: KV block size, tokens.
+        max_num_seqs: Sequence cap.
+        max_num_batched_tokens: Per-step token budget (chunked prefill).
+        kv_context_tokens: Longest context a request is declared to need (legacy sizing).
     """
 
     model: Model
@@ -91,72 +123,88 @@ class Deployment:
     decode_tok_s_at_max_batch: float = 0.0
     calibration: tuple[tuple[float, float, float], ...] = ()
     validation: tuple[tuple[float, float, float], ...] = ()
+    step: StepTime = StepTime(0.0, 0.0, 0.0, 0.0)
+    kv_capacity_tokens: int = 0
+    block_tokens: int = BLOCK_TOKENS
+    max_num_seqs: int = 1
+    max_num_batched_tokens: int = 8192
+    kv_context_tokens: int = 0
 
     @property
     def price_per_slot_second(self) -> float:
-        """Dollars per second of one batch slot (a replica's price shared by its slots)."""
+        """Dollars per second of one legacy batch slot (a replica's price shared by its slots)."""
         return self.gpu.price_per_hour * self.gpus_per_replica / self.max_batch / 3600.0
+
+    @property
+    def price_per_second(self) -> float:
+        """Dollars per second of one replica."""
+        return self.gpu.price_per_hour * self.gpus_per_replica / 3600.0
 
     def service_s(self, in_tokens: float, out_tokens: float, batch: int = 1,
                   others_in_per_out: float = 0.0) -> float:
-        """Service time of a generative request admitted into a batch of ``batch`` sequences.
+        """Legacy: service time of a request admitted into a batch of ``batch`` sequences.
 
         Args:
             in_tokens: Input (prompt) tokens.
             out_tokens: Output tokens.
             batch: Sequences in the replica's batch, this one included.
-            others_in_per_out: Sum over the other sequences of input/output tokens: each of them
-                is replaced, on average once per its output length, by a request whose prefill
-                stalls this one's decode (see :mod:`aigrid_sim.serving.batching`).
+            others_in_per_out: Sum over the other sequences of input/output tokens (their
+                prefill stalls, see :mod:`aigrid_sim.serving.batching`).
         """
         b = min(max(int(batch), 1), self.max_batch)
         return in_tokens * self.prefill_s_per_token + out_tokens * (
             self.tpot_s[b] + self.prefill_s_per_token * others_in_per_out)
 
     def decode_tok_s(self, batch: int) -> float:
-        """Output tokens per second of one replica decoding ``batch`` sequences (no prefill)."""
+        """Legacy: output tokens per second of ``batch`` decoding sequences (no prefill)."""
         return batch / self.tpot_s[batch]
 
+    def steady_state(self, isl: float, osl: float) -> SteadyState:
+        """The saturated steady state of this replica at fixed ``isl``/``osl`` (see steptime)."""
+        return steady_state(self.step, isl, osl, max_num_seqs=self.max_num_seqs,
+                            kv_capacity_tokens=self.kv_capacity_tokens,
+                            max_num_batched_tokens=self.max_num_batched_tokens,
+                            block_tokens=self.block_tokens)
+
     def saturation_out_tok_s(self, isl: float, osl: float) -> float:
-        """Output tokens per second of a saturated replica serving ``isl``/``osl`` requests."""
+        """Output tokens per second of a saturated replica serving ``isl``/``osl`` requests.
+
+        The steady state of the engine's scheduler and step model
+        (:func:`aigrid_sim.serving.steptime.steady_state`).
+        """
+        if self.fixed:
+            raise ValueError(f"{self.model.name} on {self.gpu.name} has no token speed (fixed)")
+        return self.steady_state(isl, osl).out_tok_s
+
+    def legacy_saturation_out_tok_s(self, isl: float, osl: float) -> float:
+        """Saturation of the legacy fixed-slot model (``O / (I s_pre + O tpot[B] / B)``)."""
         return osl / (isl * self.prefill_s_per_token + osl * self.tpot_s[self.max_batch]
                       / self.max_batch)
 
+    def ttft_alone_s(self, isl: float) -> float:
+        """Time to first token of a lone request (chunked prefill, empty replica), s."""
+        t, done = 0.0, 0.0
+        while done < isl or done == 0.0:
+            chunk = min(self.max_num_batched_tokens, isl - done) if isl > 0 else 1.0
+            done += chunk
+            t += self.step.step_s(chunk, done)
+            if isl <= 0:
+                break
+        return t
+
+    def itl_alone_s(self, isl: float, osl: float) -> float:
+        """Mean inter-token latency of a lone request (decode steps at mean context), s."""
+        return self.step.step_s(1.0, isl + 0.5 * osl)
+
+    def loaded_tpot_s(self, isl: float, osl: float, rate_per_s: float) -> float:
+        """Mean time per output token of this replica fed ``rate_per_s`` requests/s, s."""
+        return loaded_step_s(self.step, isl, osl, rate_per_s,
+                             max_num_batched_tokens=self.max_num_batched_tokens,
+                             block_tokens=self.block_tokens)
+
     def kv_cache_gb(self, context_tokens: float) -> float:
-        """KV-cache memory of a full batch of ``context_tokens``-token sequences, GB."""
+        """KV-cache memory of a legacy full batch of ``context_tokens``-token sequences, GB."""
         return self.max_batch * context_tokens * self.model.kv_kb_per_token * KIB / GB
-
-
-def fit_rates(points: list[tuple[float, float, float]]) -> tuple[float, float]:
-    """Prefill and full-batch decode rates that best explain published saturation throughputs.
-
-    Fits ``osl / out_tok_s = isl / prefill + osl / decode`` (linear in the reciprocals) by least
-    squares on relative error.
-
-    Args:
-        points: ``(isl, osl, out_tok_s)`` triples, at least two with different ``isl/osl``.
-
-    Returns:
-        ``(prefill_tok_s, decode_tok_s)``.
-
-    Raises:
-        ValueError: fewer than two independent points, or a fit that is not positive.
-    """
-    a = np.array([[p[0], p[1]] for p in points], dtype=float)
-    y = np.array([p[1] / p[2] for p in points], dtype=float)
-    if len(points) < 2 or np.linalg.matrix_rank(a) < 2:
-        raise ValueError("need at least two calibration points with different isl/osl ratios")
-    w = 1.0 / y
-    (x_pre, x_dec), *_ = np.linalg.lstsq(a * w[:, None], y * w, rcond=None)
-    if x_pre <= 0 or x_dec <= 0:
-        raise ValueError(f"calibration gives non-positive rates (1/prefill={x_pre:.3g}, "
-                         f"1/decode={x_dec:.3g}); check the points")
-    return 1.0 / float(x_pre), 1.0 / float(x_dec)
-
-
-def _points(sp: dict, key: str) -> tuple[tuple[float, float, float], ...]:
-    return tuple((float(p["isl"]), float(p["osl"]), float(p["out_tok_s"]))
-                 for p in sp.get(key) or ())
 
 
 def max_batch_arg(max_batch: int | None, where: str) -> int | None:
@@ -168,6 +216,59 @@ def max_batch_arg(max_batch: int | None, where: str) -> int | None:
     return int(max_batch)
 
 
+def _positive(entry: str, key: str, value: Any, *, allow_zero: bool = False) -> float:
+    """A finite number > 0 (or >= 0), else a ConfigError naming ``entry.key``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{entry}.{key}: expected a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        want = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{entry}.{key}: expected a finite number {want}, got {value!r}")
+    return v
+
+
+def _count(entry: str, key: str, value: Any) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{entry}.{key}: expected an integer >= 1, got {value!r}") from None
+    if v < 1 or v != float(value):
+        raise ConfigError(f"{entry}.{key}: expected an integer >= 1, got {value!r}")
+    return v
+
+
+EFFICIENCY_KEYS: tuple[str, ...] = ("bandwidth", "compute", "attention")
+
+
+def step_time(model: Model, gpu: GPU, n: int, eff: dict[str, float],
+              overhead_s: float) -> StepTime:
+    """The physical step-time model of ``model`` on ``n`` x ``gpu`` with given efficiencies.
+
+    Args:
+        model: The model (weight bytes, parameters, KV bytes per token).
+        gpu: The GPU type (bandwidth, dense TFLOPS for the model's weight format).
+        n: GPUs per replica (tensor parallelism: weights, FLOPs and KV split ``n`` ways).
+        eff: ``bandwidth`` (weight reads), ``compute`` (dense FLOPs), ``attention`` (KV reads),
+            ``interconnect`` (all-reduce, only with ``n > 1``).
+        overhead_s: Fixed time per step.
+    """
+    bw = gpu.memory_bandwidth_gbs * GB
+    flops = float(gpu.tflops[model.quantisation]) * 1e12
+    token_s = 2.0 * model.params_b * 1e9 / n / (flops * eff["compute"])
+    if n > 1:
+        # Two all-reduces per layer of the token's activations (16-bit), ring: 2 (n-1)/n of
+        # the data crosses each GPU's link.
+        token_s += (2 * model.layers * model.hidden_size * 2.0 * 2.0 * (n - 1) / n
+                    / (gpu.interconnect_gbs * GB * eff["interconnect"]))
+    return StepTime(
+        weights_s=model.memory_gb * GB / n / (bw * eff["bandwidth"]),
+        token_s=token_s,
+        ctx_s=model.kv_kb_per_token * KIB / n / (bw * eff["attention"]),
+        overhead_s=overhead_s,
+    )
+
+
 class Catalog:
     """GPU types and models, with checks that a deployment is possible."""
 
@@ -176,13 +277,18 @@ class Catalog:
         self._raw = raw
         try:
             self.usable_memory_fraction = float(raw.get("usable_memory_fraction", 1.0))
-            self.gpus = {
-                n: GPU(n, float(g["memory_gb"]), float(g["price_per_hour"]))
-                for n, g in raw["gpus"].items()
-            }
+            self.gpus = {}
+            for n, g in raw["gpus"].items():
+                self.gpus[n] = GPU(
+                    n, float(g["memory_gb"]), float(g["price_per_hour"]),
+                    float(g.get("memory_bandwidth_gbs", 0.0)),
+                    float(g.get("interconnect_gbs", 0.0)),
+                    {k[:-len("_tflops")]: v for k, v in g.items() if k.endswith("_tflops")},
+                    dict(g.get("efficiency") or {}))
             self.models = {
                 n: Model(n, float(m["params_b"]), str(m["quantisation"]), int(m["capability"]),
-                         float(m["memory_gb"]), float(m.get("kv_kb_per_token", 0.0)))
+                         float(m["memory_gb"]), float(m.get("kv_kb_per_token", 0.0)),
+                         int(m.get("hidden_size", 0)), int(m.get("layers", 0)))
                 for n, m in raw["models"].items()
             }
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -221,17 +327,41 @@ class Catalog:
         return [(m, g) for m, spec in self._raw["models"].items()
                 for g in (spec.get("speeds") or {})]
 
+    def lengths(self, point: dict) -> tuple[float, float]:
+        """``(isl, osl)`` of a published point: its own, or its ``dataset``'s."""
+        if "dataset" in point:
+            ds = (self._raw.get("datasets") or {}).get(point["dataset"])
+            if not isinstance(ds, dict):
+                raise ConfigError(f"{self.source}: unknown dataset {point['dataset']!r}")
+            return float(ds["isl"]), float(ds["osl"])
+        return float(point["isl"]), float(point["osl"])
+
+    def _points(self, sp: dict, key: str) -> tuple[tuple[float, float, float], ...]:
+        return tuple((*self.lengths(p), float(p["out_tok_s"])) for p in sp.get(key) or ())
+
+    def speed_entry(self, model: str, gpu: str) -> dict:
+        """The raw ``models.<model>.speeds.<gpu>`` mapping (for calibration and reports)."""
+        return self._raw["models"][model]["speeds"][gpu]
+
+    def efficiencies(self, model: str, gpu: str) -> dict[str, float]:
+        """Efficiencies of a pair: the GPU's, overridden key by key by the speed entry's."""
+        eff = dict(self._raw["gpus"][gpu].get("efficiency") or {})
+        eff.update(self.speed_entry(model, gpu).get("efficiency") or {})
+        return eff
+
     def deployment(self, model: str, gpu: str, where: str = "site",
-                   max_batch: int | None = None) -> Deployment:
+                   max_batch: int | None = None, engine: dict | None = None) -> Deployment:
         """The replica shape and speed of ``model`` on ``gpu``.
 
-        ``max_batch`` overrides the catalogue's concurrent sequences per replica: the memory
-        check then uses it, and the per-token time stays on the catalogue's line (extended or cut).
+        ``max_batch`` overrides the catalogue's ``max_num_seqs`` (the sequence cap); ``engine``
+        overrides ``max_num_seqs``, ``max_num_batched_tokens`` and ``usable_memory_fraction``
+        (a published measurement's own engine settings, see :mod:`.calibration`).
 
         Raises:
-            ConfigError: unknown model or GPU, no speed figures for the pair, figures that
-                contradict each other, or a model (weights + KV cache of a full batch) that does
-                not fit in the replica's usable GPU memory.
+            ConfigError: unknown model or GPU, no speed figures for the pair, missing or
+                non-finite / non-positive constants, weights that do not fit the replica's
+                usable memory, or a KV budget that cannot hold one request of
+                ``kv_context_tokens``.
         """
         override = max_batch_arg(max_batch, where)
         if model not in self.models:
@@ -247,61 +377,76 @@ class Catalog:
         sp = speeds[gpu]
         m, g = self.models[model], self.gpus[gpu]
         entry = f"{self.source}: models.{model}.speeds.{gpu}"
-        try:
-            n = int(sp["gpus_per_replica"])
-            max_batch = int(sp["max_batch"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"{entry}: needs integer gpus_per_replica and max_batch ({e!r})") \
-                from None
-        if n < 1 or max_batch < 1:
-            raise ConfigError(f"{entry}: gpus_per_replica and max_batch must be >= 1")
-        line_batch = max_batch  # the batch the catalogue's decode figure is for
-        if override is not None:
-            max_batch = override
+        if not isinstance(sp, dict):
+            raise ConfigError(f"{entry}: expected a mapping, got {sp!r}")
+        n = _count(entry, "gpus_per_replica", sp.get("gpus_per_replica"))
         if sp.get("fixed", False):
+            slots = override or _count(entry, "max_batch", sp.get("max_batch", 1))
             if m.memory_gb > n * g.memory_gb:
                 raise ConfigError(
                     f"{where}: model {model!r} needs {m.memory_gb:g} GB but a replica of {n} x "
                     f"{gpu} has {n * g.memory_gb:g} GB")
-            return Deployment(m, g, n, max_batch, True, 0.0, (0.0,) * (max_batch + 1))
-        ctx = float(sp.get("kv_context_tokens", 0))
-        kv_gb = max_batch * ctx * m.kv_kb_per_token * KIB / GB
-        usable = n * g.memory_gb * self.usable_memory_fraction
-        if m.memory_gb + kv_gb > usable:
+            return Deployment(m, g, n, slots, True, 0.0, (0.0,) * (slots + 1),
+                              max_num_seqs=slots)
+        if "max_num_seqs" not in sp:
+            raise ConfigError(f"{entry}: missing max_num_seqs (the sequence cap)")
+        engine = engine or {}
+        max_seqs = override or _count(entry, "max_num_seqs",
+                                      engine.get("max_num_seqs", sp["max_num_seqs"]))
+        budget = _count(entry, "max_num_batched_tokens",
+                        engine.get("max_num_batched_tokens",
+                                   sp.get("max_num_batched_tokens", 8192)))
+        fraction = float(engine.get("usable_memory_fraction", self.usable_memory_fraction))
+        ctx = _count(entry, "kv_context_tokens", sp.get("kv_context_tokens", 2048))
+        gentry = f"{self.source}: gpus.{gpu}"
+        _positive(gentry, "memory_gb", g.memory_gb)
+        _positive(gentry, "memory_bandwidth_gbs", g.memory_bandwidth_gbs)
+        if m.quantisation not in g.tflops:
+            raise ConfigError(f"{gentry}: no {m.quantisation}_tflops (needed by {model!r})")
+        _positive(gentry, f"{m.quantisation}_tflops", g.tflops[m.quantisation])
+        mentry = f"{self.source}: models.{model}"
+        _positive(mentry, "memory_gb", m.memory_gb)
+        _positive(mentry, "params_b", m.params_b)
+        _positive(mentry, "kv_kb_per_token", m.kv_kb_per_token)
+        eff = self.efficiencies(model, gpu)
+        keys = EFFICIENCY_KEYS + (("interconnect",) if n > 1 else ())
+        if n > 1:
+            _positive(gentry, "interconnect_gbs", g.interconnect_gbs)
+            _count(mentry, "hidden_size", m.hidden_size or None)
+            _count(mentry, "layers", m.layers or None)
+        for k in keys:
+            if k not in eff:
+                raise ConfigError(f"{gentry}.efficiency: missing {k!r} (and no override in "
+                                  f"models.{model}.speeds.{gpu}.efficiency)")
+            own = k in (sp.get("efficiency") or {})
+            eff[k] = _positive(f"{entry if own else gentry}.efficiency", k, eff[k])
+        overhead = _positive(entry, "step_overhead_ms", sp.get("step_overhead_ms", 0.0),
+                             allow_zero=True) / 1000.0
+        # Memory: weights, then the KV cache in whole blocks.
+        usable = n * g.memory_gb * fraction
+        if m.memory_gb >= usable:
             raise ConfigError(
-                f"{where}: model {model!r} does not fit a replica of {n} x {gpu}: it needs "
-                f"{m.memory_gb:g} GB of weights + {kv_gb:.1f} GB of KV cache ({max_batch} "
-                f"sequences x {ctx:g} tokens) = {m.memory_gb + kv_gb:.1f} GB, but the replica "
-                f"has {usable:.1f} GB usable ({self.usable_memory_fraction:g} x "
-                f"{n * g.memory_gb:g} GB); use more GPUs per replica, a smaller max_batch or "
-                f"another GPU")
-        calib, valid = _points(sp, "calibration"), _points(sp, "validation")
-        try:
-            if "prefill_tok_s" in sp or "decode_tok_s_at_max_batch" in sp:
-                pre_tok_s = float(sp["prefill_tok_s"])
-                dec_tok_s = float(sp["decode_tok_s_at_max_batch"])
-            else:
-                pre_tok_s, dec_tok_s = fit_rates(list(calib))
-            t1 = float(sp["tpot_ms_batch1"]) / 1000.0
-        except KeyError as e:
-            raise ConfigError(f"{entry}: missing {e}; give tpot_ms_batch1 and either "
-                              f"calibration points or prefill_tok_s and "
-                              f"decode_tok_s_at_max_batch") from None
-        except ValueError as e:
-            raise ConfigError(f"{entry}: {e}") from None
-        if pre_tok_s <= 0 or dec_tok_s <= 0 or t1 <= 0:
-            raise ConfigError(f"{entry}: speeds must be > 0")
-        tmax = line_batch / dec_tok_s
-        if tmax < t1:
-            # A saturated batch cannot decode each sequence faster than a lone one.
+                f"{entry}: model {model!r} does not fit a replica of {n} x {gpu}: its weights "
+                f"need {m.memory_gb:g} GB but the replica has {usable:.1f} GB usable "
+                f"({fraction:g} x {n * g.memory_gb:g} GB); use more GPUs "
+                f"per replica or another GPU")
+        kv_bytes = m.kv_kb_per_token * KIB
+        blocks = int((usable - m.memory_gb) * GB // (kv_bytes * BLOCK_TOKENS))
+        kv_cap = blocks * BLOCK_TOKENS
+        need = -(-ctx // BLOCK_TOKENS) * BLOCK_TOKENS
+        if kv_cap < need:
             raise ConfigError(
-                f"{entry}: decode_tok_s_at_max_batch {dec_tok_s:.0f} implies "
-                f"{tmax * 1000:.2f} ms per token at batch {line_batch}, below the batch-1 "
-                f"{t1 * 1000:.2f} ms; raise max_batch above {dec_tok_s * t1:.0f} or fix the "
-                f"figures")
-        # Per-token decode time grows linearly with batch, anchored at batch 1 and at the
-        # catalogue's max_batch (a max_batch override moves along the same line).
-        slope = (tmax - t1) / max(line_batch - 1, 1)
-        tpot = (0.0,) + tuple(t1 + slope * (b - 1) for b in range(1, max_batch + 1))
-        return Deployment(m, g, n, max_batch, False, 1.0 / pre_tok_s, tpot, pre_tok_s, dec_tok_s,
-                          calib, valid)
+                f"{entry}: the KV budget of a replica of {n} x {gpu} is {kv_cap} tokens "
+                f"({usable - m.memory_gb:.2f} GB after {m.memory_gb:g} GB of weights), too small "
+                f"for one request of kv_context_tokens={ctx}; use more GPUs per replica, "
+                f"another GPU or a shorter kv_context_tokens")
+        step = step_time(m, g, n, eff, overhead)
+        # Legacy fixed-slot view (for callers of max_batch / tpot_s / prefill_s_per_token).
+        slots = max(1, min(max_seqs, kv_cap // need))
+        half = 0.5 * ctx
+        tpot = (0.0,) + tuple(step.step_s(b, b * half) for b in range(1, slots + 1))
+        chunk = float(min(budget, ctx))
+        spt = step.step_s(chunk, chunk) / chunk
+        return Deployment(m, g, n, slots, False, spt, tpot, 1.0 / spt, slots / tpot[slots],
+                          self._points(sp, "published"), self._points(sp, "validation"),
+                          step, kv_cap, BLOCK_TOKENS, max_seqs, budget, ctx)

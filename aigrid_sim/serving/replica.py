@@ -4,8 +4,12 @@ What a replica does (the scheduler of ``vllm/v1/core/sched/scheduler.py``, one s
 
 - **Admission** is bounded by KV-cache memory and by ``max_num_seqs``, not by a slot count. A
   request is admitted when its prompt's KV blocks fit (``kv_capacity_tokens``, paged in
-  ``block_tokens`` blocks; a 1 % watermark is kept free unless the replica is empty), FIFO from
-  the site's waiting queue. A request whose prompt plus output can never fit is refused at once
+  ``block_tokens`` blocks), FIFO from the site's waiting queue, keeping free a 1 % watermark and
+  the blocks the running decodes will add before the next of them completes (unless the replica
+  is empty). vLLM admits on the prompt alone and preempts more often; TensorRT-LLM's default
+  reserves every sequence's whole output; this middle way keeps preemption (which wastes the
+  recompute) for real memory shortage, so a saturated replica runs at the steady state of
+  :func:`aigrid_sim.serving.steptime.steady_state`. A request whose prompt plus output can never fit is refused at once
   (:attr:`Admit.TOO_LONG`).
 - **Each step** carries one decode token for every decoding sequence, then prefill chunks of the
   admitted prompts, FIFO, up to ``max_num_batched_tokens`` tokens in all (chunked prefill). Its
@@ -625,6 +629,12 @@ class ReplicaPool:
         free = sp.cap - r.U + r.cache.evictable - held
         if r.nseq:
             free -= sp.watermark
+            # Leave room for the running sequences' growth until the next completion.
+            if r.dec:
+                free -= (r.D + len(r.pre)) * (r.dec[0][0] - r.V)
+            elif r.pre:
+                out = self._out
+                free -= len(r.pre) * min(out[q.i] - q.gen for q in r.pre)
         if need > free:
             return False
         U = r.U + need
