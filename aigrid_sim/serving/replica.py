@@ -5,16 +5,16 @@ What a replica does (the scheduler of ``vllm/v1/core/sched/scheduler.py``, one s
 - **Admission** is bounded by KV-cache memory and by ``max_num_seqs``, not by a slot count. A
   request is admitted when its prompt's KV blocks fit (``kv_capacity_tokens``, paged in
   ``block_tokens`` blocks), FIFO from the site's waiting queue, keeping free a 1 % watermark and
-  the blocks the running decodes will add before the next of them completes (unless the replica
-  is empty). vLLM admits on the prompt alone and preempts more often; TensorRT-LLM's default
-  reserves every sequence's whole output; this middle way keeps preemption (which wastes the
-  recompute) for real memory shortage, so a saturated replica runs at the steady state of
-  :func:`aigrid_sim.serving.steptime.steady_state`. A request whose prompt plus output can never fit is refused at once
-  (:attr:`Admit.TOO_LONG`).
+  the blocks the running sequences will add before the next of them completes (unless the
+  replica is empty). vLLM admits on the prompt alone and preempts more often; TensorRT-LLM's
+  default reserves every sequence's whole output; this middle way leaves preemption (which
+  wastes the recompute) to real memory shortage. A request whose prompt plus output can never
+  fit is refused at once (:attr:`Admit.TOO_LONG`).
 - **Each step** carries one decode token for every decoding sequence, then prefill chunks of the
   admitted prompts, FIFO, up to ``max_num_batched_tokens`` tokens in all (chunked prefill). Its
-  wall time is ``step.step_s(new tokens, context tokens held)`` (:mod:`aigrid_sim.serving.steptime`).
-  The last prefill chunk of a prompt emits the first output token.
+  wall time is ``step.step_s(new tokens, context tokens held)``
+  (:mod:`aigrid_sim.serving.steptime`). The last prefill chunk of a prompt emits the first
+  output token.
 - **Preemption**: decode tokens grow the KV held by one token per sequence per step; when the
   next step would not fit, evictable prefix-cache blocks are dropped first (LRU), then the newest
   running sequence is preempted (recompute, as vLLM does): its blocks are freed and it goes back to
@@ -80,18 +80,11 @@ class Spec:
     __slots__ = ("step_s", "cap", "block", "max_seqs", "budget", "ctx_slope", "watermark")
 
     def __init__(self, dep, where: str = "site"):
-        step = getattr(dep, "step", None)
-        if step is None:  # TEMPORARY stand-in until the catalogue carries the step model
-            step = _LegacyStep(dep)
-            self.cap = int(dep.max_batch * 2048)
-            self.block = 16
-            self.max_seqs = int(dep.max_batch)
-            self.budget = 8192
-        else:
-            self.cap = int(dep.kv_capacity_tokens)
-            self.block = int(dep.block_tokens)
-            self.max_seqs = int(dep.max_num_seqs)
-            self.budget = int(dep.max_num_batched_tokens)
+        step = dep.step
+        self.cap = int(dep.kv_capacity_tokens)
+        self.block = int(dep.block_tokens)
+        self.max_seqs = int(dep.max_num_seqs)
+        self.budget = int(dep.max_num_batched_tokens)
         self.step_s = _fast_step(step)
         name = f"{dep.model.name} on {dep.gpus_per_replica} x {dep.gpu.name}"
         if self.cap < self.block:
@@ -139,19 +132,6 @@ def _fast_step(step):
     return f
 
 
-class _LegacyStep:
-    """TEMPORARY: a step model from the legacy fields (weight floor + compute per token)."""
-
-    def __init__(self, dep):
-        self.w = dep.tpot_s[1]
-        self.t = dep.prefill_s_per_token
-        self.c = (dep.tpot_s[dep.max_batch] - dep.tpot_s[1]) / max(dep.max_batch - 1, 1) / 1024
-
-    def step_s(self, new, ctx):
-        d = self.t * new
-        return (d if d > self.w else self.w) + self.c * ctx
-
-
 class Seq:
     """A request admitted into a replica's batch."""
 
@@ -172,7 +152,8 @@ class Replica:
     """The state of one replica (see the module docstring); the pool does the work."""
 
     __slots__ = ("k", "t0", "V", "D", "P", "C", "U", "nseq", "running", "dec", "pre", "cache",
-                 "nf", "nl", "kf", "k1", "k_next", "t_next", "t_pend", "version", "dec_count", "alive",
+                 "nf", "nl", "kf", "k1", "k_next", "t_next", "t_pend", "version", "dec_count",
+                 "alive",
                  "preemptions")
 
     def __init__(self, k: int):

@@ -13,7 +13,8 @@ events is exactly SimPy's (time, then scheduling order), at a fraction of SimPy'
 (about 1 us instead of 3 us: no Event object, no callback list), which pays for the serving
 physics. The trip back is pure arithmetic since nothing can happen to a response on its way home.
 
-**Serving.** A site whose model generates tokens is a :class:`~aigrid_sim.serving.replica.ReplicaPool`:
+**Serving.** A site whose model generates tokens is a
+:class:`~aigrid_sim.serving.replica.ReplicaPool`:
 replicas batching as vLLM / TensorRT-LLM do (KV-cache memory, chunked prefill, preemption, prefix
 cache), event-cheap; the engine only calls ``arrive`` / ``set_alive`` and is told when a request has
 its last token, and never computes token timings itself. A site running a fixed-service model
