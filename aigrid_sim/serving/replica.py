@@ -227,6 +227,10 @@ class ReplicaPool:
         self._s = site
         self._wake = self.wake
         self._tok = 0
+        self._st = spec.step_s
+        self._cap = spec.cap
+        self._b1 = spec.block - 1
+        self._budget = spec.budget
         self.preemptions = 0
 
     # ------------------------------------------------------------------ public
@@ -282,7 +286,23 @@ class ReplicaPool:
         if arg[1] != r.version:
             return
         r.t_pend = INF
-        self._advance(r, r.k_next)
+        k = r.k_next
+        if k <= r.kf:  # no prefill ends: the common case, inline
+            r.t0 = r.t_next
+            r.V += k
+            D = r.D
+            U = r.U + D * k
+            if U > self._cap:
+                U -= r.cache.evict(U - self._cap)
+            r.U = U
+            nf = r.nf
+            r.C += k * nf
+            if r.pre:
+                took = k * (nf - D)
+                r.pre[0].left -= took
+                r.P -= took
+        else:
+            self._advance(r, k)
         self._settle(r)
 
     def _start_fixed(self, r: Replica, i: int, t: float) -> None:
@@ -370,7 +390,6 @@ class ReplicaPool:
             ttft: Predict the first token (else the last).
             work: A fixed-work job's time instead (``in_tokens = out_tokens = 0``).
         """
-        sp = self.spec
         reps = self.alive_reps
         if not reps:
             return INF
@@ -380,21 +399,28 @@ class ReplicaPool:
             for r in reps:
                 if r.nseq < bn:
                     best, bn = r, r.nseq
-        M = sp.budget
         D = best.D
-        room = M - D if M > D else 1
-        new = D + (in_tokens + best.P if in_tokens + best.P < room else room)
-        step = sp.step_s(new, best.C + new)
-        pre_steps = math.ceil((best.P + in_tokens) / room) if in_tokens > 0 else 1
-        own = (pre_steps + 0.5) * step if not work else work
-        if not ttft:
-            own += out_tokens * sp.step_s(D + 1, best.C + D * (in_tokens + out_tokens))
+        room = self._budget - D
+        if room < 1:
+            room = 1
+        P = best.P + in_tokens
+        new = D + (P if P < room else room)
+        step = self._st(new, best.C + new)
+        pre_steps = -(-P // room) if P > 0 else 1
+        if work:
+            own = work
+        else:
+            own = (pre_steps + 0.5) * step
+            if not ttft:
+                own += out_tokens * self._st(D + 1, best.C + D * (in_tokens + out_tokens))
         q = len(self.queue)
-        if q or bn >= sp.max_seqs:
+        if q or bn >= self.spec.max_seqs:
             # Wait for (queue + 1) completions; a replica completes about D sequences per mean
             # residence of out_tokens steps.
-            run = sum(r.D + len(r.pre) for r in reps) or 1
-            own += (q + 1) * (out_tokens + pre_steps) * step / run
+            run = 0
+            for r in reps:
+                run += r.D + len(r.pre)
+            own += (q + 1) * (out_tokens + pre_steps) * step / (run or 1)
         return own
 
     # ------------------------------------------------------------------ the scheduler
@@ -512,7 +538,7 @@ class ReplicaPool:
         r.D -= 1
         r.nseq -= 1
         del r.running[i]
-        r.U -= s.priv + self.spec.block - 1 + steps
+        r.U -= s.priv + self._b1 + steps
         r.C -= s.ctx0 + steps
         if s.units:
             r.cache.release(s.units)
@@ -528,21 +554,23 @@ class ReplicaPool:
     def _settle(self, r: Replica, project: bool = True) -> None:
         """At a step boundary: completions, memory (evict, preempt), admissions, next change."""
         dec = r.dec
-        V = r.V
-        while dec and dec[0][0] <= V:
-            s = heapq.heappop(dec)[2]
-            if not s.dead:
-                self._finish(r, s)
-        while dec and dec[0][2].dead:
-            heapq.heappop(dec)
-        sp = self.spec
-        cap = sp.cap
+        if dec:
+            V = r.V
+            pop = heapq.heappop
+            while dec and dec[0][0] <= V:
+                s = pop(dec)[2]
+                if not s.dead:
+                    self._finish(r, s)
+            while dec and dec[0][2].dead:
+                pop(dec)
+        cap = self._cap
         preempted = False
+        D = r.D
         if r.U > cap:  # growth used evictable cache blocks: evict them now
             r.U -= r.cache.evict(r.U - cap)
-        if r.D and cap - r.U < r.D:  # the next step would not fit
+        if D and cap - r.U < D:  # the next step would not fit
             if r.cache.evictable:
-                r.U -= r.cache.evict(r.D * sp.block)
+                r.U -= r.cache.evict(D * (self._b1 + 1))
             while r.D and cap - r.U < r.D:
                 self._preempt(r)
                 preempted = True
@@ -654,12 +682,12 @@ class ReplicaPool:
 
     def _project(self, r: Replica) -> None:
         """Project ``r``'s next change and schedule its event."""
-        sp = self.spec
         D = r.D
-        budget = sp.budget
-        if r.pre and budget > D:
+        budget = self._budget
+        pre = r.pre
+        if pre and budget > D:
             room = budget - D
-            k = (r.pre[0].left + room - 1) // room
+            k = (pre[0].left + room - 1) // room
             r.k1 = k
             kf = k - 1
             rest = r.P - kf * room
@@ -678,7 +706,7 @@ class ReplicaPool:
             if k2 < k:
                 k = k2
         if D:
-            k3 = (sp.cap - r.U + r.cache.evictable) // D
+            k3 = (self._cap - r.U + r.cache.evictable) // D
             if k3 < k:
                 k = k3 if k3 > 1 else 1
         r.k_next = k
@@ -688,20 +716,21 @@ class ReplicaPool:
                 r.version += 1
                 r.t_pend = INF
             return
-        st = sp.step_s
+        st = self._st
         C = r.C
         if k <= kf:
-            T = k * st(nf, C + nf * (k + 1) * 0.5)
+            t = r.t0 + k * st(nf, C + nf * (k + 1) * 0.5)
         else:
             T = st(nl, C + kf * nf + nl)
             if kf:
                 T += kf * st(nf, C + nf * (kf + 1) * 0.5)
-        t = r.t0 + T
+            t = r.t0 + T
         r.t_next = t
         if t != r.t_pend:
             r.t_pend = t
-            r.version += 1
-            self._at(t, self._wake, (r, r.version))
+            v = r.version + 1
+            r.version = v
+            self._at(t, self._wake, (r, v))
 
     def _reset(self, r: Replica) -> None:
         """Empty a lost replica."""
