@@ -31,7 +31,8 @@ def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.Data
     site = rec.site.astype(np.int64)
     routed = site >= 0
     s0 = np.where(routed, site, 0)
-    network_ms = np.where(routed, world.rtt_ms[stream.origin, s0], np.nan)
+    network_ms = np.full(n, np.nan)  # only routed pairs: a big world computes what it is asked
+    network_ms[routed] = world.rtt_ms[stream.origin[routed], site[routed]]
     net = ~np.isnan(rec.net_ms)  # the network changed during the run (link cuts): as recorded
     network_ms[net] = rec.net_ms[net]
     # The last attempt left its origin extra_s after arrival (0 unless it failed over).

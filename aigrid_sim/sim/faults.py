@@ -248,9 +248,16 @@ def private_network(world: World) -> World:
     """A shallow copy of ``world`` whose graph and latency matrices may be changed freely."""
     w = copy.copy(world)
     w.graph = world.graph.copy()
-    w.site_rtt_ms = world.site_rtt_ms.copy()
+    w.site_rtt_ms = None if world.site_rtt_ms is None else world.site_rtt_ms.copy()
     w.rtt_ms = world.rtt_ms.copy()
     return w
+
+
+def _sparse_changed(world: World) -> None:
+    """A big world (no dense matrices): its round trips are re-derived from the changed graph."""
+    adj = nx.to_scipy_sparse_array(world.graph, nodelist=range(world.n_sites), weight="rtt_ms",
+                                   format="csr")
+    world.rtt_ms.set_graph(adj)
 
 
 def _update_origins(world: World, changed: np.ndarray) -> None:
@@ -278,7 +285,8 @@ def cut_link(world: World, a: int, b: int) -> dict:
     ``d[x,a] + w + d[b,y] == d[x,b]`` (or the same through ``b -> a``); every such pair has one end
     on each side of the link, so Dijkstra is re-run only from the smaller side's sites, and the
     origin x site matrix only for the origins entering the grid at a site whose distances
-    changed.
+    changed. A big world without dense matrices (:class:`~aigrid_sim.world.latency.SparseRtt`)
+    forgets what it derived from the graph and recomputes it as the run asks.
 
     Returns:
         The removed edge's attributes (for :func:`restore_link`).
@@ -287,6 +295,9 @@ def cut_link(world: World, a: int, b: int) -> dict:
     attrs = dict(g.edges[a, b])
     w = attrs["rtt_ms"]
     g.remove_edge(a, b)
+    if d is None:
+        _sparse_changed(world)
+        return attrs
     tol = _TOL * max(1.0, float(d.max()))
     used = d[:, [a]] + w + d[[b], :] <= d + tol  # x ... a - b ... y was a shortest path
     side_a, side_b = np.flatnonzero(used.any(axis=1)), np.flatnonzero(used.any(axis=0))
@@ -308,6 +319,9 @@ def restore_link(world: World, a: int, b: int, attrs: dict) -> None:
     """Put link ``a``-``b`` back into ``world`` and update its latencies in place (exact)."""
     world.graph.add_edge(a, b, **attrs)
     d = world.site_rtt_ms
+    if d is None:
+        _sparse_changed(world)
+        return
     w = attrs["rtt_ms"]
     new = np.minimum(d, np.minimum(d[:, [a]] + w + d[[b], :], d[:, [b]] + w + d[[a], :]))
     changed = new < d

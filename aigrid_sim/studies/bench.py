@@ -6,7 +6,11 @@ process-per-customer M/M/c SimPy model (c = 8, rho = 0.9) for the same number of
 prints requests per second of each and their ratio. ``--memory`` also measures the peak resident
 memory of a 1,000,000-request run in a fresh subprocess.
 
-Usage: ``aigrid-sim-bench [--requests 200000] [--memory] [--memory-requests 1000000]``
+``--world big`` instead measures a 5,000-PoP, 34,006-city world
+(:mod:`aigrid_sim.studies.bench_world`).
+
+Usage: ``aigrid-sim-bench [--requests 200000] [--memory] [--memory-requests 1000000]
+[--world big [--rounds 3]]``
 """
 
 from __future__ import annotations
@@ -87,8 +91,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--memory", action="store_true", help="also measure peak memory")
     ap.add_argument("--memory-requests", type=int, default=1_000_000)
+    ap.add_argument("--world", choices=["default", "big"], default="default",
+                    help="big: build time and memory of a 5,000-PoP, 34,006-city world and the "
+                         "engine's speed on it against the default world")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--world big)")
     ap.add_argument("--_child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.world == "big":
+        from aigrid_sim.studies import bench_world
+
+        bench_world.main(requests=a.requests, rounds=a.rounds)
+        return
     if a._child:
         _peak_rss_child(a._child)
         return

@@ -1,28 +1,35 @@
-"""The world a run happens in: sites with GPU pools, origins of demand, and the latency between them.
+"""The world a run happens in: sites with GPU pools, origins of demand, the latency between them.
 
 Construction only: :func:`build_world` reads the bundled real-world data (Cloudflare PoPs, cloud
-regions, GeoNames cities), places the three tiers, joins the sites in a networkx latency graph and
-computes, once, the origin x site round-trip-time matrix implied by shortest paths on that graph.
-Nothing here changes during a run.
+regions, GeoNames cities) or a user's site table, places the three tiers, joins the sites in a
+networkx latency graph and derives the origin x site round trips implied by shortest paths on
+that graph: a dense matrix for small worlds, a :class:`~aigrid_sim.world.latency.SparseRtt` for
+big ones (thousands of sites, tens of thousands of cities). Nearest-place searches use a k-d
+tree (:mod:`aigrid_sim.world.index`), so no step costs origins x sites. Nothing here changes
+during a run.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from enum import IntEnum
 from importlib import resources
 
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra
 
 from aigrid_sim.config import SimConfig, TierConfig
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.serving.catalog import Catalog, Deployment
 from aigrid_sim.world.demand import start_instant, utc_offsets_h
 from aigrid_sim.world.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
+from aigrid_sim.world.index import SphereIndex
+from aigrid_sim.world.latency import SparseRtt, graph_csr, nearest_dense
+from aigrid_sim.world.sites import city_pops, read_sites_csv
 
 
 class Tier(IntEnum):
@@ -48,11 +55,20 @@ def read_data(name: str) -> pd.DataFrame:
         return pd.read_csv(f, keep_default_na=False, na_values=[""])
 
 
+#: Worlds with at most this many sites, and origins x sites cells, keep dense RTT matrices.
+DENSE_SITES_MAX = 2000
+DENSE_CELLS_MAX = 20_000_000
+
+
 @dataclass
 class World:
-    """Sites, origins, the latency graph and the origin x site round-trip matrix.
+    """Sites, origins, the latency graph and the origin x site round trips.
 
     Site arrays are indexed by site number ``0..S-1``; origin arrays by origin number ``0..O-1``.
+    ``rtt_ms`` is a dense origins x sites ``ndarray`` for small worlds and a
+    :class:`~aigrid_sim.world.latency.SparseRtt` for big ones; both answer ``rtt_ms.item(o, s)``
+    and ``rtt_ms[origins, sites]``. ``site_rtt_ms`` (all-pairs shortest paths) exists only with
+    the dense form (``None`` otherwise).
     """
 
     site_id: list[str]
@@ -71,18 +87,38 @@ class World:
     origin_utc_offset_h: np.ndarray
     origin_region: list[str]
     graph: nx.Graph
-    site_rtt_ms: np.ndarray  # S x S shortest-path RTT on the graph
+    site_rtt_ms: np.ndarray | None  # S x S shortest-path RTT on the graph (dense form only)
     attach_site: np.ndarray  # O x k: the sites each origin enters the grid through
     attach_ms: np.ndarray  # O x k: round trip from the origin to each attachment site
-    rtt_ms: np.ndarray = field(init=False)  # O x S round trip, origin to site
+    rtt_ms: np.ndarray | SparseRtt | None = None  # O x S round trip, origin to site
 
     def __post_init__(self) -> None:
-        self.rtt_ms = self.origin_rtt(self.site_rtt_ms)
+        if self.rtt_ms is None:
+            self.rtt_ms = self.origin_rtt(self.site_rtt_ms)
 
     def origin_rtt(self, site_rtt_ms: np.ndarray) -> np.ndarray:
         """Origin x site RTT: best entry point, then shortest path on the graph."""
-        via = self.attach_ms[:, :, None] + site_rtt_ms[self.attach_site]
-        return via.min(axis=1)
+        out = np.empty((len(self.attach_site), site_rtt_ms.shape[1]))
+        step = max(1, 4_000_000 // max(1, site_rtt_ms.shape[1] * self.attach_site.shape[1]))
+        for i in range(0, len(out), step):  # in row blocks: no O x k x S temporary
+            via = self.attach_ms[i:i + step, :, None] + site_rtt_ms[self.attach_site[i:i + step]]
+            out[i:i + step] = via.min(axis=1)
+        return out
+
+    @property
+    def dense(self) -> bool:
+        """Whether ``rtt_ms`` is a dense origins x sites matrix."""
+        return isinstance(self.rtt_ms, np.ndarray)
+
+    def nearest_sites(self, sites: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per origin: the (up to) ``k`` of ``sites`` with the lowest round trip, nearest first.
+
+        Returns:
+            ``(index, rtt_ms)``, each of shape (origins, min(k, len(sites))).
+        """
+        if self.dense:
+            return nearest_dense(self.rtt_ms, np.asarray(sites, dtype=np.int64), k)
+        return self.rtt_ms.nearest(sites, k)
 
     @property
     def n_sites(self) -> int:
@@ -110,7 +146,7 @@ class World:
         return np.array([d.model.capability for d in self.site_deployment], dtype=np.int64)
 
     def floor_rtt_ms(self) -> np.ndarray:
-        """O x S fibre floor: the round trip of light in fibre along the great circle."""
+        """O x S fibre floor: light in fibre along the great circle (dense: for small worlds)."""
         d = great_circle_km(self.origin_lat[:, None], self.origin_lon[:, None],
                             self.site_lat[None, :], self.site_lon[None, :])
         return fibre_floor_ms(d)
@@ -153,17 +189,68 @@ def _country_codes() -> dict[str, str]:
     return names
 
 
+def _table_sites(table: pd.DataFrame, tier: Tier, tc: TierConfig, cat: Catalog, key: str,
+                 where: str) -> list[dict]:
+    """Sites from a site table (:mod:`aigrid_sim.world.sites`); empty cells take the tier's."""
+    out = []
+    deps: dict[tuple, Deployment] = {}
+    for r in table.itertuples(index=False):
+        model = r.model if isinstance(r.model, str) else tc.model
+        gpu = r.gpu if isinstance(r.gpu, str) else tc.gpu
+        mb = tc.max_batch if np.isnan(r.max_batch) else int(r.max_batch)
+        here = f"{where}: line {r.line}" if r.line else f"world.{key}"
+        dep = deps.get((model, gpu, mb))
+        if dep is None:
+            dep = deps[(model, gpu, mb)] = cat.deployment(model, gpu, where=here, max_batch=mb)
+        gpus = tc.gpus if np.isnan(r.gpus) else int(r.gpus)
+        if gpus < dep.gpus_per_replica:
+            raise ConfigError(f"{here}, column 'gpus': {gpus} GPUs cannot hold one replica of "
+                              f"{model} on {gpu} ({dep.gpus_per_replica} GPUs each)")
+        out.append(dict(id=r.id, tier=tier, lat=float(r.lat), lon=float(r.lon),
+                        country=r.country if isinstance(r.country, str) else None,
+                        gpus=gpus, dep=dep,
+                        max_queue=tc.max_queue if np.isnan(r.max_queue) else int(r.max_queue)))
+    return out
+
+
+def _edge_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
+    """The edge tier: Cloudflare's PoPs, a PoP per big city, or the user's CSV."""
+    e = cfg.world.edge
+    if e.source == "cloudflare":
+        pops = read_data("cdn_pops_cloudflare.csv")
+        if e.pops is not None:
+            unknown = sorted(set(e.pops) - set(pops.iata))
+            if unknown:
+                raise ConfigError(f"key 'world.edge.pops': unknown IATA codes {unknown}")
+            pops = pops[pops.iata.isin(e.pops)]
+        if e.countries is not None:
+            pops = pops[pops.cca2.isin(e.countries)]
+        pops = pops.assign(id="edge-" + pops.iata, country=pops.cca2)
+        return _tier_sites(pops, Tier.EDGE, e, cat, "edge")
+    if e.source == "cities":
+        table = city_pops(city_table(e.min_population), e.min_population)
+        where = "world.edge"
+    else:
+        table = read_sites_csv(e.file)
+        where = str(e.file)
+    if e.countries is not None:
+        table = table[table.country.isin(e.countries)]
+    return _table_sites(table, Tier.EDGE, e, cat, "edge", where)
+
+
+def city_table(min_population: int) -> pd.DataFrame:
+    """GeoNames cities with at least ``min_population`` people, most populous first.
+
+    A threshold >= 100,000 reads the bundled 100k table (6,204 cities), a lower one the 15k table
+    (34,006 cities down to 15,000 people).
+    """
+    name = "cities_100k.csv" if min_population >= 100_000 else "cities_15k.csv"
+    o = read_data(name).rename(columns={"country_code": "country"})
+    return o[o.population >= min_population]
+
+
 def _grid_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
     w = cfg.world
-    pops = read_data("cdn_pops_cloudflare.csv")
-    if w.edge.pops is not None:
-        unknown = sorted(set(w.edge.pops) - set(pops.iata))
-        if unknown:
-            raise ConfigError(f"key 'world.edge.pops': unknown IATA codes {unknown}")
-        pops = pops[pops.iata.isin(w.edge.pops)]
-    if w.edge.countries is not None:
-        pops = pops[pops.cca2.isin(w.edge.countries)]
-    pops = pops.assign(id="edge-" + pops.iata, country=pops.cca2)
 
     regions = read_data("cloud_regions.csv")
     codes = _country_codes()
@@ -194,7 +281,7 @@ def _grid_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
     reg = reg.iloc[keep]
     reg = reg.assign(id="regional-" + reg.provider + "-" + reg.region_code)
 
-    sites = (_tier_sites(pops, Tier.EDGE, w.edge, cat, "edge")
+    sites = (_edge_sites(cfg, cat)
              + _tier_sites(reg, Tier.REGIONAL, w.regional, cat, "regional")
              + _tier_sites(core, Tier.CORE, w.core, cat, "core"))
     return sites
@@ -213,28 +300,35 @@ def _custom_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
 
 
 def _origins(cfg: SimConfig) -> pd.DataFrame:
+    """Where demand comes from: the cities (grid topology) and the explicitly placed origins.
+
+    In the grid topology ``world.origins`` are added to the cities (``world.cities.max_cities=0``
+    keeps none of them); a custom world has only its origins.
+    """
     w = cfg.world
-    if w.topology == "custom":
-        if not w.origins:
-            raise ConfigError("key 'world.origins': a custom world needs at least one origin")
-        o = pd.DataFrame([vars(x) for x in w.origins])
-        zoned = o.timezone.notna().to_numpy()
-        if zoned.any():  # an origin with an IANA zone follows the calendar like the cities
-            o.loc[zoned, "utc_offset_h"] = utc_offsets_h(
-                o.timezone[zoned], start_instant(cfg.start_date, cfg.start_utc_h),
-                "key 'world.origins[].timezone'")
-    else:
-        table = "cities_100k.csv" if w.cities.min_population >= 100_000 else "cities_15k.csv"
-        o = read_data(table).rename(columns={"country_code": "country"})
-        o = o[o.population >= w.cities.min_population]
+    parts = []
+    if w.topology == "grid" and w.cities.max_cities != 0:
+        o = city_table(w.cities.min_population)
         if w.cities.countries is not None:
             o = o[o.country.isin(w.cities.countries)]
         if w.cities.max_cities is not None:
             o = o.head(w.cities.max_cities)
         if o.empty:
             raise ConfigError("key 'world.cities': the filters leave no city")
-        o = o.assign(utc_offset_h=utc_offsets_h(
-            o.timezone, start_instant(cfg.start_date, cfg.start_utc_h)))
+        parts.append(o.assign(utc_offset_h=utc_offsets_h(
+            o.timezone, start_instant(cfg.start_date, cfg.start_utc_h))))
+    if w.origins:
+        o = pd.DataFrame([vars(x) for x in w.origins])
+        zoned = o.timezone.notna().to_numpy()
+        if zoned.any():  # an origin with an IANA zone follows the calendar like the cities
+            o.loc[zoned, "utc_offset_h"] = utc_offsets_h(
+                o.timezone[zoned], start_instant(cfg.start_date, cfg.start_utc_h),
+                "key 'world.origins[].timezone'")
+        parts.append(o)
+    if not parts:
+        raise ConfigError("key 'world.origins': a custom world (or world.cities.max_cities=0) "
+                          "needs at least one origin")
+    o = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     cont = read_data("world_countries.csv").set_index("iso2").continent_code
     region = o.country.map(cont).map(CONTINENTS).fillna("Unknown")
     return o.assign(region=region, name=_unique_names(o)).reset_index(drop=True)
@@ -296,15 +390,17 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     cat = catalog or (Catalog.from_file(cfg.world.catalog) if cfg.world.catalog
                       else Catalog.default())
     w = cfg.world
-    sites = _custom_sites(cfg, cat) if w.topology == "custom" else _grid_sites(cfg, cat)
-    if w.topology == "grid":
-        sites += _custom_sites(cfg, cat)  # extra, explicitly placed sites
+    if w.topology == "custom":  # only the sites given: world.sites, and edge PoPs if asked
+        sites = (_edge_sites(cfg, cat) if w.edge.source != "cloudflare" else [])
+        sites += _custom_sites(cfg, cat)
+    else:
+        sites = _grid_sites(cfg, cat) + _custom_sites(cfg, cat)  # extra, explicitly placed sites
     if not sites:
         raise ConfigError("key 'world': no sites; the filters removed every site")
     ids = [s["id"] for s in sites]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
+    dup = sorted(i for i, n in Counter(ids).items() if n > 1)
     if dup:
-        raise ConfigError(f"key 'world.sites': duplicate site ids {dup}")
+        raise ConfigError(f"key 'world.sites': duplicate site ids {dup[:10]}")
     _apply_site_gpus(sites, w.sized_gpus, "sized_gpus")
     _apply_site_gpus(sites, w.site_gpus)
     S = len(sites)
@@ -312,36 +408,21 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     lon = np.array([s["lon"] for s in sites], dtype=float)
     country = [s["country"] if isinstance(s["country"], str) else None for s in sites]
     tier = np.array([int(s["tier"]) for s in sites], dtype=np.int8)
+    deps = [s["dep"] for s in sites]
 
-    graph = nx.Graph()
-    for i, s in enumerate(sites):
-        graph.add_node(i, id=s["id"], tier=Tier(s["tier"]).label, lat=s["lat"], lon=s["lon"])
     zero = w.network == "zero"
-    if S > 1:
-        dist = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
-        rtt = np.zeros((S, S)) if zero else estimate_rtt_ms(
-            lat[:, None], lon[:, None], lat[None, :], lon[None, :],
-            np.array(country, dtype=object)[:, None], np.array(country, dtype=object)[None, :])
-        np.fill_diagonal(dist, np.inf)
-        k = min(w.graph.neighbours, S - 1)
-        pairs = set()
-        for i in range(S):  # k nearest neighbours: the local fabric
-            for j in np.argpartition(dist[i], k - 1)[:k]:
-                pairs.add((min(i, int(j)), max(i, int(j))))
-        mesh = [i for i in range(S) if Tier(tier[i]).label in w.graph.mesh_tiers]
-        for a in mesh:  # long-haul backbone between the big sites
-            for b in mesh:
-                if a < b:
-                    pairs.add((a, b))
-        upper = np.flatnonzero(tier > Tier.EDGE)
-        if len(upper):
-            for i in np.flatnonzero(tier == Tier.EDGE):  # each PoP backhauls to its nearest big site
-                j = int(upper[np.argmin(dist[i, upper])])
-                pairs.add((min(i, j), max(i, j)))
-        for a, b in pairs:
-            graph.add_edge(a, b, rtt_ms=float(rtt[a, b]), km=float(dist[a, b]))
-    site_rtt = np.zeros((S, S)) if zero else shortest_rtt(graph, S)
-    if not zero and np.isinf(site_rtt).any():
+    a, b = graph_edges(lat, lon, tier, w.graph.neighbours, w.graph.mesh_tiers)
+    km = great_circle_km(lat[a], lon[a], lat[b], lon[b])
+    cobj = np.array(country, dtype=object)
+    rtt = np.zeros(len(a)) if zero else estimate_rtt_ms(lat[a], lon[a], lat[b], lon[b],
+                                                        cobj[a], cobj[b])
+    graph = nx.Graph()
+    graph.add_nodes_from((i, {"id": ids[i], "tier": Tier(tier[i]).label, "lat": sites[i]["lat"],
+                              "lon": sites[i]["lon"]}) for i in range(S))
+    graph.add_edges_from((x, y, {"rtt_ms": r, "km": d}) for x, y, r, d in
+                         zip(a.tolist(), b.tolist(), rtt.tolist(), km.tolist(), strict=True))
+    adj = graph_csr(S, a, b, rtt)
+    if not zero and S > 1 and connected_components(adj, directed=False)[0] > 1:
         raise ConfigError("key 'world.graph': the latency graph is not connected; raise "
                           "world.graph.neighbours")
 
@@ -352,29 +433,37 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     if len(entry) == 0:
         entry = np.arange(S)
     k = min(w.cities.pops_per_city, len(entry))
-    d_entry = great_circle_km(olat[:, None], olon[:, None], lat[entry][None, :], lon[entry][None, :])
-    near = np.argsort(d_entry, axis=1, kind="stable")[:, :k]
+    near, _ = SphereIndex(lat[entry], lon[entry]).nearest(olat, olon, k)
     attach_site = entry[near]
     if zero:
         attach_ms = np.zeros(attach_site.shape)
     else:
         oc = np.array(ocountry, dtype=object)[:, None]
-        sc = np.array(country, dtype=object)[attach_site]
         attach_ms = w.cities.access_ms + estimate_rtt_ms(
-            olat[:, None], olon[:, None], lat[attach_site], lon[attach_site], oc, sc)
+            olat[:, None], olon[:, None], lat[attach_site], lon[attach_site], oc,
+            cobj[attach_site])
 
+    n_o = len(o)
+    dense = zero or w.rtt_matrix == "dense" or (
+        w.rtt_matrix == "auto" and S <= DENSE_SITES_MAX and n_o * S <= DENSE_CELLS_MAX)
+    site_rtt = rtt_o = None
+    if zero:
+        site_rtt, rtt_o = np.zeros((S, S)), np.zeros((n_o, S))
+    elif dense:
+        site_rtt = shortest_rtt(graph, S)
+    else:
+        cap = np.array([d.model.capability for d in deps], dtype=np.int64)
+        rtt_o = SparseRtt(adj, attach_site, attach_ms, group=tier.astype(np.int64) * 1000 + cap)
     world = World(
         site_id=ids, site_tier=tier, site_lat=lat, site_lon=lon, site_country=country,
         site_gpus=np.array([s["gpus"] for s in sites], dtype=np.int64),
-        site_deployment=[s["dep"] for s in sites],
+        site_deployment=deps,
         site_max_queue=np.array([s["max_queue"] for s in sites], dtype=np.int64),
         origin_name=list(o.name), origin_lat=olat, origin_lon=olon, origin_country=ocountry,
         origin_population=o.population.to_numpy(float),
         origin_utc_offset_h=o.utc_offset_h.to_numpy(float),
         origin_region=list(o.region), graph=graph, site_rtt_ms=site_rtt,
-        attach_site=attach_site, attach_ms=attach_ms)
-    if zero:
-        world.rtt_ms = np.zeros((world.n_origins, S))
+        attach_site=attach_site, attach_ms=attach_ms, rtt_ms=rtt_o)
     cap = world.site_capability
     for i, app in enumerate(cfg.workload.apps):
         if not (cap >= app.capability).any():
@@ -382,6 +471,44 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
                 f"key 'workload.apps[{i}].capability': app {app.name!r} needs capability "
                 f"{app.capability} but no site offers it (highest: {cap.max()})")
     return world
+
+
+def graph_edges(lat: np.ndarray, lon: np.ndarray, tier: np.ndarray, neighbours: int,
+                mesh_tiers: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The links of the latency graph, as sorted pairs ``a < b`` (no duplicates).
+
+    Each site links to its ``neighbours`` nearest sites (the local fabric), the sites of
+    ``mesh_tiers`` form a full mesh (the long-haul backbone), and each edge PoP backhauls to its
+    nearest non-edge site. Big worlds find neighbours with a k-d tree (ties to the lower index).
+    """
+    S = len(lat)
+    if S < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    k = max(0, min(neighbours, S - 1))
+    if S <= DENSE_SITES_MAX:
+        # Brute force, as worlds were always built: a tie at the k-th neighbour (two sites at
+        # one place) is broken the way argpartition breaks it, so small worlds keep their graph.
+        dist = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+        np.fill_diagonal(dist, np.inf)
+        nb = np.argpartition(dist, k - 1, axis=1)[:, :k] if k else np.zeros((S, 0), np.int64)
+    else:
+        nb, _ = SphereIndex(lat, lon).nearest(lat, lon, k, exclude=np.arange(S))
+    src = [np.repeat(np.arange(S), k)]
+    dst = [nb.ravel()]
+    mesh = np.flatnonzero(np.isin([Tier(t).label for t in tier], list(mesh_tiers)))
+    if len(mesh) > 1:
+        i, j = np.triu_indices(len(mesh), 1)
+        src.append(mesh[i])
+        dst.append(mesh[j])
+    upper = np.flatnonzero(tier > Tier.EDGE)
+    edge = np.flatnonzero(tier == Tier.EDGE)
+    if len(upper) and len(edge):
+        hub, _ = SphereIndex(lat[upper], lon[upper]).nearest(lat[edge], lon[edge], 1)
+        src.append(edge)
+        dst.append(upper[hub[:, 0]])
+    x, y = np.concatenate(src), np.concatenate(dst)
+    key = np.unique(np.minimum(x, y) * S + np.maximum(x, y))
+    return key // S, key % S
 
 
 def shortest_rtt(graph: nx.Graph, n: int) -> np.ndarray:

@@ -70,14 +70,17 @@ class GridView:
         return rngs.py_random(self._e.seed, f"policy/{name}")
 
     def _ensure(self, capability: int) -> None:
+        # The world answers nearest-site questions without an origins x sites matrix when it is
+        # big (k-d tree and bounded shortest paths); lists of tuples keep the per-request path
+        # to plain indexing.
+        w = self._e.world
         caps = np.asarray(self.capabilities)
         tiers = np.asarray([int(t) for t in self.tiers])
-        rtt = self._rtt
         ok = np.flatnonzero(caps >= capability)
-        self._cand[capability] = _nearest(rtt, ok, self._k)
+        self._cand[capability] = _tuples(w.nearest_sites(ok, self._k)[0])
         for t in Tier:
-            self._tier_cand[(capability, int(t))] = _nearest(
-                rtt, ok[tiers[ok] == int(t)], self._k)
+            self._tier_cand[(capability, int(t))] = _tuples(
+                w.nearest_sites(ok[tiers[ok] == int(t)], self._k)[0])
 
     def candidates(self, origin: int, capability: int) -> tuple[int, ...]:
         """The k nearest sites (by RTT) whose model reaches ``capability``, nearest first.
@@ -153,14 +156,6 @@ class GridView:
         return self._rtt.item(request.origin, site) + 1000.0 * own
 
 
-def _nearest(rtt: np.ndarray, sites: np.ndarray, k: int) -> list[tuple[int, ...]]:
-    """Per origin: up to ``k`` of ``sites`` ordered by RTT."""
-    if len(sites) == 0:
-        return [()] * rtt.shape[0]
-    k = min(k, len(sites))
-    sub = rtt[:, sites]
-    part = np.argpartition(sub, k - 1, axis=1)[:, :k] if k < len(sites) else \
-        np.broadcast_to(np.arange(len(sites)), sub.shape)
-    order = np.take_along_axis(part, np.argsort(np.take_along_axis(sub, part, 1), 1,
-                                                kind="stable"), 1)
-    return [tuple(r) for r in sites[order].tolist()]
+def _tuples(index: np.ndarray) -> list[tuple[int, ...]]:
+    """One tuple of site indices per origin (row)."""
+    return [tuple(r) for r in index.tolist()]
