@@ -6,19 +6,30 @@ simulates, and returns tables and the summary. It writes nothing unless given ``
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from aigrid_sim import config as cfgmod
-from aigrid_sim.results.metrics import fault_summary, requests_table, sites_table, summarise
+from aigrid_sim.errors import ConfigError
+from aigrid_sim.results.metrics import (
+    fault_summary,
+    nearest_capable,
+    requests_table,
+    sites_table,
+    summarise,
+)
 from aigrid_sim.sim.engine import Engine, Records
 from aigrid_sim.sim.faults import FaultSchedule, build_schedule
 from aigrid_sim.sim.policies import load_plugins, make_policy
+from aigrid_sim.sim.policies.base import plugins_allowed
 from aigrid_sim.workload import RequestStream, generate_stream
 from aigrid_sim.world.build import World, build_world  # noqa: F401 (re-exported for bench)
 
@@ -38,6 +49,9 @@ class RunResult:
         out_dir: The run folder, if one was written.
         faults: One row per outage or link cut (``aigrid_sim.sim.faults.TABLE_COLUMNS``); empty
             when nothing failed.
+        cities: One row per origin city (``cities.parquet``, :mod:`aigrid_sim.results.cities`):
+            place, demand, requests, SLO met, TTFT and latency p50/p95 overall and per app,
+            serving tier mix. Built from ``requests`` on first use.
     """
 
     requests: pd.DataFrame
@@ -49,6 +63,21 @@ class RunResult:
     records: Records = field(repr=False)
     out_dir: Path | None = None
     faults: pd.DataFrame | None = field(default=None, repr=False)
+    _cities: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def cities(self) -> pd.DataFrame:
+        """The per-city table (built from ``requests`` and the world's origins, then kept)."""
+        if self._cities is None:
+            from aigrid_sim.results.cities import cities_of_run
+
+            self._cities = cities_of_run(self.requests, self.world,
+                                         warmup_s=float(self.config.get("warmup_s", 0.0)))
+        return self._cities
+
+    @cities.setter
+    def cities(self, table: pd.DataFrame | None) -> None:
+        self._cities = table
 
 
 def make_stream(cfg: cfgmod.SimConfig, world: World) -> RequestStream:
@@ -86,10 +115,22 @@ def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,
 
 def run_config(dcfg: DictConfig, *, out_dir: str | Path | None = None,
                progress: Callable[[float], None] | None = None,
-               world: World | None = None) -> RunResult:
-    """Run an already composed config (what the CLI and :func:`run` call)."""
+               world: World | None = None,
+               plugins: list[str] | tuple[str, ...] | None = None) -> RunResult:
+    """Run an already composed config (what the CLI and :func:`run` call).
+
+    ``plugins`` are modules of your own (policies) to import first: the opt-in a scenario file
+    cannot give itself (see :func:`aigrid_sim.sim.policies.allow_plugins`).
+    """
+    with plugins_allowed(plugins):
+        return _run_config(dcfg, out_dir=out_dir, progress=progress, world=world)
+
+
+def _run_config(dcfg: DictConfig, *, out_dir: str | Path | None,
+                progress: Callable[[float], None] | None, world: World | None) -> RunResult:
     t0 = time.perf_counter()
     cfg = cfgmod.validate(dcfg)
+    preflight(cfg, out_dir=out_dir)
     world = world or build_world(cfg)
     schedule = build_schedule(cfg.faults, world, cfg.seed, cfg.duration_s + cfg.drain_s)
     world, stream, rec, _ = simulate(cfg, world=world, progress=progress, faults=schedule)
@@ -97,10 +138,13 @@ def run_config(dcfg: DictConfig, *, out_dir: str | Path | None = None,
     sites = sites_table(world, rec, cfg.duration_s, reqs)
     summary = summarise(reqs, sites, warmup_s=cfg.warmup_s, window_s=cfg.duration_s)
     if schedule.active:
+        caps = np.array([a.capability for a in stream.apps])[stream.app]
+        nearest = nearest_capable(world.rtt_ms, world.site_capability, world.site_id,
+                                  stream.origin, caps)
         summary["faults"] = fault_summary(reqs, sites, schedule.table, warmup_s=cfg.warmup_s,
                                           window_s=cfg.duration_s,
                                           detection_s=schedule.detection_s,
-                                          retries=schedule.retries)
+                                          retries=schedule.retries, nearest=nearest)
     summary.update({
         "scenario": cfg.name, "policy": cfg.policy, "seed": cfg.seed, "load": cfg.load,
         "duration_s": cfg.duration_s, "sites": world.n_sites, "origins": world.n_origins,
@@ -113,19 +157,24 @@ def run_config(dcfg: DictConfig, *, out_dir: str | Path | None = None,
                        faults=schedule.table if schedule.active else None)
     if out_dir is not None:
         from aigrid_sim.results.rundir import write_run
-        result.out_dir = write_run(result, Path(out_dir), figures=cfg.output.figures)
+        result.out_dir = write_run(result, Path(out_dir), figures=cfg.output.figures,
+                                   replace=not cfg.output.resume)
     return result
 
 
 def run(scenario: str = "global_agent", overrides: list[str] | tuple[str, ...] = (), *,
-        out_dir: str | Path | None = None) -> RunResult:
+        out_dir: str | Path | None = None,
+        plugins: list[str] | tuple[str, ...] | None = None) -> RunResult:
     """Run a scenario by name with Hydra-style overrides; write nothing unless ``out_dir`` is given.
+
+    ``plugins`` names modules of your own policies to import (``plugins=["my_policies"]``); a
+    scenario file or an override cannot import code by itself.
 
     Example:
         >>> r = run("global_agent", ["policy=centralised", "duration_s=30"])  # doctest: +SKIP
         >>> r.summary["latency_ms"]["p95"]  # doctest: +SKIP
     """
-    return run_config(cfgmod.compose(scenario, list(overrides)), out_dir=out_dir)
+    return run_config(cfgmod.compose(scenario, list(overrides)), out_dir=out_dir, plugins=plugins)
 
 
 def config_of(scenario: str = "global_agent", overrides: list[str] | tuple[str, ...] = ()
@@ -133,3 +182,287 @@ def config_of(scenario: str = "global_agent", overrides: list[str] | tuple[str, 
     """The validated, typed config of a scenario (handy in notebooks and tests)."""
     return cfgmod.validate(cfgmod.compose(scenario, list(overrides)))
 
+
+
+# ----------------------------------------------------------------------------- preflight
+#
+# Checks that need a registry, the catalogue or the machine, run where the run is assembled and
+# before anything is built: the policy resolves, GPU counts are whole replicas, the run fits in
+# memory, no component would schedule an absurd number of events, and the output folder can be
+# written. The CLI runs them before Hydra starts (so a sweep fails before its first job).
+
+BYTES_PER_REQUEST = 800  # stream + records + requests table, measured (DESIGN.md s.6: ~0.8 GB/M)
+BYTES_PER_CANDIDATE = 40  # arrival candidates before thinning (time, origin, uniforms)
+MEMORY_ENV = "AIGRID_MAX_MEMORY_GB"  # the budget; default: the machine's available memory
+EVENT_FLOOR = 1_000_000  # a periodic process may always tick this often over a run...
+EVENTS_PER_REQUEST = 2  # ...or twice per expected request, whichever is larger
+
+
+@dataclass
+class Estimate:
+    """What a run would need, from its config alone (upper bounds)."""
+
+    requests: float
+    candidates: float
+    origins: int
+    sites: int
+    world_bytes: float
+    stream_bytes: float
+    key: str  # the key that drives the request count
+
+    @property
+    def total_bytes(self) -> float:
+        """World, stream and records together."""
+        return self.world_bytes + self.stream_bytes
+
+
+def memory_budget() -> float:
+    """Bytes a run may use: ``$AIGRID_MAX_MEMORY_GB`` or 90 % of the available memory."""
+    env = os.environ.get(MEMORY_ENV)
+    if env:
+        try:
+            gb = float(env)
+        except ValueError:
+            raise ConfigError(f"${MEMORY_ENV}: expected a number of GB (got {env!r})") from None
+        if not (math.isfinite(gb) and gb > 0):
+            raise ConfigError(f"${MEMORY_ENV}: expected a number of GB > 0 (got {env!r})")
+        return gb * 1e9
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return 0.9 * int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return 0.9 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def _data_rows(name: str) -> int:
+    from importlib import resources
+
+    with resources.files("aigrid_sim").joinpath(f"data/{name}").open("rb") as f:
+        return max(0, sum(1 for _ in f) - 1)
+
+
+_ROWS: dict[str, int] = {}
+
+
+def _rows(name: str) -> int:
+    if name not in _ROWS:
+        _ROWS[name] = _data_rows(name)
+    return _ROWS[name]
+
+
+def estimate(cfg: cfgmod.SimConfig) -> Estimate:
+    """Upper bounds on the requests, arrival candidates and memory of a run, before building."""
+    w = cfg.world
+    if w.topology == "custom":
+        origins, edge, sites = len(w.origins), 0, len(w.sites)
+    else:
+        origins = _rows("cities_100k.csv")
+        if w.cities.max_cities is not None:
+            origins = min(origins, w.cities.max_cities)
+        edge = len(w.edge.pops) if w.edge.pops else _rows("cdn_pops_cloudflare.csv")
+        sites = edge + _rows("cloud_regions.csv") + len(w.core.sites) + len(w.sites)
+    attach = max(1, min(w.cities.pops_per_city, edge or 1))
+    # origin x attach x site tensor while the RTT matrix is built, plus the matrices themselves
+    world_bytes = 8.0 * (origins * attach * sites * 2 + origins * sites * 2 + sites * sites * 3)
+    horizon = cfg.duration_s
+    a = cfg.workload.arrivals
+    if a.kind == "trace":
+        from aigrid_sim.workload.traces import resolve_path
+
+        try:
+            size = resolve_path(cfg.trace).stat().st_size
+        except (ConfigError, OSError):
+            size = 0
+        rows = size / 16.0  # the smallest plausible row: "t,in,out\n"
+        factor = cfg.trace.scale * cfg.load
+        requests = rows * cfg.trace.repeat * max(1.0, math.ceil(factor))
+        candidates, key = requests, "trace.repeat" if cfg.trace.repeat > 1 else "trace.scale"
+    else:
+        peak = 1.0
+        if a.kind == "diurnal":
+            curve = a.curve or [1.0]
+            peak = max(curve) / (sum(curve) / len(curve)) if a.curve else 2.0
+        if a.mmpp.states:
+            rates = [st.rate for st in a.mmpp.states]
+            peak *= max(rates) / max(1e-12, min(r for r in rates if r > 0) if any(rates) else 1)
+        for fc in a.flash_crowds:
+            peak *= max(1.0, fc.factor)
+        mean = cfg.workload.rate_rps * cfg.load * horizon
+        requests = mean
+        candidates = mean * peak
+        key = "workload.rate_rps" if cfg.workload.rate_rps * cfg.load > 1e4 else "duration_s"
+    if cfg.max_requests is not None:
+        requests = min(requests, cfg.max_requests)
+    stream_bytes = requests * BYTES_PER_REQUEST + candidates * BYTES_PER_CANDIDATE
+    return Estimate(requests, candidates, origins, sites, world_bytes, stream_bytes, key)
+
+
+def _gb(b: float) -> str:
+    if b < 1e9:
+        return f"{b / 1e6:,.0f} MB"
+    return f"{b / 1e9:,.1f} GB" if b < 1e15 else f"{b / 1e9:.2g} GB"
+
+
+def check_resources(cfg: cfgmod.SimConfig) -> Estimate:
+    """Stop a run that would not fit in memory, with one line naming the key to change.
+
+    Raises:
+        ConfigError: naming what the run would need and which key drives it.
+    """
+    est = estimate(cfg)
+    budget = memory_budget()
+    if est.world_bytes > budget:
+        key = ("world.cities.pops_per_city" if cfg.world.cities.pops_per_city > 2
+               else "world.cities.max_cities")
+        raise ConfigError(
+            f"key '{key}': the world ({est.origins:,} cities x {est.sites:,} sites, "
+            f"{min(cfg.world.cities.pops_per_city, est.sites):,} entry PoPs each) would need "
+            f"~{_gb(est.world_bytes)} of memory, {_gb(budget)} available (${MEMORY_ENV} sets "
+            f"the budget); lower world.cities.pops_per_city or world.cities.max_cities")
+    if est.total_bytes > budget:
+        raise ConfigError(
+            f"key '{est.key}': the run would generate ~{est.requests:,.3g} requests and need "
+            f"~{_gb(est.total_bytes)} of memory, {_gb(budget)} available (${MEMORY_ENV} "
+            f"sets the budget); lower " + ", ".join(dict.fromkeys([est.key, "duration_s", "load"]))
+            + ", or set max_requests")
+    return est
+
+
+def check_events(cfg: cfgmod.SimConfig, est: Estimate) -> None:
+    """Refuse periodic processes that would schedule an absurd number of events.
+
+    A process that ticks every ``x`` seconds over the horizon ``H`` schedules ``H / x`` events;
+    more than ``max(1e6, 2 x requests)`` of them is refused, naming the key and its smallest
+    sensible value.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    horizon = cfg.duration_s + cfg.drain_s
+    budget = max(EVENT_FLOOR, EVENTS_PER_REQUEST * est.requests)
+    periodic = [("routing.staleness_s", cfg.routing.staleness_s, 1),
+                ("faults.detection_s", cfg.faults.detection_s, 1)]
+    for i, st in enumerate(cfg.workload.arrivals.mmpp.states):
+        scope = 1 if cfg.workload.arrivals.mmpp.scope == "global" else 8
+        periodic.append((f"workload.arrivals.mmpp.states[{i}].mean_sojourn_s",
+                         st.mean_sojourn_s, scope))
+    for tier in cfgmod.TIERS:
+        rf = getattr(cfg.faults.random, tier)
+        if rf.mtbf_s is not None:
+            n = est.sites if tier == "edge" else max(1, est.sites // 4)
+            periodic.append((f"faults.random.{tier}.mtbf_s", rf.mtbf_s, n))
+            periodic.append((f"faults.random.{tier}.mttr_s", rf.mttr_s, n))
+    for key, every, copies in periodic:
+        if every and every > 0:
+            events = horizon / every * copies
+            if events > budget:
+                least = horizon * copies / budget
+                raise ConfigError(
+                    f"key '{key}': {every:g} s would schedule ~{events:,.3g} events over the "
+                    f"{horizon:,.0f} s run (budget {budget:,.3g}); use >= {least:.3g} s"
+                    + (" or 0" if key in ("routing.staleness_s", "faults.detection_s") else ""))
+
+
+def check_replicas(cfg: cfgmod.SimConfig) -> None:
+    """GPU counts must be whole replicas: 3 GPUs of a 2-GPU model would bill an idle GPU.
+
+    Raises:
+        ConfigError: naming the key, the model and its replica size.
+    """
+    from aigrid_sim.serving.catalog import Catalog
+
+    w = cfg.world
+    source = w.catalog or "aigrid_sim/data/catalog.yaml"
+    try:
+        cat = Catalog.from_file(w.catalog) if w.catalog else Catalog.default()
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 (a malformed catalogue, in one line)
+        raise ConfigError(f"key 'world.catalog': {source}: malformed ({_one_line(e)})") from None
+    tiers = [] if w.topology == "custom" else [(f"world.{t}", getattr(w, t)) for t in cfgmod.TIERS]
+    tiers += [(f"world.sites[{i}]", s) for i, s in enumerate(w.sites)]
+    for key, t in tiers:
+        try:
+            dep = cat.deployment(t.model, t.gpu, where=key, max_batch=t.max_batch)
+            figures = _numbers(dep)
+            figures["price_per_slot_second"] = dep.price_per_slot_second
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(f"key 'world.catalog': {source}: {t.model} on {t.gpu}: malformed "
+                              f"entry ({_one_line(e)})") from None
+        for name, v in figures.items():  # what the engine and the bill use: finite, >= 0
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"key 'world.catalog': {source}: {t.model} on {t.gpu}: "
+                                  f"{name} must be a finite number >= 0 (got {v})")
+        if dep.gpus_per_replica < 1 or dep.max_batch < 1:
+            raise ConfigError(f"key 'world.catalog': {source}: {t.model} on {t.gpu}: "
+                              f"gpus_per_replica and max_batch must be >= 1")
+        g = dep.gpus_per_replica
+        if t.gpus % g:
+            what = "cannot hold one replica" if t.gpus < g else "is not a whole number of replicas"
+            raise ConfigError(
+                f"key '{key}.gpus': {t.gpus} GPUs {what} of {t.model} on {t.gpu} ({g} GPUs "
+                f"each); must be a multiple of {g}")
+
+
+def check_output(cfg: cfgmod.SimConfig, out_dir: str | Path | None) -> None:
+    """The output folder exists or can be made, and is writable, before the run.
+
+    Raises:
+        ConfigError: naming ``output.dir``.
+    """
+    if out_dir is None:
+        return
+    from aigrid_sim.results.rundir import check_writable
+
+    check_writable(Path(out_dir))
+
+
+def preflight(cfg: cfgmod.SimConfig, *, out_dir: str | Path | None = None) -> Estimate:
+    """Every assembly-time check, before anything is built (see the section comment).
+
+    Raises:
+        ConfigError: the first problem, in one line naming the key.
+    """
+    load_plugins(cfg.plugins)
+    make_policy(cfg.policy, cfg.routing.params)
+    check_replicas(cfg)
+    est = check_resources(cfg)
+    check_events(cfg, est)
+    check_output(cfg, out_dir)
+    return est
+
+
+def _one_line(e: BaseException) -> str:
+    import traceback
+
+    return traceback.format_exception_only(type(e), e)[-1].strip()
+
+
+def _numbers(obj: object) -> dict[str, float]:
+    """The numeric fields of a dataclass (tuples of numbers: each element), for sanity checks."""
+    import dataclasses
+
+    out: dict[str, float] = {}
+    if not dataclasses.is_dataclass(obj):
+        return out
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            out[f.name] = float(v)
+        elif isinstance(v, (tuple, list, np.ndarray)) and len(v) and all(
+                isinstance(x, (int, float, np.integer, np.floating)) for x in v):
+            bad = [float(x) for x in v if not (math.isfinite(x) and x >= 0)]
+            out[f.name] = bad[0] if bad else 0.0
+        elif dataclasses.is_dataclass(v):
+            out.update({f"{f.name}.{k}": x for k, x in _numbers(v).items()})
+    return out

@@ -8,13 +8,17 @@ The ``@hydra.main`` task is thin: it calls :func:`aigrid_sim.api.run_config`.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import threading
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from aigrid_sim import config as cfgmod
 from aigrid_sim.errors import ConfigError
+from aigrid_sim.sim.policies.base import allow_plugins
 
 EXIT_CONFIG = 2
 
@@ -140,6 +144,7 @@ def run_task(cfg: DictConfig) -> dict | None:
     from aigrid_sim.api import run_config
     from aigrid_sim.results.rundir import is_complete, run_folder_name
 
+    _watch_parent()
     sim = cfgmod.validate(cfg)
     root = Path(sim.output.dir)
     if sim.output.write and sim.output.resume:
@@ -164,10 +169,70 @@ def run_task(cfg: DictConfig) -> dict | None:
     return result.summary
 
 
+PARENT_ENV = "AIGRID_PARENT_PID"
+_watching = False
+
+
+def _watch_parent() -> None:
+    """In a sweep's worker process, exit when the ``aigrid-sim`` process that started it dies.
+
+    joblib's loky workers otherwise keep running the jobs already queued to them after the
+    parent is killed. A daemon thread polls the parent's pid; when it is gone the run is
+    interrupted (so its temporary folder is removed) and the worker exits.
+    """
+    global _watching
+    parent = os.environ.get(PARENT_ENV)
+    if _watching or not parent or not parent.isdigit() or int(parent) == os.getpid():
+        return
+    _watching = True
+    pid = int(parent)
+
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return os.getppid() != 1 or pid == 1
+
+    def watch() -> None:
+        while alive():
+            time.sleep(0.5)
+        import _thread
+
+        _thread.interrupt_main()
+        time.sleep(3.0)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="aigrid-parent-watch", daemon=True).start()
+
+
+def _split_plugins_flag(args: list[str]) -> tuple[list[str], list[str]]:
+    """Take ``--plugins a,b`` / ``--plugins=a,b`` out of the arguments (Hydra does not know it)."""
+    rest, mods, i = [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--plugins":
+            if i + 1 >= len(args):
+                raise ConfigError("--plugins needs a module name (e.g. --plugins my_policies)")
+            mods += args[i + 1].split(",")
+            i += 2
+            continue
+        if a.startswith("--plugins="):
+            mods += a.split("=", 1)[1].split(",")
+        else:
+            rest.append(a)
+        i += 1
+    return rest, [m.strip() for m in mods if m.strip()]
+
+
 def _prevalidate(args: list[str]) -> None:
     """Compose and validate before Hydra starts, so a bad key is one clear line and exit 2.
 
-    Sweeps (``policy=a,b``) are checked one value at a time.
+    Sweeps (``policy=a,b``) are checked one value at a time. Plugins named on the command line
+    (``plugins=[m]``, ``policy=m:Class``) are the user's opt-in to import them; the same names in
+    a scenario file are not.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -201,6 +266,15 @@ def _prevalidate(args: list[str]) -> None:
         key = o.get_key_element()
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else \
             [o.get_value_element_as_str()]
+        bare = key.lstrip("+~")
+        raw = [re.sub(r"\\(.)", r"\1", v) for v in values]  # Hydra escapes ':' and ','
+        if bare == "plugins":  # typed by the user: the opt-in to import these modules
+            for v in raw:
+                allow_plugins([m for m in v.strip("[]").split(",") if m.strip()], export=True)
+        elif bare == "policy":
+            for v in raw:
+                if ":" in v:
+                    allow_plugins([v.partition(":")[0]], export=True)
         if key == "scenario":
             scenario = values[0]
             for v in values[1:]:
@@ -209,34 +283,50 @@ def _prevalidate(args: list[str]) -> None:
         base.append(f"{key}={values[0]}")
         sweeps += [(key, v) for v in values[1:]]
     cd = config_dir
-    cfgmod.validate(cfgmod.compose(scenario, base, config_dir=cd))
+    _check(cfgmod.compose(scenario, base, config_dir=cd))
     for key, v in sweeps:
         if key == "scenario":
-            cfgmod.validate(cfgmod.compose(v, base, config_dir=cd))
+            _check(cfgmod.compose(v, base, config_dir=cd))
         else:
-            cfgmod.validate(cfgmod.compose(
+            _check(cfgmod.compose(
                 scenario, [b for b in base if not b.startswith(f"{key}=")] + [f"{key}={v}"],
                 config_dir=cd))
+
+
+def _check(dcfg: DictConfig) -> None:
+    """Validate one composed config and run the assembly-time checks (nothing is built)."""
+    from aigrid_sim.api import preflight
+
+    sim = cfgmod.validate(dcfg)
+    preflight(sim, out_dir=sim.output.dir if sim.output.write else None)
 
 
 def main() -> None:
     """Console entry point of ``aigrid-sim``."""
     import hydra
 
-    args = sys.argv[1:]
-    # A user's scenario folder: --config-dir (Hydra's own flag) or $AIGRID_SCENARIOS.
-    env_dir = os.environ.get("AIGRID_SCENARIOS")
-    if env_dir and not any(a in ("--config-dir", "-cd") or a.startswith("--config-dir=")
-                           for a in args):
-        args = ["--config-dir", env_dir, *args]
+    try:
+        args, mods = _split_plugins_flag(sys.argv[1:])
+        allow_plugins(mods, export=True)
+        # A user's scenario folder: --config-dir (Hydra's own flag) or $AIGRID_SCENARIOS.
+        env_dir = os.environ.get("AIGRID_SCENARIOS")
+        if env_dir and not any(a in ("--config-dir", "-cd") or a.startswith("--config-dir=")
+                               for a in args):
+            args = ["--config-dir", env_dir, *args]
         sys.argv[1:] = args
-    if not any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info", "-i",
-                     "--shell-completion", "-sc") for a in args):
-        try:
+        cfgmod.check_config_tree(cfgmod.scenarios_dir())
+        for i, a in enumerate(args):  # a user's own config dir is checked the same way
+            if a in ("--config-dir", "-cd") and i + 1 < len(args):
+                cfgmod.check_config_tree(Path(args[i + 1]))
+            elif a.startswith("--config-dir="):
+                cfgmod.check_config_tree(Path(a.split("=", 1)[1]))
+        if not any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info", "-i",
+                         "--shell-completion", "-sc") for a in args):
             _prevalidate(args)
-        except ConfigError as e:
-            print(f"aigrid-sim: error: {e}", file=sys.stderr)
-            sys.exit(EXIT_CONFIG)
+    except ConfigError as e:
+        print(f"aigrid-sim: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    os.environ[PARENT_ENV] = str(os.getpid())  # sweep workers exit when this process dies
 
     @hydra.main(config_path=cfgmod.SCENARIOS_SEARCH_PATH, config_name="config",
                  version_base=None)

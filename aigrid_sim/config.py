@@ -14,6 +14,7 @@ unknown key is an error.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -382,6 +383,205 @@ ARRIVAL_KINDS = ("poisson", "diurnal", "trace", "closed")
 TRACE_FORMATS = ("azure", "mooncake", "servegen")
 TIME_UNITS = ("datetime", "s", "ms", "us")
 
+# ----------------------------------------------------------------------------- domains
+#
+# Every leaf key's domain, declared once. Keys are dotted paths; ``[]`` stands for any list
+# index and ``*`` for any key of a free-form mapping. A key not listed gets the generic checks
+# only: numbers finite, floats within +-MAX_ABS_FLOAT, integers within +-MAX_ABS_INT. Adding a
+# key to the schema = one line here (tests/test_config_fuzz.py checks every leaf has one).
+
+
+@dataclass(frozen=True)
+class Dom:
+    """The values a key accepts: a numeric range, a set of names, or a non-empty list/string."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    nonempty: bool = False  # lists and strings (None stays allowed where the type allows it)
+    note: str = ""  # why, shown after the rule
+
+    def error(self, v: Any) -> str | None:
+        """Why ``v`` is outside the domain, or None."""
+        if v is None:
+            return None
+        if self.choices is not None:
+            return None if v in self.choices else \
+                f"must be one of {', '.join(map(str, self.choices))} (got {v!r})"
+        if self.nonempty and isinstance(v, (str, list, tuple, dict)) and len(v) == 0:
+            return "must not be empty" + (" (give null for the default)" if
+                                          isinstance(v, (list, tuple)) else "")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            low = self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo))
+            high = self.hi is not None and (v > self.hi or (self.hi_open and v == self.hi))
+            if low or high:
+                parts = []
+                if self.lo is not None:
+                    parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+                if self.hi is not None:
+                    parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
+                note = f": {self.note}" if self.note else ""
+                return f"must be {' and '.join(parts)}{note} (got {v})"
+        return None
+
+
+POS = Dom(lo=0, lo_open=True)  # > 0
+NONNEG = Dom(lo=0)  # >= 0
+ONE_UP = Dom(lo=1)  # >= 1
+ANY = Dom()  # generic checks only (free text, flags)
+NONEMPTY = Dom(nonempty=True)
+
+
+def one_of(*names: str) -> Dom:
+    """A key that takes one of ``names``."""
+    return Dom(choices=tuple(names))
+
+
+MAX_ABS_FLOAT = 1e12  # seconds (31,700 years), requests per second, ms, km, ...
+MAX_ABS_INT = 2**31 - 1  # GPUs, tokens, queue lengths, counts
+
+GPUS = Dom(lo=0, lo_open=True, note="a site needs GPUs")
+_TIER = {"gpu": NONEMPTY, "model": NONEMPTY, "gpus": GPUS, "max_queue": NONNEG,
+         "max_batch": ONE_UP}
+_FLASH = {"region": NONEMPTY, "countries": NONEMPTY, "cities": NONEMPTY, "start_s": NONNEG,
+          "ramp_up_s": NONNEG, "duration_s": NONNEG, "ramp_down_s": NONNEG, "factor": NONNEG}
+
+DOMAINS: dict[str, Dom] = {
+    "seed": Dom(0, 2**63 - 1), "duration_s": POS, "load": NONNEG,
+    "policy": NONEMPTY, "start_utc_h": Dom(0, 24, hi_open=True), "warmup_s": NONNEG,
+    "drain_s": NONNEG, "max_requests": ONE_UP, "start_date": NONEMPTY,
+    "plugins": ANY, "plugins[]": NONEMPTY,
+    "name": NONEMPTY, "params.*": ANY,
+    # world
+    "world.topology": one_of("grid", "custom"), "world.catalog": NONEMPTY,
+    "world.rtt_matrix": one_of("auto", "dense", "sparse"),
+    "world.edge.source": one_of(*EDGE_SOURCES), "world.edge.file": NONEMPTY,
+    "world.edge.min_population": ONE_UP,
+    "world.network": one_of("geo", "zero"),
+    "world.cities.min_population": NONNEG,
+    "world.cities.max_cities": NONNEG,  # 0 = only world.origins
+    "world.cities.countries": ANY, "world.cities.countries[]": NONEMPTY,
+    "world.cities.access_ms": NONNEG,
+    "world.cities.pops_per_city": Dom(1, 20, note="users enter the grid at their few nearest PoPs"),
+    **{f"world.{t}.{k}": d for t in TIERS for k, d in _TIER.items()},
+    # [] = no site of the tier (ai_factory has no edge and no regional sites)
+    "world.edge.pops": ANY, "world.edge.pops[]": NONEMPTY,
+    "world.edge.countries": ANY, "world.edge.countries[]": NONEMPTY,
+    "world.regional.providers": ANY, "world.regional.providers[]": NONEMPTY,
+    "world.regional.regions": ANY, "world.regional.regions[]": NONEMPTY,
+    "world.regional.merge_km": NONNEG,
+    "world.core.sites": NONEMPTY, "world.core.sites[]": NONEMPTY,
+    "world.sites[].id": NONEMPTY, "world.sites[].tier": one_of(*TIERS),
+    "world.sites[].lat": Dom(-90, 90), "world.sites[].lon": Dom(-180, 180),
+    "world.sites[].country": NONEMPTY, "world.sites[].gpu": NONEMPTY,
+    "world.sites[].model": NONEMPTY, "world.sites[].gpus": GPUS,
+    "world.sites[].max_queue": NONNEG, "world.sites[].max_batch": ONE_UP,
+    "world.origins[].name": NONEMPTY, "world.origins[].lat": Dom(-90, 90),
+    "world.origins[].lon": Dom(-180, 180), "world.origins[].country": NONEMPTY,
+    "world.origins[].population": NONNEG, "world.origins[].utc_offset_h": Dom(-14, 14),
+    "world.origins[].timezone": NONEMPTY,
+    "world.graph.neighbours": ONE_UP, "world.graph.mesh_tiers[]": one_of(*TIERS),
+    "world.site_gpus.*": GPUS, "world.sized_gpus.*": GPUS,
+    # containers (their items have their own lines)
+    **{k: ANY for k in ("world.sites", "world.origins", "world.site_gpus", "world.sized_gpus",
+                        "world.graph.mesh_tiers", "workload.arrivals.curve",
+                        "workload.arrivals.flash_crowds", "workload.arrivals.mmpp.states",
+                        "workload.arrivals.mmpp.transitions", "faults.outages", "faults.links")},
+    # workload
+    "workload.rate_rps": NONNEG, "workload.arrivals.kind": one_of(*ARRIVAL_KINDS),
+    "workload.arrivals.curve[]": NONNEG,
+    "workload.arrivals.mmpp.states[].rate": NONNEG,
+    "workload.arrivals.mmpp.states[].mean_sojourn_s": POS,
+    "workload.arrivals.mmpp.transitions[][]": NONNEG,
+    "workload.arrivals.mmpp.scope": one_of("global", "region"),
+    **{f"workload.arrivals.flash_crowds[].{k}": d for k, d in _FLASH.items()},
+    "workload.arrivals.flash_crowds[].countries[]": NONEMPTY,
+    "workload.arrivals.flash_crowds[].cities[]": NONEMPTY,
+    "workload.apps": NONEMPTY, "workload.apps[].name": NONEMPTY, "workload.apps[].share": POS,
+    "workload.apps[].capability": ONE_UP, "workload.apps[].slo_ms": POS,
+    "workload.apps[].slo_on": one_of("e2e", "ttft"),
+    "workload.apps[].service.kind": one_of(*SERVICE_KINDS),
+    "workload.apps[].service.mean_s": NONNEG, "workload.apps[].service.cv": NONNEG,
+    "workload.apps[].tokens.in_mean": ONE_UP, "workload.apps[].tokens.in_cv": NONNEG,
+    "workload.apps[].tokens.out_mean": ONE_UP, "workload.apps[].tokens.out_cv": NONNEG,
+    "workload.apps[].tokens.in_max": ONE_UP, "workload.apps[].tokens.out_max": ONE_UP,
+    # trace
+    "trace.path": NONEMPTY, "trace.format": one_of(*TRACE_FORMATS),
+    **{f"trace.columns.{k}": NONEMPTY for k in ("time", "in_tokens", "out_tokens", "origin",
+                                                "rate")},
+    "trace.columns.time_unit": one_of(*TIME_UNITS), "trace.start_s": NONNEG,
+    "trace.end_s": POS, "trace.speedup": POS, "trace.scale": NONNEG, "trace.repeat": ONE_UP,
+    "trace.skip_bad_rows": ANY,
+    # routing
+    "routing.k_nearest": ONE_UP, "routing.staleness_s": NONNEG, "routing.params.*": ANY,
+    # faults
+    "faults.outages[].site": NONEMPTY, "faults.outages[].metro": NONEMPTY,
+    "faults.outages[].radius_km": NONNEG, "faults.outages[].country": NONEMPTY,
+    "faults.outages[].tier": one_of(*TIERS), "faults.outages[].start_s": NONNEG,
+    "faults.outages[].duration_s": POS, "faults.outages[].fraction": Dom(0, 1, lo_open=True),
+    "faults.links[].a": NONEMPTY, "faults.links[].b": NONEMPTY,
+    "faults.links[].start_s": NONNEG, "faults.links[].duration_s": POS,
+    **{f"faults.random.{t}.{k}": POS for t in TIERS for k in ("mtbf_s", "mttr_s")},
+    "faults.detection_s": NONNEG, "faults.passive_detection": ANY,
+    "faults.retries": Dom(0, 100), "faults.retry_delay_s": NONNEG,
+    # output
+    "output.dir": NONEMPTY, "output.write": ANY, "output.figures": ANY, "output.resume": ANY,
+    "output.progress": ANY,
+}
+
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def domain_of(path: str) -> Dom | None:
+    """The declared domain of a concrete key path (``workload.apps[2].share``), if any."""
+    pattern = _INDEX.sub("[]", path)
+    d = DOMAINS.get(pattern)
+    if d is None and "." in pattern:  # free-form mappings: world.site_gpus.<id>
+        head, _, _ = pattern.rpartition(".")
+        d = DOMAINS.get(head + ".*")
+    return d
+
+
+def leaves(obj: Any, path: str = "") -> Any:
+    """Yield ``(path, value)`` for every leaf of a typed config (lists and mappings included)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from leaves(getattr(obj, f.name), f"{path}.{f.name}" if path else f.name)
+    elif isinstance(obj, (list, tuple)):
+        yield path, obj
+        for i, v in enumerate(obj):
+            yield from leaves(v, f"{path}[{i}]")
+    elif isinstance(obj, dict):
+        yield path, obj
+        for k, v in obj.items():
+            yield from leaves(v, f"{path}.{k}")
+    else:
+        yield path, obj
+
+
+def check_domains(c: SimConfig) -> None:
+    """The one pass over every key: finite numbers, magnitudes, declared domains.
+
+    Raises:
+        ConfigError: naming the first key outside its domain.
+    """
+    for path, v in leaves(c):
+        if isinstance(v, float):
+            _need(math.isfinite(v), path, f"must be a finite number (got {v})")
+            _need(abs(v) <= MAX_ABS_FLOAT, path, f"must be within +-{MAX_ABS_FLOAT:g} (got {v:g})")
+        elif isinstance(v, int) and not isinstance(v, bool) and path != "seed":
+            _need(abs(v) <= MAX_ABS_INT, path, f"must be within +-{MAX_ABS_INT:,} (got {v:,})")
+        d = domain_of(path)
+        if d is not None:
+            why = d.error(v)
+            if why:
+                raise ConfigError(f"key '{path}': {why}")
+
+
 # ----------------------------------------------------------------------------- composition
 
 
@@ -449,6 +649,9 @@ def compose(scenario: str = "global_agent", overrides: list[str] | tuple[str, ..
     from hydra.errors import HydraException
 
     user = user_scenarios_dir(config_dir)
+    check_config_tree(scenarios_dir())
+    if user is not None:
+        check_config_tree(user)
     if scenario not in available_scenarios(user):
         raise ConfigError(
             f"unknown scenario {scenario!r}; available: {', '.join(available_scenarios(user))}"
@@ -460,6 +663,84 @@ def compose(scenario: str = "global_agent", overrides: list[str] | tuple[str, ..
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(clean_hydra_message(f"{e}\n{e.__cause__ or ''}")) from None
     return cfg
+
+
+# What a scenario file may set under ``hydra:``: how a sweep runs (launcher, sweeper, sweep
+# folders). Anything else there (callbacks, job.env_set, a _target_ outside hydra_plugins) could
+# run code or change the environment, so it is refused. The root config.yaml may also name the
+# job, set the help text and where a single run's Hydra output goes.
+HYDRA_ALLOWED = frozenset({"launcher", "sweeper", "sweep"})
+HYDRA_ALLOWED_ROOT = HYDRA_ALLOWED | {"job", "help", "run", "output_subdir"}
+HYDRA_JOB_ALLOWED = frozenset({"name", "chdir"})
+HYDRA_GROUPS_ALLOWED = frozenset({"launcher", "sweeper", "job_logging", "hydra_logging"})
+_TREE_OK: dict[tuple[str, int, float], bool] = {}
+
+
+def check_config_tree(cdir: Path) -> None:
+    """Refuse ``hydra.*`` settings a scenario file must not give itself (see HYDRA_ALLOWED).
+
+    Checks every YAML file of the config tree (cached per file and modification time).
+
+    Raises:
+        ConfigError: naming the file and the key.
+    """
+    import yaml
+
+    for f in sorted(Path(cdir).rglob("*.y*ml")):
+        st = f.stat()
+        k = (str(f), st.st_size, st.st_mtime)
+        if k in _TREE_OK:
+            continue
+        try:
+            doc = yaml.safe_load(f.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{f}: not valid YAML ({str(e).splitlines()[0]})") from None
+        check_hydra_section(doc, str(f), root=f.parent == Path(cdir) and f.stem == "config")
+        _TREE_OK[k] = True
+
+
+def check_hydra_section(doc: Any, where: str, root: bool = False) -> None:
+    """Refuse hydra keys, hydra config groups and ``_target_`` values a scenario cannot set."""
+    if not isinstance(doc, dict):
+        return
+    for entry in doc.get("defaults") or []:
+        items = entry.items() if isinstance(entry, dict) else [(entry, None)]
+        for key, _ in items:
+            key = str(key).replace("override ", "").strip().lstrip("/")
+            if key.startswith("hydra/") and key.split("/")[1] not in HYDRA_GROUPS_ALLOWED:
+                raise ConfigError(f"{where}: defaults entry '{key}' is not allowed in a scenario "
+                                  f"file (only hydra/launcher and hydra/sweeper)")
+    h = doc.get("hydra")
+    if h is None:
+        _no_targets(doc, where, "")
+        return
+    if not isinstance(h, dict):
+        raise ConfigError(f"{where}: key 'hydra' must be a mapping")
+    allowed = HYDRA_ALLOWED_ROOT if root else HYDRA_ALLOWED
+    for k, v in h.items():
+        if k not in allowed:
+            raise ConfigError(f"{where}: key 'hydra.{k}' is not allowed in a scenario file; "
+                              f"only hydra.{', hydra.'.join(sorted(allowed))}")
+        if k == "job" and isinstance(v, dict):
+            bad = sorted(set(v) - HYDRA_JOB_ALLOWED)
+            if bad:
+                raise ConfigError(f"{where}: key 'hydra.job.{bad[0]}' is not allowed in a "
+                                  f"scenario file")
+    _no_targets(doc, where, "")
+
+
+def _no_targets(node: Any, where: str, path: str) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            p = f"{path}.{k}" if path else str(k)
+            if k == "_target_" and not (isinstance(v, str) and v.startswith("hydra_plugins.")
+                                        and p.startswith("hydra.")):
+                raise ConfigError(f"{where}: key '{p}' ({v!r}) is not allowed: a scenario file "
+                                  f"cannot name code to instantiate")
+            _no_targets(v, where, p)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _no_targets(v, where, f"{path}[{i}]")
 
 
 def clean_hydra_message(msg: str) -> str:
@@ -525,7 +806,7 @@ def validate(cfg: DictConfig | dict) -> SimConfig:
         merged = OmegaConf.merge(OmegaConf.structured(SimConfig), data)
         sim: SimConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None) or ""
+        key = _full_key(data, getattr(e, "full_key", None) or "", getattr(e, "value", None))
         reason = str(e).split("\n")[0]
         if "not in" in reason:
             reason = "unknown key"
@@ -534,6 +815,26 @@ def validate(cfg: DictConfig | dict) -> SimConfig:
         setattr(sim.world, key, items)
     _check(sim)
     return sim
+
+
+def _full_key(data: Any, key: str, value: Any) -> str:
+    """The full path of a bad value: OmegaConf names keys inside list items relative to the item."""
+    if not key:
+        return key
+
+    def walk(node: Any, path: str):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from walk(v, f"{path}[{i}]")
+        else:
+            yield path, node
+
+    hits = [p for p, v in walk(data, "") if (p == key or p.endswith("." + key))
+            and (str(v) == str(value) or value is None)]
+    return hits[0] if len(hits) >= 1 and key not in hits else key
 
 
 #: Lists of flat records converted without OmegaConf: its structured merge costs about 10 ms
@@ -616,23 +917,13 @@ def _need(cond: bool, key: str, what: str) -> None:
 
 
 def _check(c: SimConfig) -> None:
-    _need(c.duration_s > 0, "duration_s", f"must be > 0 (got {c.duration_s})")
-    _need(c.load >= 0, "load", f"must be >= 0 (got {c.load})")
-    _need(c.warmup_s >= 0, "warmup_s", f"must be >= 0 (got {c.warmup_s})")
-    _need(c.drain_s >= 0, "drain_s", f"must be >= 0 (got {c.drain_s})")
-    _need(0 <= c.seed < 2**63, "seed", f"must be a non-negative integer (got {c.seed})")
-    _need(c.max_requests is None or c.max_requests > 0, "max_requests", "must be > 0 or null")
+    """Domains of every key, then the rules that tie keys together."""
+    check_domains(c)
     from aigrid_sim.world.demand import parse_start_date
 
     c.start_date = parse_start_date(c.start_date).isoformat()  # ConfigError naming the key
     w = c.world
-    _need(w.topology in ("grid", "custom"), "world.topology", "must be 'grid' or 'custom'")
-    _need(w.network in ("geo", "zero"), "world.network", "must be 'geo' or 'zero'")
-    _need(w.rtt_matrix in ("auto", "dense", "sparse"), "world.rtt_matrix",
-          f"must be 'auto', 'dense' or 'sparse' (got {w.rtt_matrix!r})")
     e = w.edge
-    _need(e.source in EDGE_SOURCES, "world.edge.source",
-          f"must be one of {EDGE_SOURCES} (got {e.source!r})")
     _need(e.source != "file" or bool(e.file), "world.edge.file",
           "needs a CSV path when world.edge.source is 'file'")
     _need(e.file is None or e.source == "file", "world.edge.file",
@@ -640,48 +931,27 @@ def _check(c: SimConfig) -> None:
     _need(e.pops is None or e.source == "cloudflare", "world.edge.pops",
           f"selects Cloudflare PoPs by IATA code; it needs world.edge.source=cloudflare "
           f"(source is {e.source!r}; use world.edge.countries to filter)")
-    _need(e.min_population >= 1, "world.edge.min_population", "must be >= 1")
-    for tier in TIERS:
-        t: TierConfig = getattr(w, tier)
-        _need(t.gpus > 0, f"world.{tier}.gpus", f"must be > 0: a site needs GPUs (got {t.gpus})")
-        _need(t.max_queue >= 0, f"world.{tier}.max_queue", "must be >= 0")
-    for i, s in enumerate(w.sites):
-        _need(s.gpus > 0, f"world.sites[{i}].gpus", f"must be > 0 (site {s.id!r} got {s.gpus})")
-        _need(s.tier in TIERS, f"world.sites[{i}].tier", f"must be one of {TIERS}")
-        _need(s.max_queue >= 0, f"world.sites[{i}].max_queue", "must be >= 0")
-    for key in ("sized_gpus", "site_gpus"):
-        for sid, g in (getattr(w, key) or {}).items():
-            _need(g > 0, f"world.{key}.{sid}", f"must be > 0: a site needs GPUs (got {g})")
-    _need(w.cities.max_cities is None or w.cities.max_cities >= 0, "world.cities.max_cities",
-          "must be >= 0 or null")
-    _need(w.cities.access_ms >= 0, "world.cities.access_ms", "must be >= 0")
-    _need(w.cities.pops_per_city >= 1, "world.cities.pops_per_city", "must be >= 1")
-    wl = c.workload
-    _need(wl.rate_rps >= 0, "workload.rate_rps", f"must be >= 0 (got {wl.rate_rps})")
-    _need(wl.arrivals.kind in ARRIVAL_KINDS, "workload.arrivals.kind",
-          f"must be one of {ARRIVAL_KINDS} (got {wl.arrivals.kind!r})")
-    if wl.arrivals.curve is not None:
-        _need(len(wl.arrivals.curve) == 24 and min(wl.arrivals.curve) >= 0
-              and sum(wl.arrivals.curve) > 0, "workload.arrivals.curve",
+    if w.topology == "custom":
+        _need(bool(w.origins), "world.origins", "a custom world needs at least one origin")
+    if c.workload.arrivals.curve is not None:
+        curve = c.workload.arrivals.curve
+        _need(len(curve) == 24 and sum(curve) > 0, "workload.arrivals.curve",
               "must be 24 non-negative hourly multipliers, not all zero")
     _check_arrivals(c)
-    _need(len(wl.apps) > 0, "workload.apps", "needs at least one app")
+    wl = c.workload
     names = [a.name for a in wl.apps]
     _need(len(set(names)) == len(names), "workload.apps", f"app names must be unique: {names}")
     for i, a in enumerate(wl.apps):
         k = f"workload.apps[{i}]"
-        _need(a.share > 0, f"{k}.share", f"must be > 0 (app {a.name!r} got {a.share})")
-        _need(a.capability >= 1, f"{k}.capability", "must be >= 1")
-        _need(a.slo_ms > 0, f"{k}.slo_ms", "must be > 0")
-        _need(a.slo_on in ("e2e", "ttft"), f"{k}.slo_on", "must be 'e2e' or 'ttft'")
-        _need(a.service.kind in SERVICE_KINDS, f"{k}.service.kind",
-              f"must be one of {SERVICE_KINDS} (got {a.service.kind!r})")
         if a.service.kind != "tokens":
-            _need(a.service.mean_s > 0, f"{k}.service.mean_s", "must be > 0")
+            _need(a.service.mean_s > 0, f"{k}.service.mean_s",
+                  f"must be > 0 for service.kind {a.service.kind!r} (got {a.service.mean_s})")
             _need(a.slo_on == "e2e", f"{k}.slo_on", "must be 'e2e' for non-generative apps")
         else:
-            _need(a.tokens.in_mean >= 1 and a.tokens.out_mean >= 1, f"{k}.tokens",
-                  "in_mean and out_mean must be >= 1")
+            _need(a.tokens.in_mean <= a.tokens.in_max, f"{k}.tokens.in_mean",
+                  f"must be <= tokens.in_max ({a.tokens.in_max}) (got {a.tokens.in_mean})")
+            _need(a.tokens.out_mean <= a.tokens.out_max, f"{k}.tokens.out_mean",
+                  f"must be <= tokens.out_max ({a.tokens.out_max}) (got {a.tokens.out_mean})")
         sp = a.system_prompt_tokens
         _need(sp >= 0, f"{k}.system_prompt_tokens", f"must be >= 0 (got {sp})")
         if sp:
@@ -690,42 +960,15 @@ def _check(c: SimConfig) -> None:
             _need(sp < a.tokens.in_mean and sp < a.tokens.in_max, f"{k}.system_prompt_tokens",
                   f"a prefix longer than the prompt: {sp} tokens, but tokens.in_mean is "
                   f"{a.tokens.in_mean:g} (and in_max {a.tokens.in_max})")
-        _need(a.service.cv >= 0, f"{k}.service.cv", "must be >= 0")
-    r = c.routing
-    _need(r.k_nearest >= 1, "routing.k_nearest", "must be >= 1")
-    _need(r.staleness_s >= 0, "routing.staleness_s", "must be >= 0")
-    from aigrid_sim.sim.policies import load_plugins, make_policy  # late: policies import config
-
-    load_plugins(c.plugins)
-    make_policy(c.policy, r.params)  # unknown policy or parameters -> ConfigError
     _check_faults(c.faults)
 
 
 def _check_faults(f: FaultsConfig) -> None:
-    _need(f.detection_s >= 0, "faults.detection_s", f"must be >= 0 (got {f.detection_s})")
-    _need(0 <= f.retries <= 100, "faults.retries", f"must be 0..100 (got {f.retries})")
-    _need(f.retry_delay_s >= 0, "faults.retry_delay_s", f"must be >= 0 (got {f.retry_delay_s})")
     for i, o in enumerate(f.outages):
-        k = f"faults.outages[{i}]"
-        _need(any(x is not None for x in (o.site, o.metro, o.country, o.tier)), k,
-              "needs at least one of site, metro, country, tier")
-        _need(o.tier is None or o.tier in TIERS, f"{k}.tier", f"must be one of {TIERS}")
-        _need(o.start_s >= 0, f"{k}.start_s", f"must be >= 0 (got {o.start_s})")
-        _need(o.duration_s is None or o.duration_s > 0, f"{k}.duration_s", "must be > 0 or null")
-        _need(0 < o.fraction <= 1, f"{k}.fraction", f"must be in (0, 1] (got {o.fraction})")
-        _need(o.radius_km >= 0, f"{k}.radius_km", "must be >= 0")
+        _need(any(x is not None for x in (o.site, o.metro, o.country, o.tier)),
+              f"faults.outages[{i}]", "needs at least one of site, metro, country, tier")
     for i, link in enumerate(f.links):
-        k = f"faults.links[{i}]"
-        _need(bool(link.a) and bool(link.b) and link.a != link.b, k,
-              "needs two different site ids a and b")
-        _need(link.start_s >= 0, f"{k}.start_s", f"must be >= 0 (got {link.start_s})")
-        _need(link.duration_s is None or link.duration_s > 0, f"{k}.duration_s",
-              "must be > 0 or null")
-    for tier in TIERS:
-        t: TierFailuresConfig = getattr(f.random, tier)
-        _need(t.mtbf_s is None or t.mtbf_s > 0, f"faults.random.{tier}.mtbf_s",
-              "must be > 0 or null")
-        _need(t.mttr_s > 0, f"faults.random.{tier}.mttr_s", f"must be > 0 (got {t.mttr_s})")
+        _need(link.a != link.b, f"faults.links[{i}]", "needs two different site ids a and b")
 
 
 def _check_arrivals(c: SimConfig) -> None:
@@ -737,36 +980,20 @@ def _check_arrivals(c: SimConfig) -> None:
         _need(c.max_requests is not None and c.max_requests >= 1, "max_requests",
               "a closed loop (arrivals.kind=closed) needs max_requests >= 1")
     mm = a.mmpp
-    _need(mm.scope in ("global", "region"), "workload.arrivals.mmpp.scope",
-          f"must be 'global' or 'region' (got {mm.scope!r})")
     _need(len(mm.states) != 1, "workload.arrivals.mmpp.states",
           "needs at least 2 states (or none to switch bursts off)")
-    for i, st in enumerate(mm.states):
-        k = f"workload.arrivals.mmpp.states[{i}]"
-        _need(st.rate >= 0, f"{k}.rate", f"must be >= 0 (got {st.rate})")
-        _need(st.mean_sojourn_s > 0, f"{k}.mean_sojourn_s",
-              f"must be > 0 (got {st.mean_sojourn_s})")
     if mm.states:
         _need(sum(st.rate for st in mm.states) > 0, "workload.arrivals.mmpp.states",
               "rates must not all be 0")
-    for i, f in enumerate(a.flash_crowds):
-        k = f"workload.arrivals.flash_crowds[{i}]"
-        _need(f.factor >= 0, f"{k}.factor", f"must be >= 0 (got {f.factor})")
-        for name in ("ramp_up_s", "duration_s", "ramp_down_s"):
-            v = getattr(f, name)
-            _need(v >= 0, f"{k}.{name}", f"must be >= 0 (got {v})")
+    if mm.transitions is not None:
+        n = len(mm.states)
+        _need(len(mm.transitions) == n and all(len(r) == n for r in mm.transitions),
+              "workload.arrivals.mmpp.transitions", f"must be a {n} x {n} matrix (one row and "
+              "column per state)")
     t = c.trace
     if a.kind == "trace":
-        _need(t.format in TRACE_FORMATS, "trace.format",
-              f"must be one of {TRACE_FORMATS} (got {t.format!r})")
         _need(not mm.states and not a.flash_crowds, "workload.arrivals",
               "mmpp and flash_crowds modulate synthetic arrivals; they cannot be combined with "
               "kind 'trace' (use trace.scale / trace.speedup)")
-    _need(t.columns.time_unit is None or t.columns.time_unit in TIME_UNITS,
-          "trace.columns.time_unit", f"must be one of {TIME_UNITS} (got {t.columns.time_unit!r})")
-    _need(t.start_s >= 0, "trace.start_s", f"must be >= 0 (got {t.start_s})")
     _need(t.end_s is None or t.end_s > t.start_s, "trace.end_s",
           f"must be > trace.start_s ({t.start_s}) or null (got {t.end_s})")
-    _need(t.speedup > 0, "trace.speedup", f"must be > 0 (got {t.speedup})")
-    _need(t.scale >= 0, "trace.scale", f"must be >= 0 (got {t.scale})")
-    _need(t.repeat >= 1, "trace.repeat", f"must be >= 1 (got {t.repeat})")

@@ -52,6 +52,7 @@ SAME_OVERHEAD = {
     ("llama-3.1-8b-fp8", "L40S"): ("llama-3.1-8b-fp8", "H100"),
     ("llama-3.1-8b-fp8", "RTXPRO6000"): ("llama-3.1-8b-fp8", "H100"),
     ("llama-3.1-8b-fp4", "RTXPRO6000"): ("llama-3.1-8b-fp8", "H100"),
+    ("llama-3.1-8b-fp8", "H200"): ("llama-3.1-8b-fp8", "H100"),
 }
 TIED = {"L40S": {"attention": "bandwidth"}}  # efficiency tied to another of the same GPU
 WEIGHT = {"saturation": 1.0, "ttft": 3.0, "itl": 3.0, "tpot_at_rate": 1.0}
@@ -79,14 +80,17 @@ class Problem:
         self.overheads = [d for d in self.pairs if d in own and d not in SAME_OVERHEAD]
 
     def x0(self) -> np.ndarray:
+        """Fixed starting values (the fit is deterministic)."""
         return np.array([EFF0[k] for _, k in self.eff_keys] + [1.0] * len(self.overheads))
 
     def bounds(self):
+        """Efficiencies in [0.05, 1]; step overheads in [0, OVERHEAD_MAX_MS] ms."""
         lo = [0.05] * len(self.eff_keys) + [0.0] * len(self.overheads)
         hi = [1.0] * len(self.eff_keys) + [OVERHEAD_MAX_MS] * len(self.overheads)
         return lo, hi
 
     def apply(self, x, raw: dict | None = None) -> dict:
+        """A copy of the raw catalogue with the parameters ``x`` written in (ties included)."""
         r = copy.deepcopy(self.raw if raw is None else raw)
         i = 0
         for g, k in self.eff_keys:
@@ -198,8 +202,7 @@ def _fmt(p: cal.Point, v: float) -> str:
 
 
 def table(cat: Catalog, held: dict) -> str:
-    """Markdown: every point (published, model, error, held-out error) and per-deployment
-    summaries."""
+    """Markdown: per-deployment summaries, then every point with its errors."""
     res = cal.residuals(cat)
     rows = ["| deployment | ISL/OSL | measure | source | published | model | error | "
             "held-out error |", "|---|---|---|---|---|---|---|---|"]
@@ -227,6 +230,7 @@ def table(cat: Catalog, held: dict) -> str:
 
 
 def constants_table(cat: Catalog) -> str:
+    """Markdown: the fitted efficiencies and each deployment's step-time constants."""
     rows = ["| GPU | bandwidth | compute | attention | interconnect |", "|---|---|---|---|---|"]
     for g, spec in cat.gpus.items():
         e = spec.efficiency
@@ -249,6 +253,7 @@ def constants_table(cat: Catalog) -> str:
 
 
 def write_doc(text: str) -> None:
+    """Replace the text between the calibration markers of docs/inference.md."""
     doc = DOC.read_text()
     if BEGIN not in doc:
         raise SystemExit(f"{DOC}: no '{BEGIN}' marker")
@@ -260,6 +265,7 @@ def write_doc(text: str) -> None:
 
 
 def main(argv=None) -> int:
+    """Fit, write the catalogue and the docs table (or only print residuals with --check)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only print the current residuals")
     ap.add_argument("--no-held-out", action="store_true", help="skip the held-out refits")

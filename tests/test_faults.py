@@ -156,9 +156,8 @@ def test_conservation_under_random_faults(data, seed, detection, retries, policy
     if sched.active:
         f = fault_summary(reqs, sites, sched.table, window_s=6.0)
         assert f["failed"] == int((reqs["status"] == "failed").sum())
-        touched = {p for r in sched.table["region"] for p in r.split("|")}
-        assert f["during_outage"]["requests"] + f["outside_outage"]["requests"] == \
-            int(reqs["region"].isin(touched).sum())
+        assert f["during_outage"]["requests"] + f["outside_outage"]["requests"] == len(reqs)
+        assert f["during_outage"]["requests"] >= int(reqs["failed_over"].sum())
         assert all(0.0 <= a <= 1.0 for a in f["availability"].values())
 
 

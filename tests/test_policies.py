@@ -77,7 +77,7 @@ def test_user_policy_from_own_module(tmp_path, monkeypatch):
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     r = aigrid_sim.run("global_agent", BASE + app(1) + [
-        "plugins=[my_policies]", "policy=core_or_nothing"])
+        "plugins=[my_policies]", "policy=core_or_nothing"], plugins=["my_policies"])
     assert set(r.requests["site"]) == {"c"}
     assert "core_or_nothing" in available_policies()
     r2 = aigrid_sim.run("global_agent", BASE + app(1) + ["policy=my_policies:CoreOrNothing"])

@@ -99,7 +99,7 @@ def test_write_report_files_and_figures(sweep, tmp_path):
     rep = R.write_report(sweep, tmp_path / "rep")
     names = {p.name for p in rep["files"]}
     assert names == {"runs.parquet", "runs.csv", "by_config.csv", "latency_cdf.png",
-                     "p95_cost_ci.png", "latency_cost.png"}
+                     "p95_cost_ci.png", "latency_cost.png", "report.html"}
     for p in rep["files"]:
         assert p.stat().st_size > 0
     back = pd.read_parquet(tmp_path / "rep" / "runs.parquet")

@@ -73,6 +73,9 @@ def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.Data
         "request_id": np.arange(n, dtype=np.int64),
         "arrival_s": stream.t,
         "origin": pd.Categorical.from_codes(stream.origin, categories=world.origin_name),
+        # The city's place, so a request can be mapped without the world (float32: ~1 m).
+        "origin_lat": np.asarray(world.origin_lat, np.float32)[stream.origin],
+        "origin_lon": np.asarray(world.origin_lon, np.float32)[stream.origin],
         "region": np.array(world.origin_region, dtype=object)[stream.origin],
         "app": pd.Categorical.from_codes(stream.app.astype(np.int64),
                                          categories=[a.name for a in stream.apps]),
@@ -266,23 +269,28 @@ def _cache_block(m: pd.DataFrame, sites: pd.DataFrame) -> dict:
     return out
 
 
-def during_outage(reqs: pd.DataFrame, faults: pd.DataFrame) -> np.ndarray:
-    """Per request: did it arrive while a fault was active in its own region (continent)?
+def during_outage(reqs: pd.DataFrame, faults: pd.DataFrame,
+                  nearest: np.ndarray | None = None) -> np.ndarray:
+    """Per request: was it touched by a fault?
 
-    A site outage (whole or partial) counts in the site's region; a link cut in the regions of
-    both its ends.
+    A request is touched if it failed over, or if at its arrival its chosen site or its nearest
+    capable site (``nearest``: one site id per request, when given) was down, whole or in part,
+    or was an end of a cut link. An outage elsewhere in its region does not count: with some
+    site down somewhere at every moment, that would put almost every request "during an outage".
     """
-    t = reqs["arrival_s"].to_numpy()
-    region = reqs["region"].astype(str).to_numpy()
-    out = np.zeros(len(reqs), dtype=bool)
-    if faults is None or faults.empty:
+    n = len(reqs)
+    out = (reqs["failed_over"].to_numpy(dtype=bool).copy() if "failed_over" in reqs
+           else np.zeros(n, dtype=bool))
+    if faults is None or faults.empty or n == 0:
         return out
     spans: dict[str, list[tuple[float, float]]] = {}
-    for r, a, b in zip(faults["region"], faults["start_s"], faults["end_s"]):
-        for part in str(r).split("|"):
+    for target, a, b in zip(faults["target"], faults["start_s"], faults["end_s"]):
+        for part in str(target).split("|"):  # a link cut touches both of its ends
             spans.setdefault(part, []).append((float(a), float(b)))
-    for r, iv in spans.items():
-        iv.sort()
+    names = list(spans)
+    starts_ends = []
+    for name in names:
+        iv = sorted(spans[name])
         starts, ends = [], []
         for a, b in iv:  # union of the intervals
             if starts and a <= ends[-1]:
@@ -290,24 +298,54 @@ def during_outage(reqs: pd.DataFrame, faults: pd.DataFrame) -> np.ndarray:
             else:
                 starts.append(a)
                 ends.append(b)
-        mine = region == r
-        k = np.searchsorted(np.asarray(starts), t[mine], side="right") - 1
-        out[mine] = (k >= 0) & (t[mine] < np.asarray(ends)[np.maximum(k, 0)])
+        starts_ends.append((np.asarray(starts), np.asarray(ends)))
+    t = reqs["arrival_s"].to_numpy(dtype=float)
+    columns = [reqs["site"].astype(str).to_numpy()]
+    if nearest is not None:
+        columns.append(np.asarray(nearest).astype(str))
+    for ids in columns:
+        codes = pd.Index(names).get_indexer(ids)  # -1: a site that never failed
+        order = np.argsort(codes, kind="stable")
+        sc = codes[order]
+        for k, (starts, ends) in enumerate(starts_ends):
+            lo, hi = np.searchsorted(sc, k, "left"), np.searchsorted(sc, k, "right")
+            if lo == hi:
+                continue
+            idx = order[lo:hi]
+            j = np.searchsorted(starts, t[idx], side="right") - 1
+            out[idx] |= (j >= 0) & (t[idx] < ends[np.maximum(j, 0)])
     return out
+
+
+def nearest_capable(rtt_ms: np.ndarray, site_capability: np.ndarray, site_id: list[str],
+                    origin: np.ndarray, capability: np.ndarray) -> np.ndarray:
+    """Per request: the id of the capable site nearest its origin (``""`` if none is capable)."""
+    rtt = np.asarray(rtt_ms, dtype=float)
+    cap = np.asarray(site_capability)
+    ids = np.array(list(site_id) + [""], dtype=object)
+    out = np.full(len(origin), len(site_id), dtype=np.int64)
+    for c in np.unique(capability):
+        ok = cap >= c
+        if not ok.any():
+            continue
+        best = np.where(ok[None, :], rtt, np.inf).argmin(axis=1)
+        mine = capability == c
+        out[mine] = best[origin[mine]]
+    return ids[out]
 
 
 def fault_summary(reqs: pd.DataFrame, sites: pd.DataFrame, faults: pd.DataFrame, *,
                   warmup_s: float = 0.0, window_s: float, detection_s: float = 0.0,
-                  retries: int = 0) -> dict:
+                  retries: int = 0, nearest: np.ndarray | None = None) -> dict:
     """The ``faults`` block of ``summary.json``: what failures cost in requests, latency and money.
 
     * ``failed`` / ``failed_over``: requests that ended failed / that lost a site at least once
       (``failed_over_completed``: of those, completed elsewhere).
     * ``availability``: per tier, 1 - GPU-seconds lost to outages / GPU-seconds provisioned over
       the arrival window ``[0, window_s]`` (a partial outage counts its share of GPUs).
-    * ``during_outage`` / ``outside_outage``: requests from the regions a fault ever touched,
-      arriving while a fault was active in their region (:func:`during_outage`) or while none
-      was (the same regions' baseline): latency percentiles and SLO attainment.
+    * ``during_outage`` / ``outside_outage``: requests a fault touched (:func:`during_outage`:
+      they failed over, or their chosen or nearest capable site, ``nearest``, was down at
+      arrival) and all the others: latency percentiles and SLO attainment.
     * ``extra_cost_usd``: ``idle_capacity`` = provisioned cost of the GPU time that was down
       (paid for, unusable); ``spillover`` = for completed fail-overs, their cost minus the mean cost
       of the same app completed without fail-over on the tier they were first sent to; ``total``.
@@ -330,9 +368,9 @@ def fault_summary(reqs: pd.DataFrame, sites: pd.DataFrame, faults: pd.DataFrame,
         if gpus > 0 and window_s > 0:
             availability[tier] = 1.0 - lost_gpu_s[tier] / (gpus * window_s)
     m = reqs[reqs["arrival_s"] >= warmup_s]
-    during = during_outage(m, f)
-    touched = {p for r in (f["region"] if len(f) else []) for p in str(r).split("|")}
-    outside = m["region"].astype(str).isin(touched).to_numpy() & ~during
+    keep = reqs["arrival_s"].to_numpy() >= warmup_s
+    during = during_outage(m, f, None if nearest is None else np.asarray(nearest)[keep])
+    outside = ~during
     fo = m[m["failed_over"] & (m["status"] == "ok")]
     clean = m[~m["failed_over"] & (m["status"] == "ok")]
     ref = clean.groupby(["app", "tier"], observed=True)["cost_usd"].mean()

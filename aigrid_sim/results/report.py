@@ -12,7 +12,11 @@ half-written ``.tmp-*`` folders of interrupted runs are never read), and builds:
 * figures: ``latency_cdf.png`` (latency CDF per configuration, seeds pooled),
   ``p95_cost_ci.png`` (p95 latency and cost per 1,000 requests per configuration, with the
   confidence intervals) and ``latency_cost.png`` (cost per 1,000 requests against p95 latency,
-  one point per configuration, with the Pareto frontier).
+  one point per configuration, with the Pareto frontier, its points numbered and named in a
+  key);
+* ``report.html``: the same latency-cost frontier and CDFs, interactive (each point's
+  configuration on hover), in one self-contained file that needs no network
+  (:mod:`aigrid_sim.results.html`).
 
 It reads only run folders (never re-runs anything), so it works on sweeps made by any launcher.
 """
@@ -325,17 +329,24 @@ def write_report(path: str | Path, out: str | Path | None = None, *, figures: bo
     agg.to_csv(out / "by_config.csv", index=False)
     files.append(out / "by_config.csv")
     if figures:
-        from aigrid_sim.results import plots
-        files.append(plots.latency_cdf_by_group(
-            latency_samples(df, req_col), out / "latency_cdf.png",
-            xlabel=("end-to-end latency" if latency == "e2e" else "time to first token")))
-        files.append(plots.metric_by_group_ci(
+        from aigrid_sim.results import html, plots
+        from aigrid_sim.results.rundir import save_figure
+
+        cdf_label = "end-to-end latency" if latency == "e2e" else "time to first token"
+        samples = latency_samples(df, req_col)
+        files.append(save_figure(plots.latency_cdf_by_group(samples, xlabel=cdf_label),
+                                 out / "latency_cdf.png"))
+        files.append(save_figure(plots.metric_by_group_ci(
             agg, [(p95_col, p95_label), ("cost_per_1k_requests_usd",
-                                         "cost per 1,000 requests ($)")],
+                                         "cost per 1,000 requests ($)")]),
             out / "p95_cost_ci.png"))
-        files.append(plots.latency_cost_curve(
-            agg, out / "latency_cost.png", x=p95_col, y="cost_per_1k_requests_usd",
-            xlabel=p95_label, colour_by="policy" if "policy" in agg.columns else None))
+        files.append(save_figure(plots.latency_cost_curve(
+            agg, x=p95_col, y="cost_per_1k_requests_usd", xlabel=p95_label,
+            colour_by="policy" if "policy" in agg.columns else None), out / "latency_cost.png"))
+        (out / "report.html").write_text(html.sweep_html(
+            agg, samples, n_runs=len(df), params=df.attrs.get("params", []), x=p95_col,
+            xlabel=p95_label, cdf_label=cdf_label), encoding="utf-8")
+        files.append(out / "report.html")
     return {"runs": df, "by_config": agg, "files": files}
 
 

@@ -8,16 +8,21 @@ sweep that is run again skips the runs it already has.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+
+from aigrid_sim.errors import ConfigError
 
 if TYPE_CHECKING:
     from aigrid_sim.api import RunResult
@@ -42,10 +47,64 @@ def config_hash(cfg: DictConfig) -> str:
     return h.hexdigest()[:10]
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]+")
+
+
+def safe_part(text: object, limit: int = 60) -> str:
+    """A config value made safe as part of a folder name: no separators, no leading dots."""
+    s = _UNSAFE.sub("-", str(text)).strip(".-") or "x"
+    return s[:limit]
+
+
 def run_folder_name(cfg: DictConfig) -> str:
-    """``<scenario>__<policy>__seed<seed>__<hash>``: readable, and unique per config."""
-    safe = str(cfg.policy).replace(":", "-").replace("/", "-")
-    return f"{cfg.name}__{safe}__seed{cfg.seed}__{config_hash(cfg)}"
+    """``<scenario>__<policy>__seed<seed>__<hash>``: readable, and unique per config.
+
+    The parts from config values are sanitised (``name=../../x`` gives ``x``), so the folder is
+    always a direct child of ``output.dir``.
+    """
+    return (f"{safe_part(cfg.name)}__{safe_part(cfg.policy)}__seed{safe_part(cfg.seed)}__"
+            f"{config_hash(cfg)}")
+
+
+def check_writable(root: Path) -> None:
+    """Make ``root`` if needed and check a file can be created in it (before a run starts).
+
+    Raises:
+        ConfigError: naming ``output.dir`` and the reason.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"key 'output.dir': cannot write to {str(root)!r} "
+                          f"({e.strerror or e})") from None
+
+
+STALE_S = 86_400.0  # .tmp-* folders older than this were left by killed runs
+
+
+def clean_stale(root: Path, older_than_s: float = STALE_S) -> int:
+    """Remove ``.tmp-*`` folders under ``root`` older than ``older_than_s``; returns how many."""
+    n = 0
+    now = time.time()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for e in entries:
+        if e.name.startswith(".tmp-"):
+            try:
+                if now - e.stat(follow_symlinks=False).st_mtime > older_than_s:
+                    if e.is_dir(follow_symlinks=False):
+                        shutil.rmtree(e.path, ignore_errors=True)
+                    else:
+                        os.unlink(e.path)
+                    n += 1
+            except OSError:
+                pass
+    return n
 
 
 def is_complete(folder: Path) -> bool:
@@ -59,38 +118,142 @@ def _json_default(o):
     return str(o)
 
 
+def save_figure(fig, path: Path, *, dpi: int = 110) -> Path:
+    """Write a matplotlib figure to ``path`` (PNG) and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_figures(reqs: pd.DataFrame, sites: pd.DataFrame, folder: Path, *,
+                  time_varying: bool | None = None, faults: pd.DataFrame | None = None,
+                  cities: pd.DataFrame | None = None, cdfs: dict | None = None) -> list[Path]:
+    """Draw every standard figure of a run into ``folder`` (PNG) and return their paths.
+
+    ``cdfs``: the latency lines of :func:`aigrid_sim.results.plots.tier_ecdfs`, when the
+    caller has them (the HTML report draws the same ones).
+
+    ``latency_cdf_by_tier.png`` and ``sites_utilisation_map.png`` always;
+    ``cities_map.png`` when a cities table is given (p95 time to first token of the busiest
+    app, per city); ``rate_over_time.png`` for time-varying runs (``time_varying=None`` decides
+    from the arrivals, :func:`aigrid_sim.results.plots.is_time_varying`);
+    ``faults_over_time.png`` for runs with faults (a non-empty ``faults`` table).
+    """
+    from aigrid_sim.results import plots
+
+    folder = Path(folder)
+    out = [save_figure(plots.latency_cdf_by_tier(reqs, cdfs=cdfs),
+                       folder / "latency_cdf_by_tier.png"),
+           save_figure(plots.site_map(sites), folder / "sites_utilisation_map.png")]
+    if cities is not None and len(cities):
+        app = plots.busiest_app(cities)
+        out.append(save_figure(plots.city_map(cities, metric="ttft_p95_ms", app=app),
+                               folder / "cities_map.png"))
+    if time_varying or (time_varying is None and plots.is_time_varying(reqs)):
+        out.append(save_figure(plots.rate_and_p95_over_time(reqs),
+                               folder / "rate_over_time.png"))
+    if faults is not None and len(faults):
+        out.append(save_figure(plots.faults_over_time(reqs, faults, sites),
+                               folder / "faults_over_time.png"))
+    return out
+
+
+def write_html(reqs: pd.DataFrame, sites: pd.DataFrame, cities: pd.DataFrame, summary: dict,
+               path: Path, *, cdfs: dict | None = None) -> Path:
+    """Write a run's interactive, self-contained HTML report (:mod:`aigrid_sim.results.html`)."""
+    from aigrid_sim.results import html
+
+    Path(path).write_text(html.run_html(reqs, sites, cities, summary, cdfs=cdfs),
+                          encoding="utf-8")
+    return Path(path)
+
+
 def write_run(result: RunResult, root: Path, *, figures: bool = True,
-              name: str | None = None) -> Path:
+              name: str | None = None, replace: bool = False) -> Path:
     """Write a run folder under ``root`` atomically and return its path.
 
-    Files: ``config.yaml``, ``requests.parquet``, ``sites.parquet``, ``summary.json``,
+    Files: ``config.yaml``, ``requests.parquet``, ``sites.parquet``, ``cities.parquet`` (one
+    row per origin city, :mod:`aigrid_sim.results.cities`), ``summary.json``,
     ``faults.parquet`` (runs with faults: one row per outage or link cut), the standard PNG
-    figures, and ``_COMPLETE``.
+    figures and the interactive ``report.html`` (with ``figures``), and ``_COMPLETE``.
+
+    If a complete folder of the same name appears meanwhile (another process ran the same
+    config), it is kept and this copy dropped, unless ``replace`` (``output.resume=false``).
+    Stale ``.tmp-*`` folders of killed runs (older than a day) are removed.
+
+    Raises:
+        ConfigError: ``root`` cannot be written.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / (name or run_folder_name(result.config))
+    check_writable(root)
+    clean_stale(root)
+    final = root / safe_part(name or run_folder_name(result.config), limit=200)
+    if final.resolve().parent != root.resolve():
+        raise ConfigError(f"key 'name': run folder {final.name!r} would be outside output.dir")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
     tmp.chmod(0o755)  # mkdtemp makes it private; a run folder is for everyone who can read root
     try:
         OmegaConf.save(result.config, tmp / "config.yaml", resolve=True)
         result.requests.to_parquet(tmp / "requests.parquet", index=False)
         result.sites.to_parquet(tmp / "sites.parquet", index=False)
+        cities = getattr(result, "cities", None)
+        if cities is not None:
+            cities.to_parquet(tmp / "cities.parquet", index=False)
         faults = getattr(result, "faults", None)
         if faults is not None and len(faults):
             faults.to_parquet(tmp / "faults.parquet", index=False)
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2,
                                                      default=_json_default))
         if figures:
-            from aigrid_sim.results import plots
-            plots.standard_figures(result.requests, result.sites, tmp, faults=faults)
+            from aigrid_sim.results.plots import tier_ecdfs
+
+            cdfs = tier_ecdfs(result.requests)  # one sort per column, for the PNG and the HTML
+            write_figures(result.requests, result.sites, tmp, faults=faults, cities=cities,
+                          cdfs=cdfs)
+            if cities is not None:
+                write_html(result.requests, result.sites, cities, result.summary,
+                           tmp / "report.html", cdfs=cdfs)
         (tmp / COMPLETE).write_text("")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _publish(tmp, final, replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _publish(tmp: Path, final: Path, replace: bool) -> None:
+    """Rename a complete ``tmp`` into place; safe against other writers of the same folder.
+
+    The first rename wins. A writer that finds a complete folder in place (another process
+    wrote the same config) keeps it and drops its own copy: same config, same results. An
+    incomplete or stale folder in the way is moved aside first (``rename`` is atomic, so two
+    writers never delete each other's work half-way).
+    """
+    for _ in range(100):
+        try:
+            os.rename(tmp, final)  # atomic; fails if final is a non-empty folder
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                raise
+        if is_complete(final) and not replace:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        replace = False  # replace at most once: a folder that reappears is a concurrent twin
+        # Not complete (a crash from an older version), or a re-run asked to replace it:
+        # move it aside atomically, then delete it.
+        aside = Path(tempfile.mkdtemp(prefix=f".tmp-old-{final.name}-", dir=final.parent))
+        try:
+            os.rename(final, aside / "x")
+        except FileNotFoundError:
+            pass  # someone else moved it: retry the rename
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                shutil.rmtree(aside, ignore_errors=True)
+                raise
+        shutil.rmtree(aside, ignore_errors=True)
+    raise OSError(f"could not publish run folder {final} (too many concurrent writers)")
 
 
 def load_run(folder: str | Path) -> dict:
@@ -105,4 +268,6 @@ def load_run(folder: str | Path) -> dict:
         "config": OmegaConf.load(folder / "config.yaml"),
         "faults": pd.read_parquet(folder / "faults.parquet")
         if (folder / "faults.parquet").exists() else None,
+        "cities": pd.read_parquet(folder / "cities.parquet")
+        if (folder / "cities.parquet").exists() else None,
     }

@@ -293,6 +293,13 @@ class Catalog:
             }
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ConfigError(f"{source}: malformed catalogue entry ({e!r})") from e
+        for n, g in self.gpus.items():  # a negative or NaN price would bill silently wrong
+            if not (math.isfinite(g.price_per_hour) and g.price_per_hour >= 0):
+                raise ConfigError(f"{source}: gpus.{n}.price_per_hour must be a finite number "
+                                  f">= 0 (got {g.price_per_hour})")
+            if not (math.isfinite(g.memory_gb) and g.memory_gb > 0):
+                raise ConfigError(f"{source}: gpus.{n}.memory_gb must be a finite number > 0 "
+                                  f"(got {g.memory_gb})")
         if not 0 < self.usable_memory_fraction <= 1:
             raise ConfigError(f"{source}: usable_memory_fraction must be in (0, 1], got "
                               f"{self.usable_memory_fraction}")

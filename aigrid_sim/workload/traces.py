@@ -43,6 +43,7 @@ from aigrid_sim.workload.processes import diurnal_curve, diurnal_factor
 from aigrid_sim.workload.stream import RequestStream
 
 BUNDLED_AZURE = "azure_llm_2023_conv.csv"
+MAX_TOKENS = 10_000_000  # per request; more is a corrupt row (and would overflow time arithmetic)
 _UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
@@ -273,6 +274,8 @@ def load_trace(path: str | Path, fmt: TraceFormat | str, *,
              lambda i, c=col, r=role: f"not a number in column {c!r}: {raw[r][i]!r}")
         flag(v < 0, lambda i, c=col, r=role: f"negative value in column {c!r}: {raw[r][i]!r}")
         if role != "rate":
+            flag(v > MAX_TOKENS, lambda i, c=col, r=role: f"implausible token count in column "
+                                                         f"{c!r} (> {MAX_TOKENS:,}): {raw[r][i]!r}")
             flag(np.abs(v - np.rint(v)) > 1e-9,
                  lambda i, c=col, r=role: f"not a whole number of tokens in column {c!r}: "
                                           f"{raw[r][i]!r}")

@@ -36,6 +36,8 @@ from scipy.sparse.csgraph import dijkstra
 COLUMN_SITES_MAX = 256
 #: Dijkstra runs from this many sources at a time (bounds the dense scratch array).
 _CHUNK = 256
+#: Up to this many origins x small-group sites, their round trips are kept as one matrix.
+_COLUMNS_CELLS_MAX = 8_000_000
 
 
 def nearest_dense(rtt: np.ndarray, sites: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +69,7 @@ class SparseRtt:
     """Origin x site round trips without the dense matrix (see the module docstring).
 
     Looks like the dense matrix where the engine and policies use it: ``item(o, s)`` (one pair,
-    cached per origin), ``rtt[origins, sites]`` (vectorised) and ``shape``.
+    a dict lookup), ``rtt[origins, sites]`` (vectorised) and ``shape``.
 
     Args:
         adj: Symmetric sparse adjacency of the latency graph, RTT in ms (:func:`graph_csr`).
@@ -85,6 +87,7 @@ class SparseRtt:
         n_o, S = self._att.shape[0], adj.shape[0]
         self.shape = (n_o, S)
         self.ndim = 2
+        self._n_sites = S
         _, inv, counts = np.unique(self._group, return_inverse=True, return_counts=True)
         self._is_col = counts[inv.reshape(-1)] <= COLUMN_SITES_MAX
         self._att_list = self._att.tolist()
@@ -92,13 +95,14 @@ class SparseRtt:
         self._reset()
 
     def _reset(self) -> None:
-        n_o = self.shape[0]
         self._sssp: dict[int, np.ndarray] = {}  # site -> shortest paths from it to every site
         self._near: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # src -> nodes, d, L
         self._cand: dict[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = {}
         self._far: dict[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = {}
-        self._known = (np.zeros((n_o, 0), np.int64), np.zeros((n_o, 0)))  # all candidates so far
-        self._rows: list[dict[int, float] | None] = [None] * n_o
+        self._colmat: np.ndarray | None = None  # origins x every small-group site
+        # Round trips known so far, keyed by origin x n_sites + site: every candidate list's,
+        # and pairs asked for one by one.
+        self._pairs: dict[int, float] = {}
 
     def copy(self) -> SparseRtt:
         """An independent copy (same graph; fresh caches), for a run that changes the network."""
@@ -130,20 +134,11 @@ class SparseRtt:
 
     def item(self, o: int, s: int) -> float:
         """Round trip from origin ``o`` to site ``s``, ms (what ``ndarray.item`` gives)."""
-        try:  # the per-request path: two lookups
-            return self._rows[o][s]
-        except (TypeError, KeyError):
-            return self._miss(o, s)
-
-    def _miss(self, o: int, s: int) -> float:
-        row = self._rows[o]
-        if row is None:  # first use of this origin: everything its candidate lists know
-            idx, val = self._known
-            row = self._rows[o] = dict(zip(idx[o].tolist(), val[o].tolist(), strict=True))
-            if s in row:
-                return row[s]
-        v = row[s] = self._exact(o, s)
-        return v
+        try:  # the per-request path: one dict lookup
+            return self._pairs[o * self._n_sites + s]
+        except KeyError:
+            v = self._pairs[o * self._n_sites + s] = self._exact(o, s)
+            return v
 
     def __getitem__(self, key) -> np.ndarray:
         o, s = key
@@ -186,14 +181,21 @@ class SparseRtt:
         far = sites[~self._is_col[sites]]
         parts = []
         if len(col):
-            step = max(1, 4_000_000 // max(1, len(col)))
-            idx, val = [], []
-            for i in range(0, n_o, step):
-                r = self._column_rtt(col, slice(i, i + step))
-                ci, cv = nearest_dense(r, np.arange(len(col)), k)
-                idx.append(col[ci])
-                val.append(cv)
-            parts.append((np.concatenate(idx), np.concatenate(val)))
+            every = np.flatnonzero(self._is_col)
+            if n_o * len(every) <= _COLUMNS_CELLS_MAX:  # one matrix for every small group
+                if self._colmat is None:
+                    self._colmat = self._column_rtt(every)
+                ci, cv = nearest_dense(self._colmat, np.searchsorted(every, col), k)
+                parts.append((every[ci], cv))
+            else:
+                step = max(1, 4_000_000 // max(1, len(col)))
+                idx, val = [], []
+                for i in range(0, n_o, step):
+                    r = self._column_rtt(col, slice(i, i + step))
+                    ci, cv = nearest_dense(r, np.arange(len(col)), k)
+                    idx.append(col[ci])
+                    val.append(cv)
+                parts.append((np.concatenate(idx), np.concatenate(val)))
         if len(far):
             fkey = (far.tobytes(), k)
             hit = self._far.get(fkey)
@@ -210,11 +212,8 @@ class SparseRtt:
         idx = np.ascontiguousarray(idx)
         val = np.ascontiguousarray(val)
         self._cand[key] = (idx, val)
-        self._known = (np.concatenate([self._known[0], idx], axis=1),
-                       np.concatenate([self._known[1], val], axis=1))
-        for o, row in enumerate(self._rows):  # rows seeded earlier learn the new values
-            if row is not None:
-                row.update(zip(idx[o].tolist(), val[o].tolist(), strict=True))
+        keys = np.arange(n_o)[:, None] * self._n_sites + idx
+        self._pairs.update(zip(keys.ravel().tolist(), val.ravel().tolist(), strict=True))
         return idx, val
 
     def _grow(self, sources: np.ndarray, far: np.ndarray, k: int) -> None:

@@ -181,7 +181,7 @@ def test_loaded_step_grows_with_the_rate_up_to_saturation():
 def test_catalogue_deployments_match_the_iteration_level_scheduler(model, gpu):
     """With the fitted constants and real memory budgets, at a chat-like mix (KV-capped).
 
-    Measured: +13.1 % (8B L40S), +18.6 % (70B H100 TP2) at 1000/300.
+    Measured: +13.3 % (8B L40S), +18.7 % (70B H100 TP2) at 1000/300.
     """
     d = CAT.deployment(model, gpu)
     ss = d.steady_state(1000, 300)

@@ -10,15 +10,21 @@ Add your own without editing the package::
         def choose(self, request, view):
             return view.tier_candidates(request.origin, request.capability, 0)[0]
 
-then run ``aigrid-sim plugins=[mypolicies] policy=edge_only`` (or ``policy=mypolicies:EdgeOnly``).
+then run ``aigrid-sim plugins=[mypolicies] policy=edge_only`` (or ``--plugins mypolicies``, or
+``policy=mypolicies:EdgeOnly``). A scenario file alone cannot import a module: see
+:func:`~aigrid_sim.sim.policies.base.allow_plugins`.
 """
 
 from aigrid_sim.sim.policies import builtin as _builtin  # noqa: F401  (registers the built-ins)
 from aigrid_sim.sim.policies.base import (
                                       BasePolicy,
+                                      FencedPolicy,
+                                      PolicyError,
                                       Reject,
                                       Request,
                                       RoutingPolicy,
+                                      allow_plugins,
+                                      allowed_plugins,
                                       available_policies,
                                       load_plugins,
                                       make_policy,
@@ -26,5 +32,6 @@ from aigrid_sim.sim.policies.base import (
 )
 from aigrid_sim.sim.policies.view import GridView
 
-__all__ = ["BasePolicy", "GridView", "Reject", "Request", "RoutingPolicy", "available_policies",
+__all__ = ["BasePolicy", "FencedPolicy", "GridView", "PolicyError", "Reject", "Request",
+           "RoutingPolicy", "allow_plugins", "allowed_plugins", "available_policies",
            "load_plugins", "make_policy", "register"]
