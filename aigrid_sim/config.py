@@ -496,6 +496,7 @@ DOMAINS: dict[str, Dom] = {
     "workload.arrivals.mmpp.states[].mean_sojourn_s": POS,
     "workload.arrivals.mmpp.transitions[][]": NONNEG,
     "workload.arrivals.mmpp.scope": one_of("global", "region"),
+    "workload.arrivals.concurrency": NONNEG,  # 0 = open loop; kind closed needs >= 1
     **{f"workload.arrivals.flash_crowds[].{k}": d for k, d in _FLASH.items()},
     "workload.arrivals.flash_crowds[].countries[]": NONEMPTY,
     "workload.arrivals.flash_crowds[].cities[]": NONEMPTY,
@@ -507,6 +508,7 @@ DOMAINS: dict[str, Dom] = {
     "workload.apps[].tokens.in_mean": ONE_UP, "workload.apps[].tokens.in_cv": NONNEG,
     "workload.apps[].tokens.out_mean": ONE_UP, "workload.apps[].tokens.out_cv": NONNEG,
     "workload.apps[].tokens.in_max": ONE_UP, "workload.apps[].tokens.out_max": ONE_UP,
+    "workload.apps[].system_prompt_tokens": NONNEG,
     # trace
     "trace.path": NONEMPTY, "trace.format": one_of(*TRACE_FORMATS),
     **{f"trace.columns.{k}": NONEMPTY for k in ("time", "in_tokens", "out_tokens", "origin",

@@ -90,9 +90,12 @@ class Spec:
         if self.cap < self.block:
             raise ConfigError(f"{where}: {name} has a KV budget of {self.cap} tokens after its "
                               f"weights: no request fits; use more GPUs per replica or another GPU")
-        if self.max_seqs < 1 or self.budget < self.max_seqs:
-            raise ConfigError(f"{where}: {name}: max_num_batched_tokens ({self.budget}) must be "
-                              f">= max_num_seqs ({self.max_seqs}) >= 1")
+        if self.max_seqs < 1 or self.budget < 1:
+            raise ConfigError(f"{where}: {name}: max_num_seqs ({self.max_seqs}) and "
+                              f"max_num_batched_tokens ({self.budget}) must be >= 1")
+        # Every running sequence's decode token must fit a step's token budget (vLLM requires
+        # max_num_batched_tokens >= max_num_seqs): the budget caps the sequences.
+        self.max_seqs = min(self.max_seqs, self.budget)
         # Attention cost per context token: the step time is linear in the context.
         self.ctx_slope = (self.step_s(1.0, 1e6) - self.step_s(1.0, 0.0)) / 1e6
         self.watermark = int(WATERMARK * self.cap)
