@@ -26,6 +26,7 @@ from aigrid_sim.results.metrics import (
     sites_table,
     summarise,
 )
+from aigrid_sim.sim import control
 from aigrid_sim.sim.engine import Engine, Records
 from aigrid_sim.sim.faults import FaultSchedule, build_schedule
 from aigrid_sim.sim.policies import load_plugins, make_policy
@@ -85,9 +86,9 @@ def make_stream(cfg: cfgmod.SimConfig, world: World) -> RequestStream:
     if cfg.workload.arrivals.kind == "trace":
         from aigrid_sim.workload.traces import trace_stream
 
-        return trace_stream(cfg, world.origin_population, world.origin_utc_offset_h,
+        return trace_stream(cfg, world.origin_weight, world.origin_utc_offset_h,
                             world.origin_name)
-    return generate_stream(cfg, world.origin_population, world.origin_utc_offset_h,
+    return generate_stream(cfg, world.origin_weight, world.origin_utc_offset_h,
                            region=world.origin_region, country=world.origin_country,
                            names=world.origin_name)
 
@@ -104,6 +105,8 @@ def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,
     policy = make_policy(cfg.policy, cfg.routing.params)
     world = world or build_world(cfg)
     stream = stream if stream is not None else make_stream(cfg, world)
+    # The control plane (sovereignty, tenant quotas) only when a scenario uses it.
+    policy = control.wrap(policy, control.build_rules(cfg, world, [a.name for a in stream.apps]))
     horizon = cfg.duration_s + cfg.drain_s
     if faults is None:
         faults = build_schedule(cfg.faults, world, cfg.seed, horizon)
@@ -137,6 +140,10 @@ def _run_config(dcfg: DictConfig, *, out_dir: str | Path | None,
     reqs = requests_table(world, stream, rec)
     sites = sites_table(world, rec, cfg.duration_s, reqs)
     summary = summarise(reqs, sites, warmup_s=cfg.warmup_s, window_s=cfg.duration_s)
+    if cfg.tenants:
+        from aigrid_sim.results.billing import billing
+
+        summary["tenants"] = billing(reqs, sites, cfg.tenants)
     if schedule.active:
         caps = np.array([a.capability for a in stream.apps])[stream.app]
         nearest = nearest_capable(world.rtt_ms, world.site_capability, world.site_id,
@@ -149,6 +156,7 @@ def _run_config(dcfg: DictConfig, *, out_dir: str | Path | None,
         "scenario": cfg.name, "policy": cfg.policy, "seed": cfg.seed, "load": cfg.load,
         "duration_s": cfg.duration_s, "sites": world.n_sites, "origins": world.n_origins,
         "stream": dict(stream.info), "wall_s": time.perf_counter() - t0,
+        "provisioned": {**(world.provisioned or {}), "gpus": int(world.site_gpus.sum())},
     })
     resolved = OmegaConf.create(OmegaConf.to_container(dcfg, resolve=True))
     if "hydra" in resolved:

@@ -91,11 +91,39 @@ def summary_table(s: dict) -> str:
     lines += ["", f"cost: ${s['cost_usd']:,.2f} provisioned GPU time"
               + (f", ${cp:,.3f} per 1,000 completed requests" if cp else "")
               + (f", ${cm:,.2f} per million tokens" if cm else "")]
+    lines += provisioned_lines(s)
     if s.get("reasons"):
         lines.append("not completed: " + ", ".join(f"{k} {v:,}" for k, v in s["reasons"].items()))
     if s.get("faults"):
         lines += [""] + fault_lines(s["faults"])
+    if s.get("tenants"):
+        from aigrid_sim.results.billing import billing_lines
+
+        lines += [""] + billing_lines(s["tenants"])
     return "\n".join(lines)
+
+
+def provisioned_lines(s: dict) -> list[str]:
+    """What the run provisions and bills: sites and GPUs per tier.
+
+    A regional study also says which continents it kept and what it left out
+    (``world.keep_sites``).
+    """
+    tiers = s.get("by_tier") or {}
+    if not tiers:
+        return []
+    lines = ["provisioned (billed whether used or not): " + ", ".join(
+        f"{t} {b.get('sites', 0):,} site{'s' if b.get('sites', 0) != 1 else ''} / "
+        f"{b.get('gpus', 0):,} GPUs" for t, b in tiers.items())]
+    p = s.get("provisioned") or {}
+    if p.get("continents"):
+        dropped = p.get("dropped") or {}
+        lines.append(f"  regional study: sites on {', '.join(p['continents'])} kept"
+                     + (f", {sum(dropped.values()):,} elsewhere left out ("
+                        + ", ".join(f"{t} {n:,}" for t, n in dropped.items()) + ")"
+                        if dropped else "")
+                     + "; world.keep_sites=all keeps every site")
+    return lines
 
 
 def fault_lines(f: dict) -> list[str]:
@@ -142,14 +170,14 @@ def _progress_bar(horizon_s: float, enabled: bool | None):
 def run_task(cfg: DictConfig) -> dict | None:
     """Run one composed config, write its folder, print the summary; the Hydra task body."""
     from aigrid_sim.api import run_config
-    from aigrid_sim.results.rundir import is_complete, run_folder_name
+    from aigrid_sim.results.rundir import is_complete, run_folder_name, unreadable_reason
 
     _watch_parent()
     sim = cfgmod.validate(cfg)
     root = Path(sim.output.dir)
     if sim.output.write and sim.output.resume:
         folder = root / run_folder_name(cfg)
-        if is_complete(folder):
+        if is_complete(folder) and unreadable_reason(folder) is None:
             import json
 
             summary = json.loads((folder / "summary.json").read_text())
@@ -182,8 +210,9 @@ def _watch_parent() -> None:
     """
     global _watching
     parent = os.environ.get(PARENT_ENV)
-    if _watching or not parent or not parent.isdigit() or int(parent) == os.getpid():
-        return
+    if _watching or not parent or not parent.isdigit() or int(parent) == os.getpid() \
+            or not _joblib_job():
+        return  # a single run, or a job of another launcher (maybe on another machine)
     _watching = True
     pid = int(parent)
 
@@ -206,6 +235,16 @@ def _watch_parent() -> None:
         os._exit(3)
 
     threading.Thread(target=watch, name="aigrid-parent-watch", daemon=True).start()
+
+
+def _joblib_job() -> bool:
+    """Whether this process runs a job of the joblib launcher (loky workers on this machine)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return "joblib" in str(HydraConfig.get().launcher.get("_target_", "")).lower()
+    except Exception:  # noqa: BLE001 (no Hydra context: not a sweep job)
+        return False
 
 
 def _split_plugins_flag(args: list[str]) -> tuple[list[str], list[str]]:

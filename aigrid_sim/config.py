@@ -126,6 +126,9 @@ class GraphConfig:
 
     neighbours: int = 4  # each site links to its k nearest sites
     mesh_tiers: list[str] = field(default_factory=lambda: ["regional", "core"])  # full mesh
+    # RTT model of every edge between two sites: backbone (private cloud/CDN backbone) |
+    # internet (the public-Internet model users get; for comparison studies).
+    site_path: str = "backbone"
 
 
 @dataclass
@@ -135,6 +138,9 @@ class WorldConfig:
     topology: str = "grid"  # grid (real PoPs/regions/cities) | custom (sites/origins below)
     catalog: str | None = None  # your GPU/model catalogue YAML; None = the shipped one
     network: str = "geo"  # geo (RTT model) | zero (no network delay; queueing studies)
+    # serving: a regional study (cities.countries set) keeps only the sites on its continents
+    # (and the nearest site of a tier left empty); all: every site the tier filters keep
+    keep_sites: str = "serving"
     # auto: a dense origins x sites RTT matrix for small worlds, per-origin nearest sites for big
     # ones (thousands of sites); dense | sparse force one (same candidates, same round trips).
     rtt_matrix: str = "auto"
@@ -190,6 +196,9 @@ class AppConfig:
     # Leading prompt tokens every request of the app shares (a system prompt): cached per
     # replica (prefix caching); prompts are at least this + 1 tokens long. 0 = none.
     system_prompt_tokens: int = 0
+    # Data residency: areas (ISO country code, group such as EU, or continent); a request from
+    # a city inside one of them is served only by sites inside that same area.
+    sovereignty: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -242,6 +251,11 @@ class WorkloadConfig:
     """Global traffic: total mean rate, arrival process and apps."""
 
     rate_rps: float = 1000.0  # mean requests per second worldwide at load 1.0
+    # Where requests come from: internet_users (population x share online, World Bank/ITU) |
+    # population. See aigrid_sim.world.demand.
+    demand: str = "internet_users"
+    # Optional CSV of your own weights: columns weight + country (ISO alpha-2) or city.
+    demand_csv: str | None = None
     arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
     apps: list[AppConfig] = field(default_factory=lambda: [AppConfig()])
 
@@ -340,6 +354,37 @@ class FaultsConfig:
 
 
 @dataclass
+class PriceConfig:
+    """What a tenant pays per million tokens served at one tier, USD."""
+
+    in_per_m: float = 0.0
+    out_per_m: float = 0.0
+
+
+@dataclass
+class QuotaConfig:
+    """A tenant's admission quota: a token bucket per tier, or per site of a tier."""
+
+    tier: str = "edge"
+    rate_rps: float = 0.0  # sustained requests per second admitted
+    burst: float = 1.0  # bucket size, requests
+    per_site: bool = False  # one bucket per site of the tier (else one for the whole tier)
+
+
+@dataclass
+class TenantConfig:
+    """A tenant of the grid: the apps it owns, its quotas, priority, residency and prices."""
+
+    name: str = "tenant"
+    apps: list[str] = field(default_factory=list)
+    priority: int = 0  # higher is admitted first (own queue order inside each priority)
+    sovereignty: list[str] = field(default_factory=list)  # applies to its apps that set none
+    quotas: list[QuotaConfig] = field(default_factory=list)
+    prices: dict[str, PriceConfig] = field(default_factory=dict)  # tier -> price
+    sla_penalty_usd: float = 0.0  # per request that misses its SLO (not counting throttled)
+
+
+@dataclass
 class OutputConfig:
     """Where and what a run writes."""
 
@@ -373,6 +418,7 @@ class SimConfig:
     trace: TraceConfig = field(default_factory=TraceConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    tenants: list[TenantConfig] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)  # the scenario's own knobs
 
 
@@ -460,6 +506,7 @@ DOMAINS: dict[str, Dom] = {
     "world.edge.source": one_of(*EDGE_SOURCES), "world.edge.file": NONEMPTY,
     "world.edge.min_population": ONE_UP,
     "world.network": one_of("geo", "zero"),
+    "world.keep_sites": one_of("serving", "all"),
     "world.cities.min_population": NONNEG,
     "world.cities.max_cities": NONNEG,  # 0 = only world.origins
     "world.cities.countries": ANY, "world.cities.countries[]": NONEMPTY,
@@ -482,6 +529,7 @@ DOMAINS: dict[str, Dom] = {
     "world.origins[].lon": Dom(-180, 180), "world.origins[].country": NONEMPTY,
     "world.origins[].population": NONNEG, "world.origins[].utc_offset_h": Dom(-14, 14),
     "world.origins[].timezone": NONEMPTY,
+    "world.graph.site_path": one_of("backbone", "internet"),
     "world.graph.neighbours": ONE_UP, "world.graph.mesh_tiers[]": one_of(*TIERS),
     "world.site_gpus.*": GPUS, "world.sized_gpus.*": GPUS,
     # containers (their items have their own lines)
@@ -490,6 +538,8 @@ DOMAINS: dict[str, Dom] = {
                         "workload.arrivals.flash_crowds", "workload.arrivals.mmpp.states",
                         "workload.arrivals.mmpp.transitions", "faults.outages", "faults.links")},
     # workload
+    "workload.demand": one_of("population", "internet_users"),
+    "workload.demand_csv": NONEMPTY,
     "workload.rate_rps": NONNEG, "workload.arrivals.kind": one_of(*ARRIVAL_KINDS),
     "workload.arrivals.curve[]": NONNEG,
     "workload.arrivals.mmpp.states[].rate": NONNEG,
@@ -509,6 +559,14 @@ DOMAINS: dict[str, Dom] = {
     "workload.apps[].tokens.out_mean": ONE_UP, "workload.apps[].tokens.out_cv": NONNEG,
     "workload.apps[].tokens.in_max": ONE_UP, "workload.apps[].tokens.out_max": ONE_UP,
     "workload.apps[].system_prompt_tokens": NONNEG,
+    "workload.apps[].sovereignty": ANY, "workload.apps[].sovereignty[]": NONEMPTY,
+    # tenants (cross-key rules in _check_tenants)
+    "tenants": ANY, "tenants[].name": NONEMPTY, "tenants[].apps": ANY,
+    "tenants[].apps[]": NONEMPTY, "tenants[].priority": ANY, "tenants[].sovereignty": ANY,
+    "tenants[].sovereignty[]": NONEMPTY, "tenants[].quotas": ANY,
+    "tenants[].quotas[].tier": one_of(*TIERS), "tenants[].quotas[].rate_rps": NONNEG,
+    "tenants[].quotas[].burst": ONE_UP, "tenants[].quotas[].per_site": ANY,
+    "tenants[].prices": ANY, "tenants[].sla_penalty_usd": NONNEG,
     # trace
     "trace.path": NONEMPTY, "trace.format": one_of(*TRACE_FORMATS),
     **{f"trace.columns.{k}": NONEMPTY for k in ("time", "in_tokens", "out_tokens", "origin",
@@ -963,6 +1021,49 @@ def _check(c: SimConfig) -> None:
                   f"a prefix longer than the prompt: {sp} tokens, but tokens.in_mean is "
                   f"{a.tokens.in_mean:g} (and in_max {a.tokens.in_max})")
     _check_faults(c.faults)
+    _check_tenants(c)
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _check_tenants(c: SimConfig) -> None:
+    """Sovereignty areas, tenants, quotas and prices (aigrid_sim/sim/control.py applies them)."""
+    from aigrid_sim.world import areas
+
+    for i, a in enumerate(c.workload.apps):
+        for j, name in enumerate(a.sovereignty):
+            areas.resolve(name, f"workload.apps[{i}].sovereignty[{j}]")
+    apps = {a.name for a in c.workload.apps}
+    owner: dict[str, str] = {}
+    names = [t.name for t in c.tenants]
+    _need(len(set(names)) == len(names), "tenants", f"tenant names must be unique: {names}")
+    for i, t in enumerate(c.tenants):
+        k = f"tenants[{i}]"
+        _need(bool(t.apps), f"{k}.apps", f"tenant {t.name!r} owns no apps; list at least one")
+        for app in t.apps:
+            _need(app in apps, f"{k}.apps", f"unknown app {app!r}; apps: {sorted(apps)}")
+            _need(app not in owner, f"{k}.apps",
+                  f"app {app!r} already belongs to tenant {owner.get(app)!r}")
+            owner[app] = t.name
+        for j, name in enumerate(t.sovereignty):
+            areas.resolve(name, f"{k}.sovereignty[{j}]")
+        for j, q in enumerate(t.quotas):
+            kq = f"{k}.quotas[{j}]"
+            _need(q.tier in TIERS, f"{kq}.tier", f"must be one of {TIERS} (got {q.tier!r})")
+            _need(_finite(q.rate_rps) and q.rate_rps >= 0, f"{kq}.rate_rps",
+                  f"must be a finite number >= 0 (got {q.rate_rps})")
+            _need(_finite(q.burst) and q.burst >= 1, f"{kq}.burst",
+                  f"must be a finite number >= 1 (got {q.burst})")
+        for tier, p in t.prices.items():
+            kp = f"{k}.prices.{tier}"
+            _need(tier in TIERS, kp, f"unknown tier {tier!r}; tiers: {TIERS}")
+            for f_ in ("in_per_m", "out_per_m"):
+                v = getattr(p, f_)
+                _need(_finite(v) and v >= 0, f"{kp}.{f_}", f"must be a finite price >= 0 (got {v})")
+        _need(_finite(t.sla_penalty_usd) and t.sla_penalty_usd >= 0, f"{k}.sla_penalty_usd",
+              f"must be a finite amount >= 0 (got {t.sla_penalty_usd})")
 
 
 def _check_faults(f: FaultsConfig) -> None:

@@ -28,6 +28,8 @@ class Reason(IntEnum):
     QUEUE_FULL = 3  # the chosen site's queue was full
     SITE_DOWN = 4  # its site failed and it could not fail over
     RETRIES_EXHAUSTED = 5  # it failed over as many times as allowed
+    SOVEREIGNTY = 6  # no capable site inside its data-residency area
+    QUOTA = 7  # throttled: its tenant's quota at the chosen tier was used up
     CONTEXT_TOO_LONG = 8  # its prompt + output can never fit in a replica's KV cache
 
     @property

@@ -82,7 +82,7 @@ def test_default_world_is_built_exactly_as_before():
     c = np.array(w.site_country, dtype=object)
     dist = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
     rtt = estimate_rtt_ms(lat[:, None], lon[:, None], lat[None, :], lon[None, :],
-                          c[:, None], c[None, :])
+                          c[:, None], c[None, :], path="backbone")  # world.graph.site_path
     np.fill_diagonal(dist, np.inf)
     pairs = set()
     for i in range(S):

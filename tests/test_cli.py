@@ -28,7 +28,8 @@ def test_cli_runs_prints_summary_and_writes_folder(tmp_path):
     assert p.returncode == 0, p.stderr
     out = p.stdout
     for word in ("requests", "completed", "p95", "edge", "regional", "core", "SLO met",
-                 "per 1,000 completed requests", "run folder:", "by region", "Europe"):
+                 "per 1,000 completed requests", "run folder:", "by region", "Europe",
+                 "provisioned (billed whether used or not): edge "):
         assert word in out, word
     folder = Path(out.strip().splitlines()[-1].split("run folder: ")[1])
     folder = folder if folder.is_absolute() else tmp_path / folder
@@ -65,7 +66,9 @@ def test_run_folder_is_atomic(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(pq, "write_table", boom)  # every table of a run folder goes through it
     with pytest.raises(RuntimeError):
         write_run(r, tmp_path, figures=False)
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind

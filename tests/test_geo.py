@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -47,25 +48,28 @@ lats = st.floats(-90, 90, allow_nan=False)
 lons = st.floats(-180, 180, allow_nan=False)
 
 
-@settings(max_examples=300, deadline=None)
-@given(lats, lons, lats, lons, codes, codes)
-def test_never_below_fibre_floor_scalar(lat1, lon1, lat2, lon2, c1, c2):
-    rtt = estimate_rtt_ms(lat1, lon1, lat2, lon2, c1, c2)
+paths = st.sampled_from(geo.PATHS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(lats, lons, lats, lons, codes, codes, paths)
+def test_never_below_fibre_floor_scalar(lat1, lon1, lat2, lon2, c1, c2, path):
+    rtt = estimate_rtt_ms(lat1, lon1, lat2, lon2, c1, c2, path=path)
     assert np.ndim(rtt) == 0 and np.isfinite(rtt) and rtt > 0
     assert rtt >= fibre_floor_ms(great_circle_km(lat1, lon1, lat2, lon2))
 
 
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(lats, lons, lats, lons, codes, codes), min_size=1, max_size=40))
-def test_never_below_fibre_floor_arrays(rows):
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(lats, lons, lats, lons, codes, codes), min_size=1, max_size=40), paths)
+def test_never_below_fibre_floor_arrays(rows, path):
     lat1, lon1, lat2, lon2 = (np.array(col, dtype=float) for col in list(zip(*rows))[:4])
     c1 = np.array([r[4] for r in rows], dtype=object)
     c2 = np.array([r[5] for r in rows], dtype=object)
-    rtt = estimate_rtt_ms(lat1, lon1, lat2, lon2, c1, c2)
+    rtt = estimate_rtt_ms(lat1, lon1, lat2, lon2, c1, c2, path=path)
     assert rtt.shape == (len(rows),) and np.isfinite(rtt).all()
     assert (rtt >= fibre_floor_ms(great_circle_km(lat1, lon1, lat2, lon2))).all()
     # Element-wise and vectorised evaluation agree.
-    one = [estimate_rtt_ms(*r) for r in rows]
+    one = [estimate_rtt_ms(*r, path=path) for r in rows]
     np.testing.assert_allclose(rtt, one, rtol=1e-12)
 
 
@@ -162,3 +166,72 @@ def test_holdout_split_keeps_pairs_together(measurements):
     # Independent of row order: the split is a function of the pairs only.
     shuffled = measurements.sample(frac=1, random_state=0)
     np.testing.assert_array_equal(rtt_fit.holdout_mask(shuffled), held[shuffled.index.to_numpy()])
+
+
+# ----------------------------------------------------------------------------- backbone
+
+
+def test_backbone_has_no_access_terms_or_internet_hubs():
+    dubai, mumbai = (25.20, 55.27), (19.08, 72.88)
+    bb = estimate_rtt_ms(*dubai, *mumbai, "AE", "IN", path="backbone")
+    net = estimate_rtt_ms(*dubai, *mumbai, "AE", "IN", path="internet")
+    floor = fibre_floor_ms(great_circle_km(*dubai, *mumbai))
+    assert floor < bb < 2.5 * floor < net  # the Internet model detours through Marseille
+    # Same-metro sites: little more than the per-hop term.
+    assert estimate_rtt_ms(*LONDON, 51.52, -0.10, "GB", "GB", path="backbone") < 5
+    assert 60 < estimate_rtt_ms(*LONDON, *NEW_YORK, "GB", "US", path="backbone") < 110
+    with pytest.raises(ValueError, match="path must be one of"):
+        estimate_rtt_ms(*LONDON, *NEW_YORK, path="satellite")
+
+
+def test_backbone_shapes_and_codes():
+    lat = np.linspace(-50, 60, 7)
+    lon = np.linspace(-120, 150, 7)
+    grid = estimate_rtt_ms(lat[:, None], lon[:, None], lat[None, :3], lon[None, :3],
+                           np.array(["US"] * 7)[:, None], "GB", path="backbone")
+    assert grid.shape == (7, 3)
+    assert isinstance(estimate_rtt_ms(*LONDON, *TOKYO, path="backbone"), float)
+    # Unknown codes take the great circle, like no code.
+    assert estimate_rtt_ms(*LONDON, *TOKYO, "ZZ", "JP", path="backbone") == estimate_rtt_ms(
+        *LONDON, *TOKYO, path="backbone")
+
+
+@pytest.fixture(scope="module")
+def aws_pairs():
+    if not (DATA_DIR / "cloud_rtt_aws.csv").exists():
+        pytest.skip(f"cloud_rtt_aws.csv not found in {DATA_DIR}")
+    from aigrid_sim.world import rtt_fit
+
+    return rtt_fit.load_backbone_measurements(DATA_DIR)
+
+
+def test_backbone_fit_is_reproducible(aws_pairs):
+    """Re-fitting on the same split gives the shipped parameters exactly (fit_backbone.py)."""
+    from aigrid_sim.world import rtt_fit
+
+    held = rtt_fit.backbone_holdout_mask(aws_pairs)
+    shipped = json.loads(geo.BACKBONE_PARAMS_PATH.read_text(encoding="utf-8"))
+    refit = rtt_fit.fit_backbone(aws_pairs[~held])
+    assert refit == {k: shipped[k] for k in refit}
+    assert shipped["fit"]["n_holdout"] == int(held.sum()) == 165
+    # The held-aside pairs shipped for aigrid-sim-validate are exactly that split.
+    shipped_pairs = pd.read_csv(geo._DATA / "backbone_holdout.csv", keep_default_na=False)
+    assert sorted(zip(shipped_pairs.region_a, shipped_pairs.region_b, strict=True)) == sorted(
+        zip(aws_pairs.region_a[held], aws_pairs.region_b[held], strict=True))
+
+
+def test_backbone_holdout_scores(aws_pairs):
+    """Targets of issue 11 on the held-aside AWS pairs, and better than the Internet model."""
+    from aigrid_sim.world import rtt_fit
+
+    held = aws_pairs[rtt_fit.backbone_holdout_mask(aws_pairs)]
+    y = held.rtt_p50_ms
+    bb = rtt_fit.backbone_stats(rtt_fit.backbone_predict(
+        lambda *a: estimate_rtt_ms(*a, path="backbone"), held), y)
+    net = rtt_fit.backbone_stats(rtt_fit.backbone_predict(geo.default_model(), held), y)
+    assert bb["median_ape_pct"] <= 11.0 and bb["p90_ape_pct"] <= 28.0
+    assert abs(bb["mean_bias_ms"]) <= 5.0 and bb["n_over_2x"] == 0
+    assert bb["p90_ape_pct"] < net["p90_ape_pct"] and abs(bb["mean_bias_ms"]) < abs(
+        net["mean_bias_ms"])
+    assert (rtt_fit.backbone_predict(lambda *a: estimate_rtt_ms(*a, path="backbone"), aws_pairs)
+            >= aws_pairs.floor_ms).all()

@@ -31,3 +31,22 @@ def test_package_data_globs_cover_every_shipped_file():
                 rel = f.relative_to(pkg)
                 assert any(rel.match(g) and len(rel.parts) == len(Path(g).parts) for g in globs), \
                     f"{rel} is not package data: add a glob to [tool.setuptools.package-data]"
+
+
+def test_every_bundled_data_file_is_credited_in_notice():
+    """NOTICE names each file under aigrid_sim/data, with its source and license."""
+    notice = (ROOT / "NOTICE").read_text()
+    data = ROOT / "aigrid_sim" / "data"
+    missing = sorted(str(f.relative_to(data)) for f in data.rglob("*")
+                     if f.is_file() and "__pycache__" not in f.parts and f.name not in notice)
+    assert not missing, f"credit these in NOTICE (source, license): {missing}"
+    assert (ROOT / "LICENSE").read_text().count("Apache License") >= 1
+
+
+def test_installed_version_is_the_package_version():
+    """The pyproject reads the version from aigrid_sim.__version__: one place to change it."""
+    from importlib.metadata import version
+
+    import aigrid_sim
+
+    assert version("aigrid-sim") == aigrid_sim.__version__

@@ -46,7 +46,7 @@ def test_quick_validation_runs_and_passes(capsys):
     rows = parse_table(out)
     assert e.value.code == 0, out
     names = [r["check"] for r in rows]
-    for what in ("M/M/1", "M/M/4", "P(wait)", "M/D/1", "blocking", "Little"):
+    for what in ("M/M/1", "M/M/4", "P(wait)", "M/D/1", "blocking", "Little", "Backbone RTT"):
         assert any(what in n for n in names), (what, names)
     if have_rtt:
         rtt = [r for r in rows if r["check"].startswith("RTT")]
@@ -97,3 +97,33 @@ def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "aigrid_sim.studies.validate", "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "--quick" in out and "--data-dir" in out
+
+
+def test_shipped_holdout_scores_as_the_full_data_does():
+    """The package's hold-out rows give the hold-out scores of redoing the split on the data."""
+    shipped = validate.rtt_scores(None)
+    held = {k: shipped[k] for k in ("n_rows", "with_country_codes", "without_country_codes",
+                                    "straight_line_baseline")}
+    import json
+
+    recorded = json.loads((Path(validate.__file__).resolve().parents[1] / "data" /
+                           "rtt_params.json").read_text())["holdout"]
+    assert held == {k: recorded[k] for k in held}  # what scripts/fit_rtt.py recorded
+    assert shipped["below_floor"] == 0 and shipped["n_pairs_floor"] == 2 * 13_134
+    if (SHARED_DATA / "rtt_measured.csv").exists():
+        full = validate.rtt_scores(SHARED_DATA)
+        assert {k: full[k] for k in held} == held
+
+
+def test_quick_validation_needs_no_data_beside_the_checkout(monkeypatch, capsys):
+    """An installed package: no --data-dir, no $AIGRID_DATA: the RTT rows use the shipped rows."""
+    monkeypatch.delenv("AIGRID_DATA", raising=False)
+    monkeypatch.setattr(validate, "queue_checks", lambda *a, **k: [])
+    monkeypatch.setattr(validate, "little_checks", lambda *a, **k: [])
+    with pytest.raises(SystemExit) as e:
+        main(["--quick", "--jobs", "1"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0, out
+    rtt = [r for r in parse_table(out) if r["check"].startswith("RTT")]
+    assert [r["result"] for r in rtt] == ["pass", "pass", "pass", "info", "info"]
+    assert rtt[0]["simulated"] == "8.1 %" and "13,134 held-out RTTs" in rtt[0]["how"]

@@ -84,3 +84,51 @@ def test_filters_and_custom_world():
 def test_every_site_has_a_country(world):
     """Cloud-region country names all map to ISO codes (outage regions and RTTs need them)."""
     assert all(isinstance(c, str) and len(c) == 2 for c in world.site_country)
+
+
+def _sites_by_tier(w):
+    from collections import Counter
+
+    return Counter(Tier(t).label for t in w.site_tier)
+
+
+def test_regional_study_keeps_only_the_sites_serving_its_continents():
+    """cities.countries=[DE,FR]: no regional or core site outside Europe is provisioned."""
+    from aigrid_sim.world.build import read_data
+
+    cont = read_data("world_countries.csv").set_index("iso2").continent_code
+    region = ["world.cities.countries=[DE,FR]", "world.edge.countries=[DE,FR]"]
+    w = build_world(config.validate(config.compose("global_agent", region)))
+    assert {cont[c] for c, t in zip(w.site_country, w.site_tier) if t > Tier.EDGE} == {"EU"}
+    assert [w.site_id[i] for i in np.flatnonzero(w.site_tier == Tier.CORE)] == \
+        ["core-azure-westeurope"]
+    everything = build_world(config.validate(config.compose(
+        "global_agent", [*region, "world.keep_sites=all"])))
+    n, n_all = _sites_by_tier(w), _sites_by_tier(everything)
+    assert n["edge"] == n_all["edge"] and n["regional"] < n_all["regional"]
+    assert n_all["core"] == 3 and n["core"] == 1
+    assert w.provisioned == {"keep_sites": "serving", "continents": ["Europe"],
+                             "dropped": {"regional": n_all["regional"] - n["regional"],
+                                         "core": 2}}
+    assert everything.provisioned["dropped"] == {}
+
+
+def test_regional_study_keeps_the_nearest_site_of_a_tier_it_would_empty():
+    """Nigeria: no core on its continent, so the nearest core (Amsterdam, not Tokyo) stays.
+
+    An explicit regional list is kept as given.
+    """
+    w = build_world(config.validate(config.compose("global_agent", [
+        "world.cities.countries=[NG]", "world.regional.regions=[aws:us-east-1,aws:af-south-1]"])))
+    tiers = [Tier(t).label for t in w.site_tier]
+    ids = {t: sorted(i for i, tt in zip(w.site_id, tiers) if tt == t) for t in set(tiers)}
+    assert ids["core"] == ["core-azure-westeurope"]
+    assert ids["regional"] == ["regional-aws-af-south-1", "regional-aws-us-east-1"]
+    from aigrid_sim.world.build import read_data
+
+    cont = read_data("world_countries.csv").set_index("iso2").continent_code
+    assert {cont[w.site_country[i]] for i in np.flatnonzero(w.site_tier == Tier.EDGE)} == {"AF"}
+
+
+def test_global_world_is_not_pruned(world):
+    assert world.provisioned.get("continents") is None

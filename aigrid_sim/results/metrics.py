@@ -319,8 +319,13 @@ def during_outage(reqs: pd.DataFrame, faults: pd.DataFrame,
 
 def nearest_capable(rtt_ms: np.ndarray, site_capability: np.ndarray, site_id: list[str],
                     origin: np.ndarray, capability: np.ndarray) -> np.ndarray:
-    """Per request: the id of the capable site nearest its origin (``""`` if none is capable)."""
-    rtt = np.asarray(rtt_ms, dtype=float)
+    """Per request: the id of the capable site nearest its origin (``""`` if none is capable).
+
+    ``rtt_ms`` is a world's ``rtt_ms``: the dense matrix, or a big world's
+    :class:`~aigrid_sim.world.latency.SparseRtt` (asked for each origin's nearest capable site).
+    """
+    dense = isinstance(rtt_ms, np.ndarray)
+    rtt = np.asarray(rtt_ms, dtype=float) if dense else rtt_ms
     cap = np.asarray(site_capability)
     ids = np.array(list(site_id) + [""], dtype=object)
     out = np.full(len(origin), len(site_id), dtype=np.int64)
@@ -328,7 +333,8 @@ def nearest_capable(rtt_ms: np.ndarray, site_capability: np.ndarray, site_id: li
         ok = cap >= c
         if not ok.any():
             continue
-        best = np.where(ok[None, :], rtt, np.inf).argmin(axis=1)
+        best = np.where(ok[None, :], rtt, np.inf).argmin(axis=1) if dense else \
+            rtt.nearest(np.flatnonzero(ok), 1)[0][:, 0]
         mine = capability == c
         out[mine] = best[origin[mine]]
     return ids[out]

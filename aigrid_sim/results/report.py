@@ -34,7 +34,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.results.rundir import COMPLETE, is_complete
+from aigrid_sim.results.rundir import COMPLETE, is_complete, unreadable_reason, write_table
 
 # Config keys that never count as swept parameters (where results go, how they are shown).
 IGNORED_PREFIXES = ("output.", "hydra.")
@@ -63,24 +63,67 @@ def find_runs(path: str | Path) -> tuple[list[Path], int]:
         ``(complete, n_incomplete)``: sorted complete folders; incomplete = ``.tmp-*`` folders
         left by interrupted runs plus folders with a ``summary.json`` but no ``_COMPLETE``.
     """
+    complete, skipped = scan_runs(path)
+    return complete, sum(1 for _, why in skipped if why.startswith("incomplete"))
+
+
+def scan_runs(path: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Readable run folders below ``path``, and every other run-like folder with the reason.
+
+    A folder is readable when it is complete (``_COMPLETE`` and ``summary.json``), outside any
+    ``.tmp-*`` folder, holds its tables and config, and has this package's
+    :data:`~aigrid_sim.results.rundir.RESULTS_SCHEMA`.
+
+    Returns:
+        ``(readable, skipped)``: sorted readable folders; ``(folder, reason)`` pairs for the
+        rest, reasons starting ``incomplete`` for interrupted or half-written runs.
+
+    Raises:
+        ConfigError: ``path`` does not exist.
+    """
     root = Path(path)
     if not root.exists():
         raise ConfigError(f"report: {root} does not exist")
-    complete, incomplete = set(), set()
+    complete, skipped = set(), {}
     for marker in root.rglob(COMPLETE):
         folder = marker.parent
         if any(p.startswith(".tmp-") for p in folder.relative_to(root).parts) or \
                 folder.name.startswith(".tmp-"):
-            incomplete.add(folder)
+            skipped[folder] = "incomplete: a .tmp-* folder of an interrupted run"
         elif is_complete(folder):
             complete.add(folder)
     for summ in root.rglob("summary.json"):
-        if summ.parent not in complete:
-            incomplete.add(summ.parent)
+        if summ.parent not in complete and summ.parent not in skipped:
+            skipped[summ.parent] = f"incomplete: summary.json but no {COMPLETE} (half-written)"
     for tmp in root.rglob(".tmp-*"):
-        if tmp.is_dir():
-            incomplete.add(tmp)
-    return sorted(complete), len(incomplete)
+        if tmp.is_dir() and not any(tmp in s.parents or tmp == s for s in skipped):
+            skipped[tmp] = "incomplete: a .tmp-* folder of an interrupted run"
+    readable = []
+    for folder in sorted(complete):
+        why = unreadable_reason(folder)
+        if why is None:
+            readable.append(folder)
+        else:
+            skipped[folder] = why
+    return readable, sorted(skipped.items())
+
+
+def skipped_lines(skipped: list[tuple[Path | str, str]], root: str | Path,
+                  limit: int = 3) -> list[str]:
+    """One line per reason: how many folders were skipped, which (the first few) and why."""
+    by_reason: dict[str, list[str]] = {}
+    for folder, why in skipped:
+        try:
+            name = str(Path(folder).relative_to(root))
+        except ValueError:
+            name = str(folder)
+        by_reason.setdefault(why, []).append(name)
+    lines = []
+    for why, names in by_reason.items():
+        shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more"
+                                             if len(names) > limit else "")
+        lines.append(f"skipped {len(names)} folder{'s' if len(names) > 1 else ''} ({shown}): {why}")
+    return lines
 
 
 def flatten(node, prefix: str = "") -> dict:
@@ -123,40 +166,70 @@ def _metrics_row(s: dict) -> dict:
     return row
 
 
-def gather(path: str | Path) -> pd.DataFrame:
-    """One row per complete run folder under ``path``: swept parameters, then metrics.
+#: Columns of ``runs.parquet`` that are neither config knobs nor metrics.
+RESERVED_COLUMNS = ("run", "path", "scenario", "config")
 
-    ``df.attrs`` carries ``swept`` (the swept config keys), ``params`` (``swept`` without
-    ``seed``: what defines a configuration) and ``incomplete`` (folders skipped).
+
+def config_column(key: str, schema_keys: set[str]) -> str:
+    """The ``runs`` column of a dotted config key.
+
+    A scenario's own top-level knobs (``mmc``'s ``requests``, ``servers``...) live in
+    ``SimConfig.params`` once validated, and their columns say so: ``params.requests``. Schema
+    keys keep their dotted names (``world.edge.gpus``, ``load``). Metrics never contain a dot
+    and no schema key is a metric name, so the two never share a column.
+    """
+    return key if key.split(".", 1)[0] in schema_keys else f"params.{key}"
+
+
+def gather(path: str | Path) -> pd.DataFrame:
+    """One row per readable run folder under ``path``: swept parameters, then metrics.
+
+    ``df.attrs`` carries ``swept`` (the swept config keys, as column names), ``params``
+    (``swept`` without ``seed``: what defines a configuration), ``incomplete`` (interrupted or
+    half-written folders skipped) and ``skipped`` (``[(folder, reason)]``, every folder left out:
+    incomplete, missing files, another results schema).
 
     Raises:
-        ConfigError: if there is no complete run folder under ``path``.
+        ConfigError: if there is no readable run folder under ``path`` (the message says what
+            was found instead).
     """
-    folders, n_incomplete = find_runs(path)
+    from aigrid_sim.config import SimConfig
+
+    folders, skipped = scan_runs(path)
     if not folders:
-        raise ConfigError(f"report: no complete run folder under {path} (a run folder holds "
-                          f"summary.json and {COMPLETE})")
+        why = "; ".join(skipped_lines(skipped, path, limit=2))
+        raise ConfigError(f"report: no readable run folder under {path}"
+                          + (f" ({why})" if why else
+                             f" (a run folder holds summary.json and {COMPLETE})"))
+    schema_keys = set(SimConfig.__dataclass_fields__)
     configs, rows = [], []
     for f in folders:
         cfg = OmegaConf.to_container(OmegaConf.load(f / "config.yaml"), resolve=True)
-        flat = {k: v for k, v in flatten(cfg).items()
+        flat = {config_column(k, schema_keys): v for k, v in flatten(cfg).items()
                 if not any(k.startswith(p) or k == p[:-1] for p in IGNORED_PREFIXES)}
         configs.append(flat)
         summary = json.loads((f / "summary.json").read_text())
         rows.append({"run": f.name, "path": str(f), **_metrics_row(summary)})
+    metrics_df = pd.DataFrame(rows)
     cfg_df = pd.DataFrame(configs)
+    clash = (set(cfg_df.columns) & set(metrics_df.columns)) | \
+        (set(cfg_df.columns) & set(RESERVED_COLUMNS))
+    if clash:  # cannot happen with the rule of config_column; kept as a guarantee
+        cfg_df = cfg_df.rename(columns={c: f"cfg.{c}" for c in clash})
     swept = [k for k in cfg_df.columns if cfg_df[k].map(_text).nunique() > 1]
     first = [k for k in ("name", "policy", "seed") if k in swept]
     swept = first + sorted(k for k in swept if k not in first)
     base = cfg_df[[c for c in ("name", "policy", "seed") if c in cfg_df.columns]]
-    df = pd.concat([pd.DataFrame(rows)[["run"]],
+    df = pd.concat([metrics_df[["run"]],
                     base.rename(columns={"name": "scenario"}),
                     cfg_df[[k for k in swept if k not in ("name", "policy", "seed")]],
-                    pd.DataFrame(rows).drop(columns=["run"])], axis=1)
+                    metrics_df.drop(columns=["run"])], axis=1)
+    assert not df.columns.duplicated().any(), list(df.columns[df.columns.duplicated()])
     params = [("scenario" if k == "name" else k) for k in _independent(cfg_df, swept)
               if k != "seed"]
     df["config"] = config_labels(df, params)
-    df.attrs.update(swept=swept, params=params, incomplete=n_incomplete)
+    df.attrs.update(swept=swept, params=params, skipped=[(str(f), why) for f, why in skipped],
+                    incomplete=sum(1 for _, why in skipped if why.startswith("incomplete")))
     return df
 
 
@@ -168,20 +241,17 @@ def _independent(cfg_df: pd.DataFrame, swept: list[str]) -> list[str]:
     """The swept keys that define a configuration, without those derived from the others.
 
     A scenario knob such as ``servers`` also changes the keys it is interpolated into
-    (``world.sites``); keys are taken in order (name, policy, seed; the scenario's own top-level
-    knobs; then the schema's, shallow first, lists last) and one is dropped when the keys
+    (``world.sites``); keys are taken in order (name, policy, seed; the scenario's own knobs,
+    ``params.*``; then the schema's, shallow first, lists last) and one is dropped when the keys
     already taken determine its value.
     """
-    from aigrid_sim.config import SimConfig
-
-    schema = set(SimConfig.__dataclass_fields__)
 
     def rank(k: str):
         fixed = ("name", "policy", "seed")
         if k in fixed:
             return (0, fixed.index(k), 0, k)
         listy = cfg_df[k].map(lambda v: isinstance(v, str) and v[:1] in ("[", "{")).any()
-        return (1 if "." not in k and k not in schema else 2, k.count("."), int(listy), k)
+        return (1 if k.startswith("params.") else 2, k.count("."), int(listy), k)
 
     kept: list[str] = []
     text = cfg_df[swept].map(_text)  # (astype(str) would keep NaN, and groupby drops NaN keys)
@@ -202,7 +272,8 @@ def config_labels(df: pd.DataFrame, params: list[str]) -> list[str]:
         return [str(p) for p in df.get("policy", pd.Series(["run"] * len(df)))]
     if params == ["policy"]:
         return [str(p) for p in df["policy"]]
-    short = {p: ".".join(p.split(".")[-2:]) for p in params}  # world.edge.gpus -> edge.gpus
+    short = {p: p.removeprefix("params.") if p.startswith("params.")
+             else ".".join(p.split(".")[-2:]) for p in params}  # world.edge.gpus -> edge.gpus
     if len(set(short.values())) < len(short):
         short = {p: p for p in params}
     return [", ".join(f"{short[p]}={_fmt(v)}" for p, v in zip(params, vals))
@@ -320,7 +391,7 @@ def write_report(path: str | Path, out: str | Path | None = None, *, figures: bo
     out = Path(out) if out is not None else Path(path) / "report"
     out.mkdir(parents=True, exist_ok=True)
     files = []
-    df.to_parquet(out / "runs.parquet", index=False)
+    write_table(df, out / "runs.parquet")
     df.to_csv(out / "runs.csv", index=False)
     files += [out / "runs.parquet", out / "runs.csv"]
     agg = by_config(df)
@@ -395,9 +466,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"aigrid-sim-report: error: {e}", file=sys.stderr)
         sys.exit(2)
     df = rep["runs"]
+    for line in skipped_lines(df.attrs["skipped"], args.path):
+        print(line)
     print(f"{len(df)} complete runs under {args.path}"
-          + (f" ({df.attrs['incomplete']} incomplete folders skipped)"
-             if df.attrs["incomplete"] else "")
+          + (f" ({n} folder{'s' if n > 1 else ''} skipped)" if (n := len(df.attrs["skipped"]))
+             else "")
           + f"; swept: {', '.join(df.attrs['swept']) or '(nothing)'}\n")
     print(format_table(rep["by_config"], args.latency))
     print("\n(mean ± 95 % CI half-width across seeds; * = on the latency-cost Pareto frontier, "

@@ -29,15 +29,59 @@ if TYPE_CHECKING:
 
 COMPLETE = "_COMPLETE"
 
+#: Version of the layout of run folders: the keys of ``summary.json`` and the columns of the
+#: parquet tables. Bump it when a key or column is renamed, removed or changes meaning; readers
+#: (``aigrid-sim-report``) skip folders of another version and say so. 1 = the first versioned
+#: layout (folders without a version were written by aigrid-sim 0.1.0 before it; read as 0).
+RESULTS_SCHEMA = 1
+#: Keys of ``summary.json`` (and, prefixed ``aigrid_sim.``, of parquet file metadata).
+VERSION_KEY, SCHEMA_KEY = "aigrid_sim_version", "results_schema"
+
+
+def stamp() -> dict[str, str | int]:
+    """The package version and the results schema version written into every results file."""
+    from aigrid_sim import __version__
+
+    return {VERSION_KEY: __version__, SCHEMA_KEY: RESULTS_SCHEMA}
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` as parquet, with :func:`stamp` in the file's key-value metadata.
+
+    The keys are ``aigrid_sim.version`` and ``aigrid_sim.results_schema``
+    (``pyarrow.parquet.read_schema(path).metadata``); pandas' own metadata is kept, so
+    ``pd.read_parquet`` reads the table back unchanged.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta.update({f"aigrid_sim.{k.removeprefix('aigrid_sim_')}".encode(): str(v).encode()
+                 for k, v in stamp().items()})
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    return Path(path)
+
+
+def table_stamp(path: str | Path) -> dict[str, str | int | None]:
+    """The version keys of a parquet file written by :func:`write_table` (None if absent)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    version = meta.get(b"aigrid_sim.version")
+    schema = meta.get(b"aigrid_sim.results_schema")
+    return {VERSION_KEY: version.decode() if version else None,
+            SCHEMA_KEY: int(schema) if schema else None}
+
 
 def config_hash(cfg: DictConfig) -> str:
-    """A short stable hash of a resolved config (output settings left out) and the version."""
+    """A short stable hash of a resolved config (output settings left out) and the versions."""
     from aigrid_sim import __version__
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
     plain.pop("output", None)
-    text = json.dumps(plain, sort_keys=True, default=str) + __version__
+    text = json.dumps(plain, sort_keys=True, default=str) + __version__ + f"/{RESULTS_SCHEMA}"
     h = hashlib.sha256(text.encode())
     trace_path = (plain.get("trace") or {}).get("path")
     arrivals = ((plain.get("workload") or {}).get("arrivals") or {}).get("kind")
@@ -178,6 +222,8 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
     row per origin city, :mod:`aigrid_sim.results.cities`), ``summary.json``,
     ``faults.parquet`` (runs with faults: one row per outage or link cut), the standard PNG
     figures and the interactive ``report.html`` (with ``figures``), and ``_COMPLETE``.
+    ``summary.json`` and the parquet files (file metadata) carry the package version and
+    :data:`RESULTS_SCHEMA` (:func:`stamp`).
 
     If a complete folder of the same name appears meanwhile (another process ran the same
     config), it is kept and this copy dropped, unless ``replace`` (``output.resume=false``).
@@ -195,15 +241,15 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
     tmp.chmod(0o755)  # mkdtemp makes it private; a run folder is for everyone who can read root
     try:
         OmegaConf.save(result.config, tmp / "config.yaml", resolve=True)
-        result.requests.to_parquet(tmp / "requests.parquet", index=False)
-        result.sites.to_parquet(tmp / "sites.parquet", index=False)
+        write_table(result.requests, tmp / "requests.parquet")
+        write_table(result.sites, tmp / "sites.parquet")
         cities = getattr(result, "cities", None)
         if cities is not None:
-            cities.to_parquet(tmp / "cities.parquet", index=False)
+            write_table(cities, tmp / "cities.parquet")
         faults = getattr(result, "faults", None)
         if faults is not None and len(faults):
-            faults.to_parquet(tmp / "faults.parquet", index=False)
-        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2,
+            write_table(faults, tmp / "faults.parquet")
+        (tmp / "summary.json").write_text(json.dumps({**stamp(), **result.summary}, indent=2,
                                                      default=_json_default))
         if figures:
             from aigrid_sim.results.plots import tier_ecdfs
@@ -220,6 +266,31 @@ def write_run(result: RunResult, root: Path, *, figures: bool = True,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def run_schema(summary: dict) -> int:
+    """The results schema version of a run folder's ``summary.json`` (0 = before versioning)."""
+    v = summary.get(SCHEMA_KEY, 0)
+    return v if isinstance(v, int) else -1
+
+
+def unreadable_reason(folder: Path) -> str | None:
+    """Why a folder that looks complete cannot be read by this version, or None if it can."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError) as e:
+        return f"summary.json unreadable ({type(e).__name__})"
+    if not isinstance(summary, dict):
+        return "summary.json is not a JSON object"
+    for name in ("config.yaml", "requests.parquet", "sites.parquet"):
+        if not (folder / name).is_file():
+            return f"{name} missing"
+    schema = run_schema(summary)
+    if schema != RESULTS_SCHEMA:
+        by = summary.get(VERSION_KEY) or "an aigrid-sim before results were versioned"
+        return (f"results schema {schema} (written by {by}); this aigrid-sim reads schema "
+                f"{RESULTS_SCHEMA}: re-run it, or read it with the version that wrote it")
+    return None
 
 
 def _publish(tmp: Path, final: Path, replace: bool) -> None:

@@ -52,6 +52,10 @@ from aigrid_sim.sim.policies.view import GridView
 from aigrid_sim.workload.stream import RequestStream
 from aigrid_sim.world.build import World
 
+#: Why a request was rejected, by the policy's (or control plane's) return code.
+_REJECT_REASON = {Reject.NO_CAPABLE_SITE: Reason.NO_CAPABLE_SITE, Reject.POLICY: Reason.POLICY,
+                  Reject.SOVEREIGNTY: Reason.SOVEREIGNTY, Reject.QUOTA: Reason.QUOTA}
+
 INF = float("inf")
 
 
@@ -326,8 +330,7 @@ class Engine:
         rec = self.records
         if s < 0:
             rec.status[i] = Status.REJECTED
-            rec.reason[i] = Reason.NO_CAPABLE_SITE if s == Reject.NO_CAPABLE_SITE \
-                else Reason.POLICY
+            rec.reason[i] = _REJECT_REASON.get(s, Reason.POLICY)
             if self._closed:
                 self._release()
             return

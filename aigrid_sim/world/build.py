@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from importlib import resources
 
@@ -25,7 +25,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from aigrid_sim.config import SimConfig, TierConfig
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.serving.catalog import Catalog, Deployment
-from aigrid_sim.world.demand import start_instant, utc_offsets_h
+from aigrid_sim.world.demand import demand_weights, start_instant, utc_offsets_h
 from aigrid_sim.world.geo import estimate_rtt_ms, fibre_floor_ms, great_circle_km
 from aigrid_sim.world.index import SphereIndex
 from aigrid_sim.world.latency import SparseRtt, graph_csr, nearest_dense
@@ -84,6 +84,7 @@ class World:
     origin_lon: np.ndarray
     origin_country: list[str | None]
     origin_population: np.ndarray
+    origin_weight: np.ndarray  # share of the world's requests, sums to 1 (world/demand.py)
     origin_utc_offset_h: np.ndarray
     origin_region: list[str]
     graph: nx.Graph
@@ -91,6 +92,8 @@ class World:
     attach_site: np.ndarray  # O x k: the sites each origin enters the grid through
     attach_ms: np.ndarray  # O x k: round trip from the origin to each attachment site
     rtt_ms: np.ndarray | SparseRtt | None = None  # O x S round trip, origin to site
+    #: What build_world kept of the grid (``world.keep_sites``): see ``_serving_sites``.
+    provisioned: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.rtt_ms is None:
@@ -287,6 +290,49 @@ def _grid_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
     return sites
 
 
+def _serving_sites(sites: list[dict], cfg: SimConfig, o: pd.DataFrame) -> tuple[list[dict], dict]:
+    """A regional study's sites: those on the continents of its cities (``world.keep_sites``).
+
+    Applies when ``world.cities.countries`` is set and ``world.keep_sites`` is ``serving``. Sites
+    of the regional and core tiers, and of the edge tier unless ``world.edge.pops`` or
+    ``world.edge.countries`` chose them, are kept when they stand in a country of the cities or
+    on one of their continents; a tier this would empty keeps its site nearest to the cities
+    (population-weighted mean distance). ``world.regional.regions`` set explicitly is kept as is.
+
+    Returns:
+        The kept sites and what was done: ``{"keep_sites", "continents", "dropped": {tier: n}}``.
+    """
+    w = cfg.world
+    info: dict = {"keep_sites": w.keep_sites, "continents": None, "dropped": {}}
+    if w.topology != "grid" or w.keep_sites != "serving" or w.cities.countries is None:
+        return sites, info
+    cont = read_data("world_countries.csv").set_index("iso2").continent_code.to_dict()
+    countries = set(o.country)
+    continents = {cont.get(c) for c in countries} - {None}
+    info["continents"] = sorted(CONTINENTS.get(c, c) for c in continents)
+    pruned = {Tier.REGIONAL: w.regional.regions is None, Tier.CORE: True,
+              Tier.EDGE: w.edge.pops is None and w.edge.countries is None}
+    weight = o.population.to_numpy(float)
+    weight = weight / weight.sum()
+    olat, olon = o.lat.to_numpy(float), o.lon.to_numpy(float)
+    out: list[dict] = []
+    for tier in Tier:
+        group = [s for s in sites if s["tier"] == tier]
+        if not pruned[tier] or not group:
+            out += group
+            continue
+        kept = [s for s in group if s["country"] in countries or cont.get(s["country"]) in
+                continents]
+        if not kept:
+            mean_km = [float(weight @ great_circle_km(olat, olon, s["lat"], s["lon"]))
+                       for s in group]
+            kept = [group[int(np.argmin(mean_km))]]
+        if len(kept) < len(group):
+            info["dropped"][tier.label] = len(group) - len(kept)
+        out += kept
+    return out, info
+
+
 def _custom_sites(cfg: SimConfig, cat: Catalog) -> list[dict]:
     out = []
     for i, s in enumerate(cfg.world.sites):
@@ -332,6 +378,13 @@ def _origins(cfg: SimConfig) -> pd.DataFrame:
     cont = read_data("world_countries.csv").set_index("iso2").continent_code
     region = o.country.map(cont).map(CONTINENTS).fillna("Unknown")
     return o.assign(region=region, name=_unique_names(o)).reset_index(drop=True)
+
+
+def _explicit_origins(o: pd.DataFrame) -> np.ndarray:
+    """True for the origins of ``world.origins`` (their population is their demand weight)."""
+    if "geonameid" not in o:
+        return np.ones(len(o), dtype=bool)
+    return o["geonameid"].isna().to_numpy()
 
 
 def _unique_names(o: pd.DataFrame) -> list[str]:
@@ -390,11 +443,14 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     cat = catalog or (Catalog.from_file(cfg.world.catalog) if cfg.world.catalog
                       else Catalog.default())
     w = cfg.world
+    o = _origins(cfg)
     if w.topology == "custom":  # only the sites given: world.sites, and edge PoPs if asked
         sites = (_edge_sites(cfg, cat) if w.edge.source != "cloudflare" else [])
         sites += _custom_sites(cfg, cat)
-    else:
-        sites = _grid_sites(cfg, cat) + _custom_sites(cfg, cat)  # extra, explicitly placed sites
+        provisioned = {"keep_sites": w.keep_sites, "continents": None, "dropped": {}}
+    else:  # a regional study keeps the sites serving it; then extra, explicitly placed sites
+        sites, provisioned = _serving_sites(_grid_sites(cfg, cat), cfg, o)
+        sites += _custom_sites(cfg, cat)
     if not sites:
         raise ConfigError("key 'world': no sites; the filters removed every site")
     ids = [s["id"] for s in sites]
@@ -414,8 +470,9 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     a, b = graph_edges(lat, lon, tier, w.graph.neighbours, w.graph.mesh_tiers)
     km = great_circle_km(lat[a], lon[a], lat[b], lon[b])
     cobj = np.array(country, dtype=object)
+    # Every graph edge joins two sites: backbone path unless a study asks for the Internet.
     rtt = np.zeros(len(a)) if zero else estimate_rtt_ms(lat[a], lon[a], lat[b], lon[b],
-                                                        cobj[a], cobj[b])
+                                                        cobj[a], cobj[b], path=w.graph.site_path)
     graph = nx.Graph()
     graph.add_nodes_from((i, {"id": ids[i], "tier": Tier(tier[i]).label, "lat": sites[i]["lat"],
                               "lon": sites[i]["lon"]}) for i in range(S))
@@ -426,7 +483,6 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
         raise ConfigError("key 'world.graph': the latency graph is not connected; raise "
                           "world.graph.neighbours")
 
-    o = _origins(cfg)
     olat, olon = o.lat.to_numpy(float), o.lon.to_numpy(float)
     ocountry = [c if isinstance(c, str) else None for c in o.country]
     entry = np.flatnonzero(tier == Tier.EDGE)
@@ -439,9 +495,9 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
         attach_ms = np.zeros(attach_site.shape)
     else:
         oc = np.array(ocountry, dtype=object)[:, None]
-        attach_ms = w.cities.access_ms + estimate_rtt_ms(
+        attach_ms = w.cities.access_ms + estimate_rtt_ms(  # users reach a PoP over the Internet
             olat[:, None], olon[:, None], lat[attach_site], lon[attach_site], oc,
-            cobj[attach_site])
+            cobj[attach_site], path="internet")
 
     n_o = len(o)
     dense = zero or w.rtt_matrix == "dense" or (
@@ -461,9 +517,13 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
         site_max_queue=np.array([s["max_queue"] for s in sites], dtype=np.int64),
         origin_name=list(o.name), origin_lat=olat, origin_lon=olon, origin_country=ocountry,
         origin_population=o.population.to_numpy(float),
+        origin_weight=demand_weights(o.population.to_numpy(float), ocountry, list(o.name),
+                                     cfg.workload.demand, cfg.workload.demand_csv,
+                                     custom=_explicit_origins(o)),
         origin_utc_offset_h=o.utc_offset_h.to_numpy(float),
         origin_region=list(o.region), graph=graph, site_rtt_ms=site_rtt,
-        attach_site=attach_site, attach_ms=attach_ms, rtt_ms=rtt_o)
+        attach_site=attach_site, attach_ms=attach_ms, rtt_ms=rtt_o,
+        provisioned=provisioned)
     cap = world.site_capability
     for i, app in enumerate(cfg.workload.apps):
         if not (cap >= app.capability).any():

@@ -1,9 +1,17 @@
-"""Coordinates, great-circle distance and the round-trip-time (RTT) model.
+"""Coordinates, great-circle distance and the two round-trip-time (RTT) models.
 
 This module owns every network-latency number the simulator derives from geography. Everything is
-vectorised over numpy arrays with broadcasting (scalars work too).
+vectorised over numpy arrays with broadcasting (scalars work too). :func:`estimate_rtt_ms` has two
+kinds of path:
 
-The RTT model is fitted on measured Internet RTTs (WonderProxy, July 2020) by
+* ``path="internet"`` (below): a user, or any host on the public Internet, to a server;
+* ``path="backbone"`` (:class:`BackboneModel`): between data-centre sites on a cloud/CDN private
+  backbone, with no access terms and no Internet hubs.
+
+Internet path
+-------------
+
+The Internet RTT model is fitted on measured Internet RTTs (WonderProxy, July 2020) by
 ``scripts/fit_rtt.py``, which writes ``aigrid_sim/data/rtt_params.json``; that file is read once,
 lazily. For places a and b in countries A and B, with ``floor`` = :func:`fibre_floor_ms` (light in
 fibre on the great circle)::
@@ -38,6 +46,9 @@ FIBRE_KM_PER_MS = 199.86
 
 _DATA = Path(__file__).resolve().parents[1] / "data"
 PARAMS_PATH = _DATA / "rtt_params.json"
+BACKBONE_PARAMS_PATH = _DATA / "backbone_params.json"
+#: ``path`` values of :func:`estimate_rtt_ms`.
+PATHS = ("internet", "backbone")
 #: Continent codes of ``world_countries.csv`` with fitted fallback parameters.
 CONTINENTS = ("AF", "AS", "EU", "NA", "OC", "SA")
 #: Region of each continent for hubs that serve "other regions" only: Asia and Oceania form one
@@ -220,7 +231,76 @@ def default_model() -> RttModel:
     return RttModel(json.loads(PARAMS_PATH.read_text(encoding="utf-8")))
 
 
-def estimate_rtt_ms(lat1, lon1, lat2, lon2, country1=None, country2=None) -> np.ndarray:
+class BackboneModel:
+    """RTT between data-centre sites over a private cloud/CDN backbone (``path="backbone"``).
+
+    Fitted by ``scripts/fit_backbone.py`` on the measured round trips between AWS regions
+    (cloudping.co p50 over a year, ``cloud_rtt_aws.csv``), written to ``backbone_params.json``.
+    For sites a and b::
+
+        path = great circle a -> b, except between two backbone regions (continents), where
+               each side leaves its region through that region's gateway, if it has one:
+               a -> gateway(A) -> gateway(B) -> b (capped at max_detour x the great circle)
+        hops = 1 + number of gateways passed
+        infl = max(1, infl_3000km + infl_log_slope * ln(path / 3000 km))
+        RTT  = max(floor(a, b), infl * floor(path) + hop_ms * hops)
+
+    A site's backbone region is its country's continent (``world_countries.csv``), except the
+    few countries in ``region_overrides`` whose long-haul cables land elsewhere (Israel's land in
+    Europe). Gateways are fitted per continent among the cable-landing / interconnection cities
+    of :data:`aigrid_sim.world.rtt_fit.HUBS`: they are where long-haul traffic leaves a continent
+    on the backbone (Cape Town reaches Asia through Europe), not where the public Internet of a
+    country detours. Sites without a usable country code take the great circle, no gateway.
+
+    Args:
+        params: The content of ``backbone_params.json``.
+    """
+
+    def __init__(self, params: dict):
+        self.params = params
+        self.infl = (float(params["infl_3000km"]), float(params["infl_log_slope"]))
+        self.hop_ms = float(params["hop_ms"])
+        self.max_detour = float(params["max_detour"])
+        conts = list(params["gateways"])
+        n = _N_CODES + 1
+        self.region = np.full(n, -1)  # -1: unknown (no gateway, never "other region")
+        overrides = params.get("region_overrides", {})
+        for iso2, cont in country_continents().items():
+            cont = overrides.get(iso2, cont)
+            if cont in conts:
+                self.region[code_index(iso2)] = conts.index(cont)
+        gw_lat = [params["gateways"][c][0] if params["gateways"][c] else np.nan for c in conts]
+        gw_lon = [params["gateways"][c][1] if params["gateways"][c] else np.nan for c in conts]
+        # One extra NaN column: the "gateway" of unknown places.
+        self.gw_xyz = unit_xyz(np.r_[gw_lat, np.nan], np.r_[gw_lon, np.nan])
+
+    def __call__(self, lat1, lon1, lat2, lon2, country1=None, country2=None) -> np.ndarray:
+        """Estimate backbone RTTs in ms; same contract as :func:`estimate_rtt_ms`."""
+        direct_km = great_circle_km(lat1, lon1, lat2, lon2)
+        r1, r2 = self.region[code_index(country1)], self.region[code_index(country2)]
+        lat1, lon1, lat2, lon2, r1, r2, direct_km = np.broadcast_arrays(
+            lat1, lon1, lat2, lon2, r1, r2, direct_km)
+        cross = (r1 != r2) & (r1 >= 0) & (r2 >= 0)
+        g1 = np.where(cross, self.gw_xyz[:, r1], np.nan)
+        g2 = np.where(cross, self.gw_xyz[:, r2], np.nan)
+        if np.isnan(g1[0]).all() and np.isnan(g2[0]).all():
+            path_km, hops = direct_km, 1.0
+        else:
+            path_km = routed_path_km(unit_xyz(lat1, lon1), unit_xyz(lat2, lon2), g1, g2,
+                                     direct_km, self.max_detour)
+            hops = 1.0 + ~np.isnan(g1[0]) + ~np.isnan(g2[0])
+        rtt = predict_ms(direct_km, path_km, self.hop_ms * hops, *self.infl)
+        return rtt if rtt.ndim else rtt[()]
+
+
+@functools.cache
+def default_backbone() -> BackboneModel:
+    """The model of the shipped ``backbone_params.json``, built on first use and cached."""
+    return BackboneModel(json.loads(BACKBONE_PARAMS_PATH.read_text(encoding="utf-8")))
+
+
+def estimate_rtt_ms(lat1, lon1, lat2, lon2, country1=None, country2=None,
+                    path: str = "internet") -> np.ndarray:
     """Estimate the round-trip time in ms between two places (vectorised, broadcasts).
 
     Args:
@@ -230,9 +310,20 @@ def estimate_rtt_ms(lat1, lon1, lat2, lon2, country1=None, country2=None) -> np.
         lon2: Longitude of the second place(s), degrees.
         country1: Optional ISO 3166-1 alpha-2 code(s) of the first place(s).
         country2: Optional ISO 3166-1 alpha-2 code(s) of the second place(s).
+        path: ``"internet"`` (public Internet, e.g. a user to a PoP: the WonderProxy fit with
+            access terms and hubs) or ``"backbone"`` (between data-centre sites on a private
+            backbone: :class:`BackboneModel`).
 
     Returns:
         Round-trip time in milliseconds, never below :func:`fibre_floor_ms` of the distance.
-        Without codes the estimate is coarser (no per-country access terms or hubs).
+        Without codes the estimate is coarser (Internet: no per-country access terms or hubs;
+        backbone: no continental gateways).
+
+    Raises:
+        ValueError: an unknown ``path``.
     """
-    return default_model()(lat1, lon1, lat2, lon2, country1, country2)
+    if path == "internet":
+        return default_model()(lat1, lon1, lat2, lon2, country1, country2)
+    if path == "backbone":
+        return default_backbone()(lat1, lon1, lat2, lon2, country1, country2)
+    raise ValueError(f"path must be one of {PATHS}, got {path!r}")

@@ -17,6 +17,9 @@ from aigrid_sim.world import geo
 
 MEASURED_CSV = "rtt_measured.csv"
 SERVERS_CSV = "rtt_servers.csv"
+#: The hold-out rows shipped in ``aigrid_sim/data`` (``scripts/make_rtt_holdout.py``).
+HOLDOUT_CSV = "rtt_holdout.csv"
+HOLDOUT_SERVERS_CSV = "rtt_holdout_servers.csv"
 SPLIT_SEED = 20200719
 HOLDOUT_FRACTION = 1 / 3
 
@@ -55,6 +58,25 @@ def load_measurements(data_dir: str | Path) -> pd.DataFrame:
     servers = pd.read_csv(data_dir / SERVERS_CSV, keep_default_na=False)
     servers["iso2"] = country_codes(servers["country"])
     rtt = pd.read_csv(data_dir / MEASURED_CSV, keep_default_na=False)
+    for end in ("src", "dst"):
+        cols = servers.set_index("server_id")[["lat", "lon", "iso2"]].add_prefix(f"{end}_")
+        rtt = rtt.join(cols, on=f"{end}_id", how="inner")
+    rtt["km"] = geo.great_circle_km(rtt.src_lat, rtt.src_lon, rtt.dst_lat, rtt.dst_lon)
+    rtt["floor_ms"] = geo.fibre_floor_ms(rtt["km"])
+    return rtt.reset_index(drop=True)
+
+
+def load_shipped_holdout() -> pd.DataFrame:
+    """The hold-out rows of :func:`split` as shipped in the package, with the same columns.
+
+    ``aigrid_sim/data/rtt_holdout.csv`` (``src_id, dst_id, rtt_avg_ms``) joined with
+    ``rtt_holdout_servers.csv`` (coordinates and ISO codes); written by
+    ``scripts/make_rtt_holdout.py`` from the measured data, so scoring it gives the same numbers
+    as scoring ``split(load_measurements(data_dir))[1]``.
+    """
+    data = _COUNTRIES_CSV.parent
+    servers = pd.read_csv(data / HOLDOUT_SERVERS_CSV, keep_default_na=False)
+    rtt = pd.read_csv(data / HOLDOUT_CSV)
     for end in ("src", "dst"):
         cols = servers.set_index("server_id")[["lat", "lon", "iso2"]].add_prefix(f"{end}_")
         rtt = rtt.join(cols, on=f"{end}_id", how="inner")
@@ -351,3 +373,171 @@ def evaluate(model: geo.RttModel, rtt: pd.DataFrame, line: tuple[float, float]) 
         "without_country_codes": ape_stats(predict(model, rtt, codes=False), y),
         "straight_line_baseline": ape_stats(line_pred, y),
     }
+
+
+# ----------------------------------------------------------------------------- backbone
+
+AWS_RTT_CSV = "cloud_rtt_aws.csv"
+REGIONS_CSV = "cloud_regions.csv"
+#: AWS regions of the measurements that ``cloud_regions.csv`` lacks, with their sources.
+EXTRA_REGIONS = Path(__file__).resolve().parents[1] / "data" / "cloud_regions_extra.csv"
+BACKBONE_TARGET = "rtt_p50_ms"
+BACKBONE_SEED = 20250529
+BACKBONE_HOLDOUT_FRACTION = 1 / 3
+#: A gateway detour never makes a path longer than this many times the great circle.
+BACKBONE_MAX_DETOUR = 4.0
+#: A gateway must lower the training loss by this much to be adopted (ties keep the direct path).
+GATEWAY_MARGIN = 0.05
+#: Countries whose long-haul cables land outside their continent: Israel's submarine cables land
+#: in Europe (Cyprus, Greece, Italy, France); it has no direct cable to the Gulf or Asia.
+BACKBONE_REGION_OVERRIDES = {"IL": "EU"}
+#: ``cloud_regions.csv`` country names that differ from ``world_countries.csv``.
+REGION_COUNTRY_ALIASES = {"United States": "US", "South Korea": "KR", "Hong Kong": "HK",
+                          "Taiwan": "TW", "United Kingdom": "GB", "Czech Republic": "CZ",
+                          "Netherlands": "NL"}
+
+
+def load_backbone_measurements(data_dir: str | Path) -> pd.DataFrame:
+    """Read the AWS inter-region RTTs and attach coordinates, ISO codes and fibre floors.
+
+    Coordinates come from ``cloud_regions.csv`` of ``data_dir``, completed by
+    ``aigrid_sim/data/cloud_regions_extra.csv`` for the regions it lacks.
+
+    Returns:
+        One row per unordered region pair: ``region_a``, ``region_b``, ``rtt_p50_ms``, ``lat_a``,
+        ``lon_a``, ``iso2_a``, ``lat_b``, ``lon_b``, ``iso2_b``, ``km``, ``floor_ms``.
+
+    Raises:
+        KeyError: a measured region with no coordinates anywhere.
+    """
+    data_dir = Path(data_dir)
+    rtt = pd.read_csv(data_dir / AWS_RTT_CSV, keep_default_na=False)
+    regions = pd.read_csv(data_dir / REGIONS_CSV, keep_default_na=False)
+    extra = pd.read_csv(EXTRA_REGIONS, keep_default_na=False)
+    regions = pd.concat([regions[regions.provider == "aws"], extra[regions.columns]])
+    world = pd.read_csv(_COUNTRIES_CSV, keep_default_na=False)
+    names = dict(zip(world["name"], world["iso2"], strict=True)) | REGION_COUNTRY_ALIASES
+    regions = regions.assign(iso2=regions.country.map(names)).set_index("region_code")
+    missing = sorted((set(rtt.region_a) | set(rtt.region_b)) - set(regions.index))
+    if missing:
+        raise KeyError(f"regions without coordinates: {missing}; add them to {EXTRA_REGIONS}")
+    for end in ("a", "b"):
+        cols = regions[["lat", "lon", "iso2"]].add_suffix(f"_{end}")
+        rtt = rtt.join(cols, on=f"region_{end}")
+    rtt["km"] = geo.great_circle_km(rtt.lat_a, rtt.lon_a, rtt.lat_b, rtt.lon_b)
+    rtt["floor_ms"] = geo.fibre_floor_ms(rtt["km"])
+    return rtt.reset_index(drop=True)
+
+
+def backbone_holdout_mask(rtt: pd.DataFrame, seed: int = BACKBONE_SEED,
+                          frac: float = BACKBONE_HOLDOUT_FRACTION) -> np.ndarray:
+    """A seeded random share of the region pairs, held aside from the backbone fit."""
+    key = np.where(rtt.region_a < rtt.region_b, rtt.region_a + "~" + rtt.region_b,
+                   rtt.region_b + "~" + rtt.region_a)
+    pairs = np.unique(key)
+    rng = np.random.default_rng(seed)
+    held = pairs[rng.permutation(len(pairs))[: round(frac * len(pairs))]]
+    return np.isin(key, held)
+
+
+def backbone_regions(iso2) -> np.ndarray:
+    """Backbone region (index into ``geo.CONTINENTS``, -1 unknown) of each ISO code."""
+    conts = geo.country_continents()
+    out = []
+    for c in iso2:
+        cont = BACKBONE_REGION_OVERRIDES.get(c, conts.get(c))
+        out.append(geo.CONTINENTS.index(cont) if cont in geo.CONTINENTS else -1)
+    return np.array(out)
+
+
+class _BackboneDesign:
+    def __init__(self, rtt: pd.DataFrame):
+        self.log_y = np.log(rtt[BACKBONE_TARGET].to_numpy(float))
+        self.km = rtt.km.to_numpy(float)
+        self.ra, self.rb = backbone_regions(rtt.iso2_a), backbone_regions(rtt.iso2_b)
+        self.cross = (self.ra != self.rb) & (self.ra >= 0) & (self.rb >= 0)
+        self.p1 = geo.unit_xyz(rtt.lat_a.to_numpy(float), rtt.lon_a.to_numpy(float))
+        self.p2 = geo.unit_xyz(rtt.lat_b.to_numpy(float), rtt.lon_b.to_numpy(float))
+        lat = [v[0] for v in HUBS.values()]
+        lon = [v[1] for v in HUBS.values()]
+        self.hub_xyz = geo.unit_xyz(np.r_[lat, np.nan], np.r_[lon, np.nan])  # -1 -> NaN column
+
+    def path_hops(self, gw):
+        g1 = np.where(self.cross, self.hub_xyz[:, gw[self.ra]], np.nan)
+        g2 = np.where(self.cross, self.hub_xyz[:, gw[self.rb]], np.nan)
+        path = geo.routed_path_km(self.p1, self.p2, g1, g2, self.km, BACKBONE_MAX_DETOUR)
+        return path, 1.0 + ~np.isnan(g1[0]) + ~np.isnan(g2[0])
+
+    def fit_curve(self, gw, theta0):
+        path, hops = self.path_hops(gw)
+
+        def residuals(t):
+            return np.log(geo.predict_ms(self.km, path, t[2] * hops, t[0], t[1])) - self.log_y
+
+        sol = optimize.least_squares(residuals, theta0, loss="soft_l1", f_scale=LOSS_SCALE,
+                                     bounds=([1.0, -np.inf, 0.0], np.inf))
+        return sol.x, float(_soft_l1(residuals(sol.x)).sum())
+
+
+def fit_backbone(train: pd.DataFrame) -> dict:
+    """Fit the backbone model of :class:`aigrid_sim.world.geo.BackboneModel`.
+
+    Minimises a soft-L1 loss of log(predicted / measured): the inflation curve and the per-hop
+    term by least squares, each continent's gateway (none, or one of :data:`HUBS`) by coordinate
+    descent in a fixed order until no gateway changes.
+
+    Returns:
+        The model part of ``backbone_params.json``.
+    """
+    des = _BackboneDesign(train)
+    gw = np.full(len(geo.CONTINENTS), -1)
+    theta, loss = des.fit_curve(gw, [1.7, -0.1, 2.0])
+    for _ in range(20):
+        changed = False
+        for e in range(len(geo.CONTINENTS)):
+            best_h, best_theta, best_loss = gw[e], theta, loss
+            for h in range(-1, len(HUBS)):
+                if h == gw[e]:
+                    continue
+                trial = gw.copy()
+                trial[e] = h
+                t, lo = des.fit_curve(trial, theta)
+                if lo < best_loss - GATEWAY_MARGIN:
+                    best_h, best_theta, best_loss = h, t, lo
+            if best_h != gw[e]:
+                gw[e], theta, loss, changed = best_h, best_theta, best_loss, True
+        if not changed:
+            break
+    else:
+        raise RuntimeError("gateway assignment did not converge")
+    names = list(HUBS)
+    return {
+        "infl_3000km": round(float(theta[0]), 5),
+        "infl_log_slope": round(float(theta[1]), 5),
+        "hop_ms": round(float(theta[2]), 3),
+        "max_detour": BACKBONE_MAX_DETOUR,
+        "region_overrides": dict(BACKBONE_REGION_OVERRIDES),
+        "gateways": {c: (list(HUBS[names[g]]) if g >= 0 else None)
+                     for c, g in zip(geo.CONTINENTS, gw, strict=True)},
+        "gateway_names": {c: (names[g] if g >= 0 else None)
+                          for c, g in zip(geo.CONTINENTS, gw, strict=True)},
+    }
+
+
+def backbone_predict(model, rtt: pd.DataFrame, path: str = "backbone") -> np.ndarray:
+    """Model RTTs for the rows of :func:`load_backbone_measurements`.
+
+    ``model`` may be any callable with the signature of ``geo.estimate_rtt_ms`` minus ``path``.
+    """
+    args = [rtt[c].to_numpy(float) for c in ("lat_a", "lon_a", "lat_b", "lon_b")]
+    return np.asarray(model(*args, rtt.iso2_a.to_numpy(), rtt.iso2_b.to_numpy()))
+
+
+def backbone_stats(pred, measured) -> dict:
+    """Median / p90 absolute percentage error, mean bias (ms) and the worst ratio either way."""
+    pred, measured = np.asarray(pred, float), np.asarray(measured, float)
+    log_ratio = np.abs(np.log(pred / measured))
+    return {**ape_stats(pred, measured),
+            "mean_bias_ms": round(float(np.mean(pred - measured)), 2),
+            "max_ratio": round(float(np.exp(log_ratio.max())), 3),
+            "n_over_2x": int((log_ratio > np.log(2.0)).sum())}

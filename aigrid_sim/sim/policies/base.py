@@ -31,6 +31,8 @@ class Reject(IntEnum):
 
     NO_CAPABLE_SITE = -1
     POLICY = -2
+    SOVEREIGNTY = -3  # no capable site inside the request's residency area (control plane)
+    QUOTA = -4  # its tenant's quota at the chosen tier is used up (control plane)
 
 
 class Request:

@@ -154,3 +154,181 @@ class LatencyAware(BasePolicy):
                 if ms < best_ms:
                     best, best_ms = s, ms
         return best if best >= 0 else Reject.NO_CAPABLE_SITE
+
+
+@register("kpi_weighted")
+class KpiWeighted(BasePolicy):
+    """The AI Grid reference design's KPI-aware orchestrator: a weighted score per candidate.
+
+    Among the ``per_tier`` nearest up sites of each tier (within the request's residency area
+    when it has one: the view offers only those), the site with the lowest score wins::
+
+        score = w_latency * predicted_ms / slo_ms
+              + w_cost    * cost_usd(app, site) / cost_usd(app, cheapest candidate)
+              + w_local   * (site outside the origin's country)
+
+    ``predicted_ms`` is :meth:`GridView.predict_ms` (TTFT or end-to-end, as the SLO),
+    ``cost_usd`` the expected GPU cost of the request at that site
+    (:meth:`GridView.cost_usd`). A candidate predicted to miss the SLO by more than
+    ``max_slo_ratio`` is skipped while another meets it. Sweeping the weights traces the
+    latency-cost curve between ``latency_aware`` (cost weight 0) and the cheapest tier.
+
+    Args:
+        w_latency: Weight of predicted latency relative to the SLO.
+        w_cost: Weight of cost relative to the cheapest candidate.
+        w_local: Penalty for serving outside the origin's country (soft sovereignty).
+        per_tier: Nearest sites of each tier considered.
+        max_slo_ratio: Candidates predicted above this multiple of the SLO are a last resort.
+    """
+
+    def __init__(self, w_latency: float = 1.0, w_cost: float = 1.0, w_local: float = 0.0,
+                 per_tier: int = 3, max_slo_ratio: float = 1.0):
+        for k, v in (("w_latency", w_latency), ("w_cost", w_cost), ("w_local", w_local),
+                     ("max_slo_ratio", max_slo_ratio)):
+            if not (isinstance(v, (int, float)) and v >= 0 and v < float("inf")):
+                raise ValueError(f"{k} must be a finite number >= 0, got {v!r}")
+        if per_tier < 1:
+            raise ValueError(f"per_tier must be >= 1, got {per_tier}")
+        self.w_latency, self.w_cost, self.w_local = float(w_latency), float(w_cost), \
+            float(w_local)
+        self.per_tier, self.max_slo_ratio = int(per_tier), float(max_slo_ratio)
+
+    def bind(self, view: GridView) -> None:  # noqa: D102
+        self._site_country = view.site_countries
+        self._origin_country = view.origin_countries
+
+    def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
+        o, cap, a = request.origin, request.capability, request.app
+        cands = [s for tier in _TIERS for s in view.tier_candidates(o, cap, tier)[:self.per_tier]
+                 if view.is_up(s) and s != request.avoid]
+        if not cands:
+            return Reject.NO_CAPABLE_SITE
+        slo = request.slo_ms
+        ms = [view.predict_ms(request, s) for s in cands]
+        cost = [view.cost_usd(a, s) for s in cands]
+        cheapest = min(cost) or 1.0
+        home = self._origin_country[o]
+        feasible = any(m <= slo * self.max_slo_ratio for m in ms)
+        best, best_score = -1, float("inf")
+        for s, m, c in zip(cands, ms, cost):
+            if feasible and m > slo * self.max_slo_ratio:
+                continue
+            score = self.w_latency * m / slo + self.w_cost * c / cheapest
+            if self.w_local and self._site_country[s] != home:
+                score += self.w_local
+            if score < best_score:
+                best, best_score = s, score
+        return best
+
+
+class PrefixDirectory:
+    """A router's estimate of where prompt prefixes are cached: recently routed units per site.
+
+    This is what a real router can know (llm-d's prefix scorer, SGLang's router): which prefix
+    units (a trace's ``hash_ids`` blocks, an app's system prompt) it recently sent to each site,
+    kept ``ttl_s`` seconds and at most ``max_units`` per site (least recently routed dropped
+    first). It is *not* the replicas' true cache contents, which the router cannot see.
+
+    Args:
+        ttl_s: How long a routed unit is assumed to stay cached.
+        max_units: Units remembered per site.
+    """
+
+    def __init__(self, ttl_s: float, max_units: int):
+        from collections import OrderedDict
+
+        self._new = OrderedDict
+        self.ttl_s = ttl_s
+        self.max_units = max_units
+        self._sites: dict[int, OrderedDict] = {}
+
+    def cached_tokens(self, site: int, units, now: float) -> int:
+        """Prompt tokens of the leading ``units`` believed cached at ``site``."""
+        d = self._sites.get(site)
+        if d is None:
+            return 0
+        hit = 0
+        old = now - self.ttl_s
+        for u, n in units:
+            t = d.get(u)
+            if t is None or t < old:
+                break
+            hit += n
+        return hit
+
+    def record(self, site: int, units, now: float) -> None:
+        """``units`` were just routed to ``site``."""
+        d = self._sites.get(site)
+        if d is None:
+            d = self._sites[site] = self._new()
+        for u, _ in units:
+            d[u] = now
+            d.move_to_end(u)
+        while len(d) > self.max_units:
+            d.popitem(last=False)
+
+
+@register("prefix_affinity")
+class PrefixAffinity(BasePolicy):
+    """Send a request where its prompt prefix is likely cached, within the SLO and a load bound.
+
+    Among the ``k`` nearest capable up sites whose predicted latency meets the SLO, each scores
+    ``w_cache x (cached share of the prompt) - w_load x load`` (as llm-d's prefix and load
+    scorers combine), where the cached share comes from a routing-side
+    :class:`PrefixDirectory`, not from the replicas. A site loaded above ``max_load``
+    ((running + waiting) / capacity as the view sees it) is passed over while another candidate
+    is below it: bounded-load affinity, so a popular prefix cannot pile onto one site. With no
+    candidate meeting the SLO it falls back to the lowest predicted latency; requests without
+    prefix units go to the least-loaded feasible site.
+
+    Args:
+        k: Nearest capable sites considered.
+        w_cache: Weight of the cached share of the prompt.
+        w_load: Weight of the site's load.
+        max_load: Load above which a site is skipped while another is below.
+        ttl_s: How long the directory assumes a routed prefix stays cached.
+        max_units: Prefix units remembered per site.
+    """
+
+    def __init__(self, k: int = 4, w_cache: float = 1.0, w_load: float = 0.5,
+                 max_load: float = 1.0, ttl_s: float = 300.0, max_units: int = 20_000):
+        for name, v in (("w_cache", w_cache), ("w_load", w_load), ("max_load", max_load),
+                        ("ttl_s", ttl_s)):
+            if not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if k < 1 or max_units < 1:
+            raise ValueError(f"k and max_units must be >= 1, got {k} and {max_units}")
+        self.k, self.w_cache, self.w_load, self.max_load = int(k), float(w_cache), \
+            float(w_load), float(max_load)
+        self.ttl_s, self.max_units = float(ttl_s), int(max_units)
+
+    def bind(self, view: GridView) -> None:  # noqa: D102
+        self.directory = PrefixDirectory(self.ttl_s, self.max_units)
+
+    def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
+        cands = [s for s in view.candidates(request.origin, request.capability)[:self.k]
+                 if view.is_up(s) and s != request.avoid]
+        if not cands:
+            return Reject.NO_CAPABLE_SITE
+        ms = [view.predict_ms(request, s) for s in cands]
+        ok = [s for s, m in zip(cands, ms) if m <= request.slo_ms]
+        if not ok:
+            return min(zip(ms, cands))[1]
+        units = view.prefix_units(request.id)
+        loads = [view.load(s) for s in ok]
+        if not units:
+            return ok[loads.index(min(loads))]
+        now = view.now
+        under = [x <= self.max_load for x in loads]
+        bounded = any(under)
+        tokens = max(request.in_tokens, 1)
+        d = self.directory
+        best, best_score = -1, float("-inf")
+        for s, load, fits in zip(ok, loads, under):
+            if bounded and not fits:
+                continue
+            score = self.w_cache * d.cached_tokens(s, units, now) / tokens - self.w_load * load
+            if score > best_score:
+                best, best_score = s, score
+        d.record(best, units, now)
+        return best

@@ -41,6 +41,8 @@ class GridView:
         self.capabilities: tuple[int, ...] = tuple(int(c) for c in w.site_capability)
         self.slots: tuple[int, ...] = tuple(int(s) for s in w.site_slots)
         self.apps = engine.stream.apps
+        self.site_countries: tuple[str, ...] = tuple(c or "" for c in w.site_country)
+        self.origin_countries: tuple[str, ...] = tuple(c or "" for c in w.origin_country)
         self._cand: dict[int, list[tuple[int, ...]]] = {}
         self._tier_cand: dict[tuple[int, int], list[tuple[int, ...]]] = {}
         self._busy = engine.busy
@@ -126,6 +128,23 @@ class GridView:
         slots = self._slots[site]
         return (self._busy[site] + self._queue_len(site)) / slots if slots else float("inf")
 
+    def cost_usd(self, app: int, site: int) -> float:
+        """Expected GPU cost of one request of ``app`` at ``site`` when busy, USD (static)."""
+        c = self.__dict__.get("_cost")
+        if c is None:
+            deps = self._e.world.site_deployment
+            c = self._cost = [[cost_per_request_usd(d, a) for d in deps] for a in self.apps]
+        return c[app][site]
+
+    def prefix_units(self, request_id: int) -> tuple:
+        """A request's shared prompt-prefix units, ``((unit id, tokens), ...)`` in prompt order.
+
+        From a trace's ``hash_ids`` or its app's system prompt; empty when it has none. What a
+        router can read from the request itself (not where the units are cached).
+        """
+        units = getattr(self._e, "_units", None)
+        return units(request_id) if units is not None else ()
+
     def is_up(self, site: int) -> bool:
         """Whether the site is up, as far as the orchestrator knows."""
         return self._up[site]
@@ -159,3 +178,17 @@ class GridView:
 def _tuples(index: np.ndarray) -> list[tuple[int, ...]]:
     """One tuple of site indices per origin (row)."""
     return [tuple(r) for r in index.tolist()]
+
+
+def cost_per_request_usd(deployment, app) -> float:
+    """Expected GPU cost of one request of ``app`` on a busy replica of ``deployment``, USD.
+
+    A saturated replica's dollars per second divided by the requests per second it then serves:
+    for generative apps from the serving model's saturation throughput at the app's mean token
+    counts, for fixed-work apps from the slot price and the mean work.
+    """
+    if not app.generative or deployment.fixed:
+        return deployment.price_per_slot_second * app.mean_work_s
+    per_s = deployment.gpu.price_per_hour * deployment.gpus_per_replica / 3600.0
+    out = max(app.mean_out_tokens, 1.0)
+    return per_s * out / deployment.saturation_out_tok_s(max(app.mean_in_tokens, 1.0), out)

@@ -1,0 +1,165 @@
+"""Measure the control plane's features on the shipped scenarios; write docs/control_plane.md's
+tables (as Markdown, to stdout or --out) and one figure per feature (docs/img/control_*.png).
+
+Usage::
+
+    python scripts/control_plane_study.py --out docs/img          # all studies
+    python scripts/control_plane_study.py --only sovereignty kpi   # some of them
+
+Every number in docs/control_plane.md comes from this script at the commit named there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import aigrid_sim
+
+# A short version of the default scenario: the whole grid, 120 s of Europe's evening peak.
+BASE = ["duration_s=120", "warmup_s=20", "drain_s=120", "output.figures=false"]
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def _ms(x) -> str:
+    return "-" if x is None or x != x else f"{x:,.0f}"
+
+
+def _run(scenario: str, overrides: list[str]):
+    t0 = time.perf_counter()
+    r = aigrid_sim.run(scenario, BASE + overrides)
+    r.summary["_wall"] = time.perf_counter() - t0
+    return r
+
+
+def study_sovereignty(out: Path, lines: list[str]) -> None:
+    """Residency for the reasoning app's EU and Indian users: latency and GPUs, with and without."""
+    import matplotlib.pyplot as plt
+
+    rule = "+workload.apps.2.sovereignty=[EU,IN]"
+    from aigrid_sim.world import areas
+
+    eu, india = areas.resolve("EU", "x"), areas.resolve("IN", "x")
+    rows = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, ov in (("no residency rule", []), ("EU and IN residency", [rule])):
+        r = _run("global_agent", ov)
+        df = r.requests
+        oc = dict(zip(r.world.origin_name, [c or "" for c in r.world.origin_country]))
+        country = df["origin"].astype(str).map(oc)
+        m = (df["app"] == "reasoning") & (df["arrival_s"] >= 20)
+        for area, members in (("EU", eu), ("IN", india)):
+            sub = df[m & country.isin(members)]
+            ok = sub[sub["status"] == "ok"]
+            tt = ok["ttft_ms"].to_numpy()
+            rows.append((label, area, len(sub), _ms(np.percentile(tt, 50) if len(tt) else None),
+                         _ms(np.percentile(tt, 95) if len(tt) else None),
+                         _pct((sub["slo_met"]).mean() if len(sub) else None),
+                         int((sub["reason"] == "sovereignty").sum())))
+            if len(tt):
+                x = np.sort(tt)
+                ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=f"{area}, {label}")
+    ax.set_xscale("log")
+    ax.set_xlabel("reasoning TTFT (ms)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title("Data residency for the reasoning app (global_agent, 120 s)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "control_sovereignty.png", dpi=120)
+    plt.close(fig)
+    lines += ["| run | users | requests | TTFT p50 (ms) | TTFT p95 (ms) | SLO met | rejected "
+              "(sovereignty) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {a} | {b} | {c:,} | {d} | {e} | {f} | {g:,} |" for a, b, c, d, e, f, g in rows]
+
+
+def study_kpi(out: Path, lines: list[str]) -> None:
+    """Sweep the KPI-weighted orchestrator's cost weight: the latency-cost curve it traces."""
+    import matplotlib.pyplot as plt
+
+    pts = []
+    for w in (0.0, 0.25, 1.0, 4.0, 16.0):
+        r = _run("global_agent", ["policy=kpi_weighted", f"+routing.params.w_cost={w}"])
+        s = r.summary
+        pts.append((w, s["ttft_ms"]["p95"], s["latency_ms"]["p95"], s["slo_attainment"],
+                    r.requests["cost_usd"].sum() / max(s["completed"], 1) * 1000.0))
+    for name in ("latency_aware", "cheapest_feasible"):
+        r = _run("global_agent", [f"policy={name}"])
+        s = r.summary
+        pts.append((name, s["ttft_ms"]["p95"], s["latency_ms"]["p95"], s["slo_attainment"],
+                    r.requests["cost_usd"].sum() / max(s["completed"], 1) * 1000.0))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for w, ttft, _, _, cost in pts:
+        ax.scatter(cost, ttft, color="C0" if isinstance(w, float) else "C3")
+        ax.annotate(f"w_cost={w}" if isinstance(w, float) else w, (cost, ttft),
+                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("used GPU cost per 1,000 completed requests ($)")
+    ax.set_ylabel("TTFT p95 (ms)")
+    ax.set_title("kpi_weighted: sweeping the cost weight (global_agent, 120 s)")
+    fig.tight_layout()
+    fig.savefig(out / "control_kpi.png", dpi=120)
+    plt.close(fig)
+    lines += ["| policy | TTFT p95 (ms) | latency p95 (ms) | SLO met | used GPU $ / 1k |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {'kpi_weighted w_cost=' + str(w) if isinstance(w, float) else w} | {_ms(a)} | "
+              f"{_ms(b)} | {_pct(c)} | {d:.3f} |" for w, a, b, c, d in pts]
+
+
+def study_tenants(out: Path, lines: list[str]) -> None:
+    """The multi_tenant scenario: each tenant's bill, with and without the batch quota."""
+    import matplotlib.pyplot as plt
+
+    rows = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, (label, ov) in enumerate((("with quotas", []),
+                                     ("no quotas", ["tenants.1.quotas=[]"]))):
+        r = _run("multi_tenant", ov)
+        b = r.summary["tenants"]["by_tenant"]
+        for name, t in b.items():
+            rows.append((label, name, t["requests"], t["throttled"], _pct(t["slo_attainment"]),
+                         t["revenue_usd"], t["penalty_usd"], t["gpu_cost_usd"], t["margin_usd"]))
+        names = list(b)
+        x = np.arange(len(names)) + 0.38 * k
+        ax.bar(x, [b[n]["margin_usd"] for n in names], width=0.36, label=label)
+        ax.set_xticks(np.arange(len(names)) + 0.19, names)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylabel("margin over 120 s ($)")
+    ax.set_title("multi_tenant: margin per tenant")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "control_tenants.png", dpi=120)
+    plt.close(fig)
+    lines += ["| run | tenant | requests | throttled | SLO met | revenue $ | penalty $ | GPU $ | "
+              "margin $ |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {a} | {b} | {c:,} | {d:,} | {e} | {f:.2f} | {g:.2f} | {h:.2f} | {i:.2f} |"
+              for a, b, c, d, e, f, g, h, i in rows]
+
+
+STUDIES = {"sovereignty": study_sovereignty, "kpi": study_kpi, "tenants": study_tenants}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the studies and print their Markdown tables."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="docs/img", help="folder for the figures")
+    ap.add_argument("--only", nargs="*", choices=sorted(STUDIES), help="run only these")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in a.only or list(STUDIES):
+        t0 = time.perf_counter()
+        lines: list[str] = [f"### {name}", ""]
+        STUDIES[name](out, lines)
+        lines += ["", f"({time.perf_counter() - t0:.0f} s)", ""]
+        print("\n".join(lines), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
