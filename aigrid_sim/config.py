@@ -354,6 +354,21 @@ class FaultsConfig:
 
 
 @dataclass
+class SliceConfig:
+    """One time slice of a longer study (e.g. hour ``index`` of a day), with a warm-up overlap.
+
+    With ``index`` set, the run covers ``[index * length_s - warmup_s, (index + 1) * length_s)``
+    of the day that starts at ``start_utc_h``: its ``start_utc_h``, ``duration_s`` and
+    ``warmup_s`` are set from these (``aigrid-sim --multirun slice.index=range(0,24)``, then
+    ``aigrid-sim-report DIR --merge``).
+    """
+
+    index: int | None = None
+    length_s: float = 3600.0
+    warmup_s: float = 600.0
+
+
+@dataclass
 class PriceConfig:
     """What a tenant pays per million tokens served at one tier, USD."""
 
@@ -393,6 +408,10 @@ class OutputConfig:
     figures: bool = True
     resume: bool = True  # skip a run whose complete folder already exists
     progress: bool | None = None  # None = only on a terminal
+    requests: str = "all"  # requests.parquet: all | sample | none (summary stays exact/sketched)
+    sample_fraction: float = 0.01  # share of requests written when requests=sample
+    window_s: float = 60.0  # arrivals generated and ended requests flushed every this many s
+    time_bin_s: float | None = None  # online summary time bins; None = 60 s (< 1 h runs: finer)
 
 
 @dataclass
@@ -418,6 +437,7 @@ class SimConfig:
     trace: TraceConfig = field(default_factory=TraceConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    slice: SliceConfig = field(default_factory=SliceConfig)  # one slice of a longer study
     tenants: list[TenantConfig] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)  # the scenario's own knobs
 
@@ -428,6 +448,7 @@ SERVICE_KINDS = ("tokens", "exponential", "deterministic", "lognormal")
 ARRIVAL_KINDS = ("poisson", "diurnal", "trace", "closed")
 TRACE_FORMATS = ("azure", "mooncake", "servegen")
 TIME_UNITS = ("datetime", "s", "ms", "us")
+REQUEST_MODES = ("all", "sample", "none")
 
 # ----------------------------------------------------------------------------- domains
 #
@@ -588,7 +609,10 @@ DOMAINS: dict[str, Dom] = {
     "faults.retries": Dom(0, 100), "faults.retry_delay_s": NONNEG,
     # output
     "output.dir": NONEMPTY, "output.write": ANY, "output.figures": ANY, "output.resume": ANY,
-    "output.progress": ANY,
+    "output.progress": ANY, "output.requests": Dom(choices=REQUEST_MODES),
+    "output.sample_fraction": Dom(0, 1, lo_open=True), "output.window_s": POS,
+    "output.time_bin_s": POS, "slice.index": NONNEG, "slice.length_s": POS,
+    "slice.warmup_s": NONNEG,
 }
 
 _INDEX = re.compile(r"\[\d+\]")
@@ -874,7 +898,22 @@ def validate(cfg: DictConfig | dict) -> SimConfig:
     for key, items in records.items():
         setattr(sim.world, key, items)
     _check(sim)
+    _apply_slice(sim)
     return sim
+
+
+def _apply_slice(c: SimConfig) -> None:
+    """Turn ``slice.index`` into the slice's start, duration and warm-up (see SliceConfig)."""
+    sl = c.slice
+    if sl.index is None:
+        return
+    _need(sl.index >= 0, "slice.index", f"must be >= 0 (got {sl.index})")
+    _need(sl.length_s > 0, "slice.length_s", f"must be > 0 (got {sl.length_s})")
+    _need(sl.warmup_s >= 0, "slice.warmup_s", f"must be >= 0 (got {sl.warmup_s})")
+    start = sl.index * sl.length_s - sl.warmup_s
+    c.start_utc_h = c.start_utc_h + start / 3600.0
+    c.duration_s = sl.length_s + sl.warmup_s
+    c.warmup_s = sl.warmup_s
 
 
 def _full_key(data: Any, key: str, value: Any) -> str:
@@ -1021,6 +1060,14 @@ def _check(c: SimConfig) -> None:
                   f"a prefix longer than the prompt: {sp} tokens, but tokens.in_mean is "
                   f"{a.tokens.in_mean:g} (and in_max {a.tokens.in_max})")
     _check_faults(c.faults)
+    o = c.output
+    _need(o.requests in REQUEST_MODES, "output.requests",
+          f"must be one of {REQUEST_MODES} (got {o.requests!r})")
+    _need(0 < o.sample_fraction <= 1, "output.sample_fraction",
+          f"must be in (0, 1] (got {o.sample_fraction})")
+    _need(o.window_s > 0, "output.window_s", f"must be > 0 (got {o.window_s})")
+    _need(o.time_bin_s is None or o.time_bin_s > 0, "output.time_bin_s",
+          f"must be > 0 or null (got {o.time_bin_s})")
     _check_tenants(c)
 
 

@@ -111,7 +111,7 @@ def test_zero_kv_budget_is_a_config_error():
 def test_prefix_units_follow_a_scaled_replay(tmp_path):
     rows = [[100 * k, 700, 20, f"{k % 2}"] for k in range(100)]
     r = trace_run(mooncake(tmp_path / "m.csv", rows), ["trace.scale=2"])
-    s = r.stream
-    assert len(s) == 200 and s.prefix_off[-1] == 200
-    assert set(np.unique(s.prefix_ids)) == {0, 1}
+    assert len(r.requests) == 200 and r.summary["stream"]["prefix_blocks"] == 200
+    # Both copies share the two prefixes: all but the first request of each hit the cache.
+    assert (r.requests["cached_tokens"] > 0).sum() >= 198
     assert r.summary["prefix_cache"]["hit_rate"] > 0.5
