@@ -88,7 +88,7 @@ def test_zero_load_latency_is_round_trip_plus_service():
     gen = ok[ok["app"].isin(["voice_agent", "reasoning", "frontier"])]
     deps = [r.world.site_deployment[i] for i in pd.Index(r.world.site_id).get_indexer(gen["site"])]
     expect = [d.service_s(i, o, 1) * 1000 for d, i, o in
-              zip(deps, gen["in_tokens"], gen["out_tokens"])]
+              zip(deps, gen["in_tokens"], gen["out_tokens"], strict=True)]
     np.testing.assert_allclose(gen["service_ms"], expect, rtol=1e-12)
 
 
@@ -107,12 +107,12 @@ def test_summary_contract(small_run):
               "wall_s"):
         assert k in s
     assert set(s["latency_ms"]) >= {"mean", "p50", "p95", "p99"}
-    for tier, b in s["by_tier"].items():
+    for b in s["by_tier"].values():
         assert set(b) >= {"requests", "latency_ms", "utilisation", "cost_usd"}
 
 
 def test_capability_respected(small_run):
     req = small_run.requests
     ok = req[req["status"] == "ok"]
-    cap_of_site = dict(zip(small_run.world.site_id, small_run.world.site_capability))
+    cap_of_site = dict(zip(small_run.world.site_id, small_run.world.site_capability, strict=True))
     assert (ok["site"].map(cap_of_site) >= ok["capability"]).all()

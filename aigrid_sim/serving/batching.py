@@ -126,7 +126,7 @@ def simulate_iterations(dep: Deployment, arrival_s, in_tokens, out_tokens) -> Re
             steps = min(steps, max(1, math.ceil((t_arr[nxt] - t) / dt - 1e-12)))
         t += steps * dt
         keep_ids, keep_left = [], []
-        for k, left in zip(run_ids, run_left):
+        for k, left in zip(run_ids, run_left, strict=True):
             left -= steps
             if left <= 0:
                 t_done[k] = t
@@ -175,7 +175,8 @@ def simulate_admission(dep: Deployment, arrival_s, in_tokens, out_tokens, *,
         pre = n_in[k] * spt
         wait = 0.0
         if prefill_wait:
-            wait = prefill_free - now if prefill_free > now else (0.5 * tpot[b - 1] if b > 1 else 0.0)
+            wait = (prefill_free - now if prefill_free > now
+                    else (0.5 * tpot[b - 1] if b > 1 else 0.0))
             prefill_free = now + wait + pre
         t_start[k], t_first[k], batch[k] = now, now + wait + pre, b
         t_done[k] = now + wait + pre + n_out[k] * (tpot[b] + extra)

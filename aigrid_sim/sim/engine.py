@@ -23,8 +23,8 @@ A generative request's service time is fixed at admission from the batch it join
 input tokens (after waiting for earlier prefills or half the decode step in progress), plus its
 output tokens at the per-token time of that batch size, plus the stalls while the batch's other
 sequences are replaced and prefilled (no event per token; the
-approximation and its error against a per-iteration model are in :mod:`aigrid_sim.serving.batching` and
-its tests).
+approximation and its error against a per-iteration model are in
+:mod:`aigrid_sim.serving.batching` and its tests).
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ class Engine:
             self.seen_slots[s] = self.slots[s]
 
     def _interrupt(self, i: int, s: int) -> None:
-        """Stop request ``i``'s service at site ``s``: free its slot, drop its completion, fail over."""
+        """Stop request ``i``'s service at site ``s``: free the slot, drop the completion, retry."""
         ev = self.in_service[s].pop(i)
         ev.callbacks.remove(self._done)
         self.busy[s] -= 1
@@ -355,7 +355,7 @@ class Engine:
         self._fail_over(i, s)
 
     def _fail_over(self, i: int, s: int) -> None:
-        """Request ``i`` lost site ``s``: send it again after the news reaches its origin, or fail."""
+        """Request ``i`` lost site ``s``: resend it once the news reaches its origin, or fail."""
         rec = self.records
         if rec.site0[i] < 0:
             rec.site0[i] = s

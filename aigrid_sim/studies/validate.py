@@ -205,12 +205,12 @@ def run_cases(cases: list[QueueCase], jobs: int = 1, warmup_fraction: float = WA
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             outs = list(pool.map(_run_one, [(tasks[j][1], warmup_fraction) for j in order]))
         results: list = [None] * len(tasks)
-        for j, o in zip(order, outs):
+        for j, o in zip(order, outs, strict=True):
             results[j] = o
     else:
         results = [replication_stats(cfg, warmup_fraction) for _, cfg in tasks]
     per_case: list[list[dict[str, float]]] = [[] for _ in cases]
-    for (i, _), res in zip(tasks, results):
+    for (i, _), res in zip(tasks, results, strict=True):
         per_case[i].append(res)
     return per_case
 
@@ -219,7 +219,7 @@ def queue_checks(cases: list[QueueCase], jobs: int = 1,
                  confidence: float = CONFIDENCE) -> list[Check]:
     """Table rows comparing each case's replication means with the closed forms."""
     rows = []
-    for case, reps in zip(cases, run_cases(cases, jobs)):
+    for case, reps in zip(cases, run_cases(cases, jobs), strict=True):
         exp = case.expected()
         note = f"{case.reps} reps x {case.requests:,}"
         keys = ["blocking"] if case.loss else (["wait", "pwait"] if case.pwait else ["wait"])
@@ -290,7 +290,7 @@ def sample_occupancy(engine, rate_per_s: float, seed: int) -> tuple[list, list]:
         while True:
             yield env.timeout(float(rng.exponential(1.0 / rate_per_s)))
             now = env.now
-            row = [b + len(q) for b, q in zip(busy, queues)]
+            row = [b + len(q) for b, q in zip(busy, queues, strict=True)]
             times.append(now)
             counts.append(row)
             if now > quiet_after and not any(row):
