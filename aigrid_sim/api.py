@@ -19,13 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigrid_sim import config as cfgmod
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.results.metrics import (
-    fault_summary,
-    nearest_capable,
-    requests_table,
-    sites_table,
-    summarise,
-)
 from aigrid_sim.sim import control
 from aigrid_sim.sim.engine import Engine, Records
 from aigrid_sim.sim.faults import FaultSchedule, build_schedule
@@ -40,19 +33,22 @@ class RunResult:
     """Everything a run produced.
 
     Attributes:
-        requests: One row per request (see ``aigrid_sim.results.metrics``).
+        requests: One row per request (see ``aigrid_sim.results.metrics``); empty when not
+            kept in memory (``run_config(keep_requests=...)``; read ``requests.parquet``).
         sites: One row per site.
         summary: The run summary (``summary.json``).
         config: The fully resolved config (an OmegaConf ``DictConfig``).
         world: The world the run used.
-        stream: The request stream it replayed.
-        records: The raw per-request records.
+        stream: The request stream it replayed (None when not kept in memory).
+        records: The raw per-request records (None when not kept in memory).
         out_dir: The run folder, if one was written.
         faults: One row per outage or link cut (``aigrid_sim.sim.faults.TABLE_COLUMNS``); empty
             when nothing failed.
         cities: One row per origin city (``cities.parquet``, :mod:`aigrid_sim.results.cities`):
             place, demand, requests, SLO met, TTFT and latency p50/p95 overall and per app,
-            serving tier mix. Built from ``requests`` on first use.
+            serving tier mix. Built from ``requests`` on first use (exact percentiles); a run
+            that does not keep its requests takes it from its online summary (sketched).
+        online: The online summary (:class:`aigrid_sim.results.online.OnlineSummary`).
     """
 
     requests: pd.DataFrame
@@ -65,6 +61,7 @@ class RunResult:
     out_dir: Path | None = None
     faults: pd.DataFrame | None = field(default=None, repr=False)
     _cities: pd.DataFrame | None = field(default=None, repr=False)
+    online: object = field(default=None, repr=False)
 
     @property
     def cities(self) -> pd.DataFrame:
@@ -116,57 +113,147 @@ def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,
     return world, stream, engine.run(), horizon
 
 
+def make_windows(cfg: cfgmod.SimConfig, world: World) -> tuple[list, object, dict]:
+    """A run's arrivals window by window: ``(apps, iterator of windows, stream info)``.
+
+    Synthetic arrivals are drawn block by block as the run goes
+    (:mod:`aigrid_sim.workload.windows`); a replayed trace is read whole and cut into windows.
+    """
+    from aigrid_sim.workload.generate import app_specs
+    from aigrid_sim.workload.windows import SyntheticArrivals, split, windows
+
+    w = cfg.output.window_s
+    if cfg.workload.arrivals.kind == "trace":
+        stream = make_stream(cfg, world)
+        return stream.apps, split(stream, w), dict(stream.info)
+    proc = SyntheticArrivals(cfg, world.origin_population, world.origin_utc_offset_h,
+                             region=world.origin_region, country=world.origin_country,
+                             names=world.origin_name)
+    return app_specs(cfg.workload.apps), windows(proc.blocks(), w), proc.info()
+
+
+#: Runs expected to have at most this many requests keep them in memory even when writing.
+KEEP_MAX_REQUESTS = 2_000_000
+
+
+def keeps_requests(cfg: cfgmod.SimConfig, out_dir, keep_requests: bool | None) -> bool:
+    """Whether a run keeps every request in memory (see :func:`run_config`)."""
+    if keep_requests is not None:
+        return bool(keep_requests)
+    from aigrid_sim.results.resources import expected_requests
+
+    return cfg.output.requests == "all" and (
+        out_dir is None or expected_requests(cfg) <= KEEP_MAX_REQUESTS)
+
+
 def run_config(dcfg: DictConfig, *, out_dir: str | Path | None = None,
-               progress: Callable[[float], None] | None = None,
+               progress: Callable[..., None] | None = None,
                world: World | None = None,
-               plugins: list[str] | tuple[str, ...] | None = None) -> RunResult:
+               plugins: list[str] | tuple[str, ...] | None = None,
+               keep_requests: bool | None = None) -> RunResult:
     """Run an already composed config (what the CLI and :func:`run` call).
 
-    ``plugins`` are modules of your own (policies) to import first: the opt-in a scenario file
-    cannot give itself (see :func:`aigrid_sim.sim.policies.allow_plugins`).
+    The run streams: arrivals come window by window, ended requests go to the online summary
+    and (``output.requests``) to ``requests.parquet`` in the run folder as the run goes.
+
+    Args:
+        dcfg: The composed config.
+        out_dir: Write the run folder under this directory (atomically).
+        progress: ``progress(now_s, requests_so_far)`` called about 200 times.
+        world: A world already built from this config.
+        plugins: Modules of your own (policies) to import first: the opt-in a scenario file
+            cannot give itself (see :func:`aigrid_sim.sim.policies.allow_plugins`).
+        keep_requests: Keep every request in memory for ``RunResult.requests`` / ``.records`` /
+            ``.stream``. None = when ``output.requests`` is ``all`` and either nothing is
+            written or the run is small (at most :data:`KEEP_MAX_REQUESTS` expected requests).
+            Otherwise ``RunResult.requests`` is an empty table and ``records``/``stream`` None.
     """
     with plugins_allowed(plugins):
-        return _run_config(dcfg, out_dir=out_dir, progress=progress, world=world)
+        return _run_config(dcfg, out_dir=out_dir, progress=progress, world=world,
+                           keep_requests=keep_requests)
 
 
-def _run_config(dcfg: DictConfig, *, out_dir: str | Path | None,
-                progress: Callable[[float], None] | None, world: World | None) -> RunResult:
+def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) -> RunResult:
+    from aigrid_sim.results import rundir
+    from aigrid_sim.results.online import OnlineSummary, time_bin_s
+    from aigrid_sim.results.sink import RequestSink
+    from aigrid_sim.workload.windows import concat
+
     t0 = time.perf_counter()
     cfg = cfgmod.validate(dcfg)
-    preflight(cfg, out_dir=out_dir)
+    keep = keeps_requests(cfg, out_dir, keep_requests)
+    preflight(cfg, out_dir=out_dir, keep_requests=keep)
     world = world or build_world(cfg)
-    schedule = build_schedule(cfg.faults, world, cfg.seed, cfg.duration_s + cfg.drain_s)
-    world, stream, rec, _ = simulate(cfg, world=world, progress=progress, faults=schedule)
-    reqs = requests_table(world, stream, rec)
-    sites = sites_table(world, rec, cfg.duration_s, reqs)
-    summary = summarise(reqs, sites, warmup_s=cfg.warmup_s, window_s=cfg.duration_s)
-    if cfg.tenants:
-        from aigrid_sim.results.billing import billing
-
-        summary["tenants"] = billing(reqs, sites, cfg.tenants)
-    if schedule.active:
-        caps = np.array([a.capability for a in stream.apps])[stream.app]
-        nearest = nearest_capable(world.rtt_ms, world.site_capability, world.site_id,
-                                  stream.origin, caps)
-        summary["faults"] = fault_summary(reqs, sites, schedule.table, warmup_s=cfg.warmup_s,
-                                          window_s=cfg.duration_s,
-                                          detection_s=schedule.detection_s,
-                                          retries=schedule.retries, nearest=nearest)
-    summary.update({
-        "scenario": cfg.name, "policy": cfg.policy, "seed": cfg.seed, "load": cfg.load,
-        "duration_s": cfg.duration_s, "sites": world.n_sites, "origins": world.n_origins,
-        "stream": dict(stream.info), "wall_s": time.perf_counter() - t0,
-        "provisioned": {**(world.provisioned or {}), "gpus": int(world.site_gpus.sum())},
-    })
+    horizon = cfg.duration_s + cfg.drain_s
+    schedule = build_schedule(cfg.faults, world, cfg.seed, horizon)
+    load_plugins(cfg.plugins)
+    policy = make_policy(cfg.policy, cfg.routing.params)
+    out = cfg.output
+    apps, wins, info = make_windows(cfg, world)
+    # The control plane (sovereignty, tenant quotas) only when a scenario uses it.
+    policy = control.wrap(policy, control.build_rules(cfg, world, [a.name for a in apps]))
+    online = OnlineSummary(world, [a.name for a in apps], warmup_s=cfg.warmup_s,
+                           window_s=cfg.duration_s, time_origin_s=cfg.start_utc_h * 3600.0,
+                           time_bin_s=time_bin_s(cfg.duration_s, out.time_bin_s),
+                           horizon_s=horizon,
+                           faults=schedule.table if schedule.active else None)
     resolved = OmegaConf.create(OmegaConf.to_container(dcfg, resolve=True))
     if "hydra" in resolved:
         del resolved["hydra"]
-    result = RunResult(reqs, sites, summary, resolved, world, stream, rec,
-                       faults=schedule.table if schedule.active else None)
+    final = tmp = None
     if out_dir is not None:
-        from aigrid_sim.results.rundir import write_run
-        result.out_dir = write_run(result, Path(out_dir), figures=cfg.output.figures,
-                                   replace=not cfg.output.resume)
+        final, tmp = rundir.begin_run(Path(out_dir), resolved)
+    sink = RequestSink(world, apps, online,
+                       path=tmp / "requests.parquet" if tmp is not None else None,
+                       mode=out.requests, sample_fraction=out.sample_fraction, keep=keep)
+    try:
+        engine = Engine(world, concat([], apps), policy, seed=cfg.seed,
+                        k_nearest=cfg.routing.k_nearest, staleness_s=cfg.routing.staleness_s,
+                        horizon_s=horizon, progress=progress, faults=schedule, windows=wins,
+                        sink=sink)
+        engine.run()
+        sink.close()
+        sites = online.sites_table(world)
+        summary = online.summary(sites)
+        if schedule.active:
+            summary["faults"] = online.fault_summary(sites, schedule.table,
+                                                     detection_s=schedule.detection_s,
+                                                     retries=schedule.retries)
+        info["requests"] = sink.rows
+        if keep:
+            stream, rec, reqs = sink.result()
+            if cfg.tenants:  # billing reads the requests table (kept in memory)
+                from aigrid_sim.results.billing import billing
+
+                summary["tenants"] = billing(reqs, sites, cfg.tenants)
+        else:
+            stream = rec = None
+            reqs = pd.DataFrame()
+        summary.update({
+            "scenario": cfg.name, "policy": cfg.policy, "seed": cfg.seed, "load": cfg.load,
+            "duration_s": cfg.duration_s, "warmup_s": cfg.warmup_s,
+            "start_utc_h": cfg.start_utc_h, "sites": world.n_sites,
+            "origins": world.n_origins, "stream": info,
+            "output_requests": {"mode": out.requests, "rows_written": sink.rows_written,
+                                **({"sample_fraction": out.sample_fraction}
+                                   if out.requests == "sample" else {})},
+            "provisioned": {**(world.provisioned or {}), "gpus": int(world.site_gpus.sum())},
+            "wall_s": time.perf_counter() - t0,
+        })
+        result = RunResult(reqs, sites, summary, resolved, world, stream, rec,
+                           faults=schedule.table if schedule.active else None)
+        result.online = online
+        if not keep:  # else exact, from the requests kept (the property, on first use)
+            result.cities = online.cities_table(world)
+        if tmp is not None:
+            result.out_dir = rundir.finish_run(result, tmp, final, online,
+                                               figures=out.figures,
+                                               replace=not out.resume)
+    except BaseException:
+        sink.abort()
+        if tmp is not None:
+            rundir.abort_run(tmp)
+        raise
     return result
 
 
@@ -202,6 +289,7 @@ def config_of(scenario: str = "global_agent", overrides: list[str] | tuple[str, 
 BYTES_PER_REQUEST = 800  # stream + records + requests table, measured (DESIGN.md s.6: ~0.8 GB/M)
 BYTES_PER_CANDIDATE = 40  # arrival candidates before thinning (time, origin, uniforms)
 MEMORY_ENV = "AIGRID_MAX_MEMORY_GB"  # the budget; default: the machine's available memory
+HELD_WINDOWS = 4  # windows of requests a streamed run holds at once (in flight, buffered)
 EVENT_FLOOR = 1_000_000  # a periodic process may always tick this often over a run...
 EVENTS_PER_REQUEST = 2  # ...or twice per expected request, whichever is larger
 
@@ -264,8 +352,12 @@ def _rows(name: str) -> int:
     return _ROWS[name]
 
 
-def estimate(cfg: cfgmod.SimConfig) -> Estimate:
-    """Upper bounds on the requests, arrival candidates and memory of a run, before building."""
+def estimate(cfg: cfgmod.SimConfig, keep_requests: bool = True) -> Estimate:
+    """Upper bounds on the requests, arrival candidates and memory of a run, before building.
+
+    A streamed run that does not keep its requests (``keep_requests=False``) holds about
+    :data:`HELD_WINDOWS` windows of requests and one block of arrival candidates at a time.
+    """
     w = cfg.world
     if w.topology == "custom":
         origins, edge, sites = len(w.origins), 0, len(w.sites)
@@ -307,7 +399,15 @@ def estimate(cfg: cfgmod.SimConfig) -> Estimate:
         key = "workload.rate_rps" if cfg.workload.rate_rps * cfg.load > 1e4 else "duration_s"
     if cfg.max_requests is not None:
         requests = min(requests, cfg.max_requests)
-    stream_bytes = requests * BYTES_PER_REQUEST + candidates * BYTES_PER_CANDIDATE
+    if not keep_requests and cfg.workload.arrivals.kind != "trace":
+        from aigrid_sim.workload.windows import BLOCK_S
+
+        held = min(1.0, HELD_WINDOWS * max(cfg.output.window_s, BLOCK_S) / cfg.duration_s)
+        requests_held, candidates = requests * held, candidates * min(
+            1.0, BLOCK_S / cfg.duration_s)
+    else:
+        requests_held = requests
+    stream_bytes = requests_held * BYTES_PER_REQUEST + candidates * BYTES_PER_CANDIDATE
     return Estimate(requests, candidates, origins, sites, world_bytes, stream_bytes, key)
 
 
@@ -317,13 +417,13 @@ def _gb(b: float) -> str:
     return f"{b / 1e9:,.1f} GB" if b < 1e15 else f"{b / 1e9:.2g} GB"
 
 
-def check_resources(cfg: cfgmod.SimConfig) -> Estimate:
+def check_resources(cfg: cfgmod.SimConfig, keep_requests: bool = True) -> Estimate:
     """Stop a run that would not fit in memory, with one line naming the key to change.
 
     Raises:
         ConfigError: naming what the run would need and which key drives it.
     """
-    est = estimate(cfg)
+    est = estimate(cfg, keep_requests)
     budget = memory_budget()
     if est.world_bytes > budget:
         key = ("world.cities.pops_per_city" if cfg.world.cities.pops_per_city > 2
@@ -338,7 +438,10 @@ def check_resources(cfg: cfgmod.SimConfig) -> Estimate:
             f"key '{est.key}': the run would generate ~{est.requests:,.3g} requests and need "
             f"~{_gb(est.total_bytes)} of memory, {_gb(budget)} available (${MEMORY_ENV} "
             f"sets the budget); lower " + ", ".join(dict.fromkeys([est.key, "duration_s", "load"]))
-            + ", or set max_requests")
+            + ", or set max_requests"
+            + ("; or write a run folder (out_dir=..., or the aigrid-sim command) with "
+               "output.requests=all|sample|none so requests stream to disk"
+               if keep_requests else ""))
     return est
 
 
@@ -433,18 +536,28 @@ def check_output(cfg: cfgmod.SimConfig, out_dir: str | Path | None) -> None:
     check_writable(Path(out_dir))
 
 
-def preflight(cfg: cfgmod.SimConfig, *, out_dir: str | Path | None = None) -> Estimate:
+def preflight(cfg: cfgmod.SimConfig, *, out_dir: str | Path | None = None,
+              keep_requests: bool | None = None) -> Estimate:
     """Every assembly-time check, before anything is built (see the section comment).
+
+    ``keep_requests``: whether the run keeps every request in memory (as :func:`run_config`
+    decides when None); otherwise it streams and holds only a few windows of requests. A run
+    that writes ``requests.parquet`` also needs the disk space for it
+    (:func:`aigrid_sim.results.resources.check_disk`).
 
     Raises:
         ConfigError: the first problem, in one line naming the key.
     """
+    from aigrid_sim.results.resources import check_disk
+
     load_plugins(cfg.plugins)
     make_policy(cfg.policy, cfg.routing.params)
     check_replicas(cfg)
-    est = check_resources(cfg)
+    keep = keeps_requests(cfg, out_dir, keep_requests)
+    est = check_resources(cfg, keep_requests=keep)
     check_events(cfg, est)
     check_output(cfg, out_dir)
+    check_disk(cfg, out_dir=out_dir)
     return est
 
 

@@ -144,16 +144,34 @@ def fault_lines(f: dict) -> list[str]:
     return lines
 
 
+def rss_mb() -> float:
+    """Resident memory of this process now, MB (Linux /proc; else the peak so far)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _progress_bar(horizon_s: float, enabled: bool | None):
+    """A tqdm bar in simulated seconds, with requests per second (wall) and memory."""
     if enabled is False or (enabled is None and not sys.stderr.isatty()):
         return None, None
+    import time
+
     from tqdm import tqdm
 
     bar = tqdm(total=round(horizon_s), unit="sim-s", desc="simulating", leave=False,
-               file=sys.stderr)
+               file=sys.stderr, mininterval=0.5)
+    t0 = time.perf_counter()
 
-    def update(now: float) -> None:
+    def update(now: float, requests: int = 0) -> None:
         bar.update(max(0, round(now) - bar.n))
+        wall = max(time.perf_counter() - t0, 1e-9)
+        bar.set_postfix_str(f"{requests:,} req, {requests / wall:,.0f} req/s, "
+                            f"{rss_mb():,.0f} MB", refresh=False)
 
     return bar, update
 
@@ -178,7 +196,8 @@ def run_task(cfg: DictConfig) -> dict | None:
             return summary
     bar, update = _progress_bar(sim.duration_s + sim.drain_s, sim.output.progress)
     try:
-        result = run_config(cfg, out_dir=root if sim.output.write else None, progress=update)
+        result = run_config(cfg, out_dir=root if sim.output.write else None, progress=update,
+                            keep_requests=False)
     finally:
         if bar is not None:
             bar.close()
@@ -328,7 +347,8 @@ def _check(dcfg: DictConfig) -> None:
     from aigrid_sim.api import preflight
 
     sim = cfgmod.validate(dcfg)
-    preflight(sim, out_dir=sim.output.dir if sim.output.write else None)
+    preflight(sim, out_dir=sim.output.dir if sim.output.write else None,
+              keep_requests=False)  # the command streams its runs (run_task)
 
 
 def main() -> None:

@@ -346,6 +346,21 @@ class FaultsConfig:
 
 
 @dataclass
+class SliceConfig:
+    """One time slice of a longer study (e.g. hour ``index`` of a day), with a warm-up overlap.
+
+    With ``index`` set, the run covers ``[index * length_s - warmup_s, (index + 1) * length_s)``
+    of the day that starts at ``start_utc_h``: its ``start_utc_h``, ``duration_s`` and
+    ``warmup_s`` are set from these (``aigrid-sim --multirun slice.index=range(0,24)``, then
+    ``aigrid-sim-report DIR --merge``).
+    """
+
+    index: int | None = None
+    length_s: float = 3600.0
+    warmup_s: float = 600.0
+
+
+@dataclass
 class PriceConfig:
     """What a tenant pays per million tokens served at one tier, USD."""
 
@@ -385,6 +400,10 @@ class OutputConfig:
     figures: bool = True
     resume: bool = True  # skip a run whose complete folder already exists
     progress: bool | None = None  # None = only on a terminal
+    requests: str = "all"  # requests.parquet: all | sample | none (summary stays exact/sketched)
+    sample_fraction: float = 0.01  # share of requests written when requests=sample
+    window_s: float = 60.0  # arrivals generated and ended requests flushed every this many s
+    time_bin_s: float | None = None  # online summary time bins; None = 60 s (< 1 h runs: finer)
 
 
 @dataclass
@@ -410,6 +429,7 @@ class SimConfig:
     trace: TraceConfig = field(default_factory=TraceConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    slice: SliceConfig = field(default_factory=SliceConfig)  # one slice of a longer study
     tenants: list[TenantConfig] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)  # the scenario's own knobs
 
@@ -420,6 +440,7 @@ SERVICE_KINDS = ("tokens", "exponential", "deterministic", "lognormal")
 ARRIVAL_KINDS = ("poisson", "diurnal", "trace")
 TRACE_FORMATS = ("azure", "mooncake", "servegen")
 TIME_UNITS = ("datetime", "s", "ms", "us")
+REQUEST_MODES = ("all", "sample", "none")
 
 # ----------------------------------------------------------------------------- domains
 #
@@ -549,6 +570,14 @@ DOMAINS: dict[str, Dom] = {
     "workload.apps[].tokens.in_mean": ONE_UP, "workload.apps[].tokens.in_cv": NONNEG,
     "workload.apps[].tokens.out_mean": ONE_UP, "workload.apps[].tokens.out_cv": NONNEG,
     "workload.apps[].tokens.in_max": ONE_UP, "workload.apps[].tokens.out_max": ONE_UP,
+    "workload.apps[].sovereignty": ANY, "workload.apps[].sovereignty[]": NONEMPTY,
+    # tenants (cross-key rules in _check_tenants)
+    "tenants": ANY, "tenants[].name": NONEMPTY, "tenants[].apps": ANY,
+    "tenants[].apps[]": NONEMPTY, "tenants[].priority": ANY, "tenants[].sovereignty": ANY,
+    "tenants[].sovereignty[]": NONEMPTY, "tenants[].quotas": ANY,
+    "tenants[].quotas[].tier": one_of(*TIERS), "tenants[].quotas[].rate_rps": NONNEG,
+    "tenants[].quotas[].burst": ONE_UP, "tenants[].quotas[].per_site": ANY,
+    "tenants[].prices": ANY, "tenants[].sla_penalty_usd": NONNEG,
     # trace
     "trace.path": NONEMPTY, "trace.format": one_of(*TRACE_FORMATS),
     **{f"trace.columns.{k}": NONEMPTY for k in ("time", "in_tokens", "out_tokens", "origin",
@@ -570,7 +599,10 @@ DOMAINS: dict[str, Dom] = {
     "faults.retries": Dom(0, 100), "faults.retry_delay_s": NONNEG,
     # output
     "output.dir": NONEMPTY, "output.write": ANY, "output.figures": ANY, "output.resume": ANY,
-    "output.progress": ANY,
+    "output.progress": ANY, "output.requests": Dom(choices=REQUEST_MODES),
+    "output.sample_fraction": Dom(0, 1, lo_open=True), "output.window_s": POS,
+    "output.time_bin_s": POS, "slice.index": NONNEG, "slice.length_s": POS,
+    "slice.warmup_s": NONNEG,
 }
 
 _INDEX = re.compile(r"\[\d+\]")
@@ -857,7 +889,22 @@ def validate(cfg: DictConfig | dict) -> SimConfig:
     for key, items in records.items():
         setattr(sim.world, key, items)
     _check(sim)
+    _apply_slice(sim)
     return sim
+
+
+def _apply_slice(c: SimConfig) -> None:
+    """Turn ``slice.index`` into the slice's start, duration and warm-up (see SliceConfig)."""
+    sl = c.slice
+    if sl.index is None:
+        return
+    _need(sl.index >= 0, "slice.index", f"must be >= 0 (got {sl.index})")
+    _need(sl.length_s > 0, "slice.length_s", f"must be > 0 (got {sl.length_s})")
+    _need(sl.warmup_s >= 0, "slice.warmup_s", f"must be >= 0 (got {sl.warmup_s})")
+    start = sl.index * sl.length_s - sl.warmup_s
+    c.start_utc_h = c.start_utc_h + start / 3600.0
+    c.duration_s = sl.length_s + sl.warmup_s
+    c.warmup_s = sl.warmup_s
 
 
 def _full_key(data: Any, key: str, value: Any) -> str:
@@ -996,6 +1043,14 @@ def _check(c: SimConfig) -> None:
             _need(a.tokens.out_mean <= a.tokens.out_max, f"{k}.tokens.out_mean",
                   f"must be <= tokens.out_max ({a.tokens.out_max}) (got {a.tokens.out_mean})")
     _check_faults(c.faults)
+    o = c.output
+    _need(o.requests in REQUEST_MODES, "output.requests",
+          f"must be one of {REQUEST_MODES} (got {o.requests!r})")
+    _need(0 < o.sample_fraction <= 1, "output.sample_fraction",
+          f"must be in (0, 1] (got {o.sample_fraction})")
+    _need(o.window_s > 0, "output.window_s", f"must be > 0 (got {o.window_s})")
+    _need(o.time_bin_s is None or o.time_bin_s > 0, "output.time_bin_s",
+          f"must be > 0 or null (got {o.time_bin_s})")
     _check_tenants(c)
 
 

@@ -121,8 +121,8 @@ def test_engine_applies_the_admission_rule():
 
 def test_ttft_tpot_gpu_seconds_recorded_per_request():
     dep = CAT.deployment("llama-3.3-70b-fp8", "H100")
-    # Sparse arrivals: every request is alone on the replica.
-    r = one_replica_run("llama-3.3-70b-fp8", "H100", rate=0.01, requests=40, isl=800, osl=120,
+    # Sparse arrivals (one per ~80 min, service ~3 s): every request is alone on the replica.
+    r = one_replica_run("llama-3.3-70b-fp8", "H100", rate=0.0002, requests=40, isl=800, osl=120,
                         in_cv=0.5, out_cv=0.5, drain_s=1e4)
     q = r.requests
     assert (q["status"] == "ok").all() and (q["batch"] == 1).all()

@@ -59,12 +59,12 @@ def test_sweep_runs_in_parallel_and_resumes(tmp_path):
 def test_interrupted_run_leaves_no_complete_folder(tmp_path, monkeypatch):
     """A run killed while writing its folder leaves nothing a resume or a report would trust."""
     from aigrid_sim.api import run
-    from aigrid_sim.results import rundir
+    from aigrid_sim.results import plots
 
     def boom(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rundir, "write_figures", boom)
+    monkeypatch.setattr(plots, "online_figures", boom)
     with pytest.raises(KeyboardInterrupt):
         run("mmc", ["requests=500", "output.figures=true"], out_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []

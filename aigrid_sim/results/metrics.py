@@ -23,8 +23,12 @@ REASON_LABELS = [r.label for r in Reason]
 TIER_LABELS = [t.label for t in Tier]
 
 
-def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.DataFrame:
-    """One row per request (the ``requests.parquet`` contract of DESIGN.md section 4)."""
+def requests_table(world: World, stream: RequestStream, rec: Records,
+                   id0: int = 0) -> pd.DataFrame:
+    """One row per request (the ``requests.parquet`` contract of DESIGN.md section 4).
+
+    ``id0`` is the ``request_id`` of the first row (a block of a streamed run).
+    """
     n = len(stream)
     site = rec.site.astype(np.int64)
     routed = site >= 0
@@ -61,7 +65,7 @@ def requests_table(world: World, stream: RequestStream, rec: Records) -> pd.Data
     site_names = np.array(world.site_id + [""], dtype=object)
     tiers = np.where(routed, world.site_tier[s0], -1)
     return pd.DataFrame({
-        "request_id": np.arange(n, dtype=np.int64),
+        "request_id": np.arange(id0, id0 + n, dtype=np.int64),
         "arrival_s": stream.t,
         "origin": pd.Categorical.from_codes(stream.origin, categories=world.origin_name),
         # The city's place, so a request can be mapped without the world (float32: ~1 m).
@@ -110,20 +114,28 @@ def sites_table(world: World, rec: Records, window_s: float, reqs: pd.DataFrame)
 
     Utilisation and provisioned cost are over the arrival window ``[0, window_s]``.
     """
-    t = world.sites_table()
-    busy = busy_slot_seconds(world, rec, 0.0, window_s)
-    price_gpu_h = np.array([d.gpu.price_per_hour for d in world.site_deployment])
     site_idx = rec.site
     routed = site_idx >= 0
-    t["requests"] = np.bincount(site_idx[routed], minlength=world.n_sites)
-    t["completed"] = np.bincount(site_idx[routed & (rec.status == Status.OK)],
-                                 minlength=world.n_sites)
+    return sites_table_from(
+        world, window_s, busy_slot_seconds(world, rec, 0.0, window_s),
+        np.bincount(site_idx[routed], minlength=world.n_sites),
+        np.bincount(site_idx[routed & (rec.status == Status.OK)], minlength=world.n_sites),
+        np.bincount(site_idx[routed], weights=reqs["cost_usd"].to_numpy()[routed],
+                    minlength=world.n_sites))
+
+
+def sites_table_from(world: World, window_s: float, busy: np.ndarray, requests: np.ndarray,
+                     completed: np.ndarray, used_cost: np.ndarray) -> pd.DataFrame:
+    """The per-site table from per-site totals (what a streamed run accumulates)."""
+    t = world.sites_table()
+    price_gpu_h = np.array([d.gpu.price_per_hour for d in world.site_deployment])
+    t["requests"] = np.asarray(requests, np.int64)
+    t["completed"] = np.asarray(completed, np.int64)
     t["busy_slot_s"] = busy
     t["utilisation"] = busy / (t["slots"].to_numpy() * window_s) if window_s > 0 else 0.0
     t["price_per_gpu_hour"] = price_gpu_h
     t["cost_usd"] = world.site_gpus * price_gpu_h * window_s / 3600.0
-    t["used_cost_usd"] = np.bincount(site_idx[routed], weights=reqs["cost_usd"].to_numpy()[routed],
-                                     minlength=world.n_sites)
+    t["used_cost_usd"] = used_cost
     return t
 
 
@@ -202,6 +214,28 @@ def summarise(reqs: pd.DataFrame, sites: pd.DataFrame, *, warmup_s: float = 0.0,
         "by_region": {str(r): _group_block(g) for r, g in m.groupby("region", observed=True)},
         "by_app": {str(a): _group_block(g) for a, g in m.groupby("app", observed=True)},
     }
+
+
+def fault_availability(sites: pd.DataFrame, faults: pd.DataFrame, window_s: float
+                       ) -> tuple[float, dict]:
+    """Provisioned cost of GPU time lost to outages, and GPU-time availability per tier."""
+    f = faults
+    ws = f[f["kind"] == "site"] if len(f) else f
+    price_s = dict(zip(sites["site"], sites["price_per_gpu_hour"] / 3600.0, strict=True))
+    tier_of = dict(zip(sites["site"], sites["tier"], strict=True))
+    lost_gpu_s = {t: 0.0 for t in TIER_LABELS}
+    idle_cost = 0.0
+    for target, a, b, g in zip(ws.get("target", []), ws.get("start_s", []), ws.get("end_s", []),
+                               ws.get("gpus_lost", []), strict=True):
+        over = max(0.0, min(float(b), window_s) - max(float(a), 0.0))
+        lost_gpu_s[tier_of[target]] += g * over
+        idle_cost += g * over * price_s[target]
+    availability = {}
+    for tier in TIER_LABELS:
+        gpus = float(sites.loc[sites["tier"] == tier, "gpus"].sum())
+        if gpus > 0 and window_s > 0:
+            availability[tier] = 1.0 - lost_gpu_s[tier] / (gpus * window_s)
+    return idle_cost, availability
 
 
 def during_outage(reqs: pd.DataFrame, faults: pd.DataFrame,
@@ -293,21 +327,7 @@ def fault_summary(reqs: pd.DataFrame, sites: pd.DataFrame, faults: pd.DataFrame,
     * ``spillover``: fail-overs completed, counted by ``first tier->final tier``.
     """
     f = faults if faults is not None else pd.DataFrame(columns=["kind"])
-    ws = f[f["kind"] == "site"] if len(f) else f
-    price_s = dict(zip(sites["site"], sites["price_per_gpu_hour"] / 3600.0, strict=True))
-    tier_of = dict(zip(sites["site"], sites["tier"], strict=True))
-    lost_gpu_s = {t: 0.0 for t in TIER_LABELS}
-    idle_cost = 0.0
-    for target, a, b, g in zip(ws.get("target", []), ws.get("start_s", []), ws.get("end_s", []),
-                               ws.get("gpus_lost", []), strict=True):
-        over = max(0.0, min(float(b), window_s) - max(float(a), 0.0))
-        lost_gpu_s[tier_of[target]] += g * over
-        idle_cost += g * over * price_s[target]
-    availability = {}
-    for tier in TIER_LABELS:
-        gpus = float(sites.loc[sites["tier"] == tier, "gpus"].sum())
-        if gpus > 0 and window_s > 0:
-            availability[tier] = 1.0 - lost_gpu_s[tier] / (gpus * window_s)
+    idle_cost, availability = fault_availability(sites, f, window_s)
     m = reqs[reqs["arrival_s"] >= warmup_s]
     keep = reqs["arrival_s"].to_numpy() >= warmup_s
     during = during_outage(m, f, None if nearest is None else np.asarray(nearest)[keep])

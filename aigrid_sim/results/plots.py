@@ -713,3 +713,223 @@ def latency_cost_curve(agg: pd.DataFrame, ax=None, *, x: str = "latency_p95_ms",
 
 def _num(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+# ----------------------------------------------------------------------------- streamed runs
+# Drawn from the online summary's counters and sketches (no per-request array).
+
+
+def _sketch_cdf(sk, g: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, cumulative fraction)`` of group ``g`` of a grouped sketch (bin by bin)."""
+    c = sk.counts[g].astype(np.int64)
+    nz = np.flatnonzero(c)
+    tot = int(c.sum() + sk.zeros[g])
+    if tot == 0:
+        return np.zeros(0), np.zeros(0)
+    x = sk._value(nz + sk.kmin)
+    y = (np.cumsum(c[nz]) + sk.zeros[g]) / tot
+    return x, y
+
+
+def _time_series(online, most: int):
+    """Coarsen the online time bins to at most ``most``: edges (s from t = 0) and groups."""
+    d = online.dims["time"]
+    nb = len(d.labels) // 5
+    used = np.flatnonzero(d.counters["requests"].reshape(nb, 5)[:, 0])
+    if not len(used):
+        return None
+    last = int(used[-1]) + 1
+    step = max(1, int(np.ceil(last / most)))
+    nbins = int(np.ceil(last / step))
+    t0 = online.bin0 * online.time_bin_s - online.time_origin_s
+    edges = t0 + np.arange(nbins + 1) * step * online.time_bin_s
+    return d, nb, step, nbins, edges
+
+
+def _coarse(values: np.ndarray, nb: int, col: int, step: int, nbins: int) -> np.ndarray:
+    v = values.reshape(nb, 5)[:, col][:nbins * step]
+    v = np.concatenate([v, np.zeros(nbins * step - len(v), v.dtype)])
+    return v.reshape(nbins, step).sum(axis=1)
+
+
+def _coarse_p95(d, nb: int, col: int, step: int, nbins: int, min_n: int = 10) -> np.ndarray:
+    sk = d.sketches["latency_ms"]
+    out = np.full(nbins, np.nan)
+    for b in range(nbins):
+        rows = [(b * step + k) * 5 + col for k in range(step) if b * step + k < nb]
+        c = sk.counts[rows].sum(axis=0, dtype=np.int64)
+        z = int(sk.zeros[rows].sum())
+        tot = int(c.sum()) + z
+        if tot >= min_n:
+            rank = 0.95 * (tot - 1)
+            if rank < z:
+                out[b] = 0.0
+            else:
+                k = int(np.searchsorted(np.cumsum(c), rank - z, side="right"))
+                out[b] = float(sk._value(np.array([min(k, sk.nb - 1) + sk.kmin]))[0])
+    return out
+
+
+def rate_over_time_online(online, path: Path, most: int = 60) -> Path | None:
+    """Arrival rate and p95 latency over time by tier, from the online time bins."""
+    ts = _time_series(online, most)
+    if ts is None:
+        return None
+    d, nb, step, nbins, edges = ts
+    plt = _plt()
+    width = edges[1] - edges[0]
+    span = edges[-1]
+    scale = 3600.0 if span > 4 * 3600 else (60.0 if span > 1200 else 1.0)
+    unit = {3600.0: "h", 60.0: "min", 1.0: "s"}[scale]
+    mid = (edges[:-1] + edges[1:]) / 2 / scale
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+    req = d.counters["requests"]
+    ax1.plot(mid, _coarse(req, nb, 0, step, nbins) / width, color="black", lw=1.4, ls="--",
+             zorder=3, label="all arrivals")
+    for k, (name, colour) in enumerate(TIER_COLOURS.items()):
+        y = _coarse(req, nb, k + 1, step, nbins)
+        if y.any():
+            ax1.plot(mid, y / width, color=colour, label=name)
+    y = _coarse(req, nb, 4, step, nbins)
+    if y.any():
+        ax1.plot(mid, y / width, color="grey", ls="--", label="no site (rejected)")
+    ax1.set_ylabel("requests per second")
+    ax1.set_ylim(bottom=0)
+    ax1.set_title("Arrival rate and p95 latency over time, by tier")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8, loc="upper left", ncol=5)
+    ax2.plot(mid, _coarse_p95(d, nb, 0, step, nbins), color="black", lw=1.4, ls="--", zorder=3,
+             label="all")
+    for k, (name, colour) in enumerate(TIER_COLOURS.items()):
+        if _coarse(d.counters["completed"], nb, k + 1, step, nbins).any():
+            ax2.plot(mid, _coarse_p95(d, nb, k + 1, step, nbins), color=colour, marker=".",
+                     label=name)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("p95 end-to-end latency (ms, log)")
+    ax2.set_xlabel(f"arrival time ({unit}); bins of {width / scale:.3g} {unit}")
+    ax2.grid(alpha=0.3, which="both")
+    ax2.legend(fontsize=8, loc="upper left", ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def is_time_varying_online(online, bins: int = 30, threshold: float = 3.0) -> bool:
+    """:func:`is_time_varying` on the online time bins (arrival counts per bin)."""
+    ts = _time_series(online, bins)
+    if ts is None:
+        return False
+    d, nb, step, nbins, _ = ts
+    counts = _coarse(d.counters["requests"], nb, 0, step, nbins).astype(float)
+    if counts.sum() < 10 * bins or nbins < 5:
+        return False
+    return bool(counts.var(ddof=1) / max(counts.mean(), 1e-12) > threshold)
+
+
+def faults_over_time_online(online, faults: pd.DataFrame, sites: pd.DataFrame, path: Path,
+                            most: int = 80) -> Path | None:
+    """p95 latency, failed and failed-over requests and capacity down over time (online bins)."""
+    ts = _time_series(online, most)
+    if ts is None:
+        return None
+    d, nb, step, nbins, edges = ts
+    plt = _plt()
+    width = edges[1] - edges[0]
+    span = edges[-1]
+    scale = 3600.0 if span > 4 * 3600 else (60.0 if span > 1200 else 1.0)
+    unit = {3600.0: "h", 60.0: "min", 1.0: "s"}[scale]
+    mid = (edges[:-1] + edges[1:]) / 2 / scale
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(11, 8), sharex=True,
+                                        gridspec_kw={"height_ratios": [3, 2, 1.4]})
+    ax1.plot(mid, _coarse_p95(d, nb, 0, step, nbins), color="black", lw=1.4, ls="--",
+             label="all")
+    for k, (name, colour) in enumerate(TIER_COLOURS.items()):
+        if _coarse(d.counters["completed"], nb, k + 1, step, nbins).any():
+            ax1.plot(mid, _coarse_p95(d, nb, k + 1, step, nbins), color=colour, marker=".",
+                     label=name)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("p95 latency (ms, log)")
+    ax1.set_title("Faults: p95 latency, failed requests and capacity down over time")
+    ax2.bar(mid, _coarse(d.counters["failed"], nb, 0, step, nbins), width=width / scale * 0.9,
+            color="#c0392b", label="failed")
+    ax2.plot(mid, _coarse(d.counters["failed_over"], nb, 0, step, nbins), color="#34495e",
+             marker=".", label="failed over (>= 1 retry)")
+    ax2.set_ylabel("requests per bin\n(by arrival time)")
+    ax2.set_ylim(bottom=0)
+    site_rows = faults[faults["kind"] == "site"]
+    link_rows = faults[faults["kind"] == "link"]
+    grid = np.linspace(0.0, span, 600)
+    for name, colour in TIER_COLOURS.items():
+        total = float(sites.loc[sites["tier"] == name, "gpus"].sum())
+        rows = site_rows[site_rows["tier"] == name]
+        if total <= 0 or rows.empty:
+            continue
+        down = np.zeros_like(grid)
+        for a, e, g in zip(rows["start_s"], rows["end_s"], rows["gpus_lost"], strict=True):
+            down += np.where((grid >= a) & (grid < e), g, 0.0)
+        ax3.step(grid / scale, 100.0 * down / total, where="post", color=colour, label=name)
+    ax3.set_ylabel("GPUs down (%)")
+    ax3.set_ylim(bottom=0)
+    ax3.set_xlabel(f"arrival time ({unit}); bins of {width / scale:.3g} {unit}")
+    for ax in (ax1, ax2, ax3):
+        for a, e in _union(zip(site_rows["start_s"], site_rows["end_s"], strict=True)):
+            ax.axvspan(a / scale, min(e, span) / scale, color="#e74c3c", alpha=0.12, lw=0)
+        for a, e in _union(zip(link_rows["start_s"], link_rows["end_s"], strict=True)):
+            ax.axvspan(a / scale, min(e, span) / scale, facecolor="none", edgecolor="#2980b9",
+                       hatch="//", alpha=0.35, lw=0)
+        ax.grid(alpha=0.3, which="both")
+        ax.set_xlim(0, span / scale)
+    ax1.legend(fontsize=8, loc="best", ncol=4,
+               title=f"{len(site_rows)} site outage(s), {len(link_rows)} link cut(s)",
+               title_fontsize=8)
+    ax2.legend(fontsize=8, loc="upper left")
+    if len(site_rows):
+        ax3.legend(fontsize=8, loc="upper left", ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def online_cdfs(online, columns: tuple[str, ...] = ("latency_ms", "ttft_ms")) -> dict:
+    """The lines of :func:`tier_ecdfs` from the online summary's sketches (bin by bin)."""
+    out: dict = {}
+    for col in columns:
+        lines = {}
+        for i, name in enumerate(TIER_COLOURS):
+            sk = online.dims["tier"].sketches[col]
+            x, y = _sketch_cdf(sk, i)
+            if len(x):
+                lines[name] = (x, y, int(sk.total()[i]))
+        sk = online.dims["all"].sketches[col]
+        x, y = _sketch_cdf(sk, 0)
+        if len(x):
+            lines["all"] = (x, y, int(sk.total()[0]))
+        out[col] = lines
+    return out
+
+
+def online_figures(online, sites: pd.DataFrame, folder: Path, *,
+                   faults: pd.DataFrame | None = None, cities: pd.DataFrame | None = None,
+                   cdfs: dict | None = None, time_varying: bool | None = None) -> list[Path]:
+    """The standard figures of a run from its online summary (as ``rundir.write_figures``)."""
+    from aigrid_sim.results.rundir import save_figure
+
+    folder = Path(folder)
+    cdfs = cdfs if cdfs is not None else online_cdfs(online)
+    out = [save_figure(latency_cdf_by_tier(None, cdfs=cdfs), folder / "latency_cdf_by_tier.png"),
+           save_figure(site_map(sites), folder / "sites_utilisation_map.png")]
+    if cities is not None and len(cities):
+        app = busiest_app(cities)
+        out.append(save_figure(city_map(cities, metric="ttft_p95_ms", app=app),
+                               folder / "cities_map.png"))
+    if time_varying or (time_varying is None and is_time_varying_online(online)):
+        p = rate_over_time_online(online, folder / "rate_over_time.png")
+        if p is not None:
+            out.append(p)
+    if faults is not None and len(faults):
+        p = faults_over_time_online(online, faults, sites, folder / "faults_over_time.png")
+        if p is not None:
+            out.append(p)
+    return out

@@ -424,6 +424,68 @@ def write_report(path: str | Path, out: str | Path | None = None, *, figures: bo
     return {"runs": df, "by_config": agg, "files": files}
 
 
+# ----------------------------------------------------------------------------- merging runs
+
+
+def merge_state_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Merge the online-summary states (``sketches.parquet``) of several runs into one.
+
+    Counters, sums and sketch bins add up per ``dim, group, metric, key``; a site's static
+    facts (``site_info``: tier, slots, GPUs) and the sketch settings are taken once. Exact for
+    the counters; the sketches keep their stated accuracy (merging DDSketches loses nothing).
+    """
+    if not frames:
+        raise ConfigError("report --merge: no run with a sketches.parquet to merge")
+    f = pd.concat(frames, ignore_index=True)
+    keys = ["dim", "group", "metric", "key"]
+    once = (f["dim"] == "site_info") | ((f["dim"] == "meta")
+                                        & f["group"].isin(["alpha", "city_alpha", "time_bin_s"]))
+    bins = set(f.loc[(f["dim"] == "meta") & (f["group"] == "time_bin_s"), "value"])
+    if len(bins) > 1:
+        raise ConfigError(f"report --merge: runs use different output.time_bin_s {sorted(bins)}"
+                          "; merge runs made with the same value")
+    a = f[~once].groupby(keys, sort=False, as_index=False)["value"].sum()
+    b = f[once].groupby(keys, sort=False, as_index=False)["value"].max()
+    return pd.concat([a, b], ignore_index=True)
+
+
+def summary_from_state(frame: pd.DataFrame) -> dict:
+    """The run summary (``summary.json`` layout) of a state table, e.g. merged runs.
+
+    Cost and utilisation are over each run's measured window (``duration_s - warmup_s``), so
+    hourly slices with a warm-up overlap add up to the day without counting the overlap twice.
+    """
+    from aigrid_sim.results.online import OnlineSummary
+
+    o = OnlineSummary.from_state(frame)
+    sites = OnlineSummary.sites_from_state(frame)
+    out = o.summary(sites)
+    out["runs"] = int(o.meta.get("runs", 1))
+    out["measured_s"] = float(o.meta.get("measured_s", 0.0))
+    return out
+
+
+def merge_runs(path: str | Path, out: str | Path | None = None) -> dict:
+    """Merge every complete run folder under ``path`` into one summary (``--merge``).
+
+    For a study split into runs that together make one whole: hourly time slices of a day
+    (each with ``warmup_s`` of overlap, left out of its sketches) or regions that exchange no
+    traffic. Writes ``summary.json`` and ``sketches.parquet`` under ``out``
+    (default ``PATH/merged``).
+    """
+    runs, _ = find_runs(path)
+    frames = [pd.read_parquet(r / "sketches.parquet") for r in runs
+              if (r / "sketches.parquet").exists()]
+    merged = merge_state_frames(frames)
+    summary = summary_from_state(merged)
+    summary["merged_from"] = [str(r) for r in runs if (r / "sketches.parquet").exists()]
+    out = Path(out) if out is not None else Path(path) / "merged"
+    out.mkdir(parents=True, exist_ok=True)
+    merged.to_parquet(out / "sketches.parquet", index=False)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return {"summary": summary, "state": merged, "out": out, "runs": len(frames)}
+
+
 def format_table(agg: pd.DataFrame, latency: str = "e2e") -> str:
     """The per-configuration table for the console."""
     p95 = LATENCY_COLUMNS[latency][1]
@@ -461,7 +523,22 @@ def main(argv: list[str] | None = None) -> None:
                     help="configurations rejecting more than this share are kept off the Pareto "
                          "frontier (default 0.01)")
     ap.add_argument("--no-figures", action="store_true", help="tables only")
+    ap.add_argument("--merge", action="store_true",
+                    help="merge the runs' sketches into one summary (time slices of a day, or "
+                         "regions that exchange no traffic) instead of comparing them")
     args = ap.parse_args(argv)
+    if args.merge:
+        from aigrid_sim.cli import summary_table
+
+        try:
+            m = merge_runs(args.path, args.out)
+        except ConfigError as e:
+            print(f"aigrid-sim-report: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        print(f"merged {m['runs']} runs under {args.path}\n")
+        print(summary_table(m["summary"]))
+        print(f"\nwrote: {m['out'] / 'summary.json'}, {m['out'] / 'sketches.parquet'}")
+        return
     try:
         rep = write_report(args.path, args.out, figures=not args.no_figures,
                            latency=args.latency, frontier_max_reject=args.frontier_max_reject)

@@ -327,6 +327,64 @@ def _publish(tmp: Path, final: Path, replace: bool) -> None:
     raise OSError(f"could not publish run folder {final} (too many concurrent writers)")
 
 
+def begin_run(root: Path, config: DictConfig, name: str | None = None) -> tuple[Path, Path]:
+    """Start a streamed run folder: ``(final path, hidden temporary folder)``.
+
+    The run writes ``requests.parquet`` into the temporary folder as it goes;
+    :func:`finish_run` adds the rest and renames it into place, :func:`abort_run` removes it. A
+    run killed in between leaves only a ``.tmp-*`` folder without ``_COMPLETE``, which
+    :func:`is_complete` and the sweep report never take for a run.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / (name or run_folder_name(config))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a run folder is for everyone who can read root
+    return final, tmp
+
+
+def abort_run(tmp: Path) -> None:
+    """Remove a temporary run folder after a failure."""
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def finish_run(result: RunResult, tmp: Path, final: Path, online, *,
+               figures: bool = True, replace: bool = False) -> Path:
+    """Write the rest of a streamed run folder into ``tmp`` and rename it to ``final``.
+
+    Files besides ``requests.parquet`` (already streamed, unless ``output.requests=none``):
+    ``config.yaml``, ``sites.parquet``, ``cities.parquet``, ``sketches.parquet`` (the online
+    summary's counters and sketches, for merging runs), ``summary.json``, ``faults.parquet``
+    (runs with faults), the standard figures and ``report.html`` (``figures``; the latency CDFs
+    from the sketches), and ``_COMPLETE`` (last).
+    """
+    try:
+        OmegaConf.save(result.config, tmp / "config.yaml", resolve=True)
+        result.sites.to_parquet(tmp / "sites.parquet", index=False)
+        cities = result.cities if result.cities is not None else \
+            online.cities_table(result.world)
+        cities.to_parquet(tmp / "cities.parquet", index=False)
+        online.state_frame().to_parquet(tmp / "sketches.parquet", index=False)
+        faults = getattr(result, "faults", None)
+        if faults is not None and len(faults):
+            faults.to_parquet(tmp / "faults.parquet", index=False)
+        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2,
+                                                     default=_json_default))
+        if figures:
+            from aigrid_sim.results import plots
+
+            cdfs = plots.online_cdfs(online)
+            plots.online_figures(online, result.sites, tmp, faults=faults, cities=cities,
+                                 cdfs=cdfs)
+            write_html(None, result.sites, cities, result.summary, tmp / "report.html",
+                       cdfs=cdfs)
+        (tmp / COMPLETE).write_text("")
+        _publish(tmp, final, replace)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
 def load_run(folder: str | Path) -> dict:
     """A complete run folder's summary, tables and config (plots and reports read these)."""
     folder = Path(folder)

@@ -30,6 +30,7 @@ approximation and its error against a per-iteration model are in
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,26 +80,72 @@ class Records:
                    nan, nan.copy(), nan.copy(), np.zeros(n, np.int16), np.zeros(n),
                    np.zeros(n, np.int8), np.full(n, -1, np.int32), np.zeros(n), nan.copy())
 
+    # The record lifecycle of a streamed run (rows are slots, reused once flushed). Written
+    # over the dataclass fields, so a column added above needs nothing here.
+    def columns(self) -> list[str]:
+        """Names of the per-request columns."""
+        return list(self.__dataclass_fields__)
+
+    def clear(self, a: int, b: int) -> None:
+        """Reset rows ``a:b`` to the state of :meth:`empty` (in flight, unrouted)."""
+        blank = type(self).empty(1)
+        for name in self.columns():
+            getattr(self, name)[a:b] = getattr(blank, name)[0]
+
+    def grow(self, n: int) -> None:
+        """Append ``n`` empty rows (arrays are replaced; the object stays the same)."""
+        more = type(self).empty(n)
+        for name in self.columns():
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(more, name)]))
+
+    def take(self, a: int, b: int) -> Records:
+        """A copy of rows ``a:b``."""
+        return type(self)(**{name: getattr(self, name)[a:b].copy() for name in self.columns()})
+
+    @classmethod
+    def concat(cls, parts: list[Records]) -> Records:
+        """Rows of several records, one after the other."""
+        if not parts:
+            return cls.empty(0)
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts])
+                      for name in parts[0].columns()})
+
 
 class Engine:
     """One simulation: a world, a request stream and a routing policy.
 
+    Requests live in *slots*: rows of the per-request columns (``records`` and the lists the hot
+    path reads). A run given one stream puts request ``i`` in slot ``i`` and keeps every row,
+    as before. A streamed run (``windows=``) loads one window of arrivals at a time into free
+    slots; whenever a window is loaded, the requests that have ended, from the oldest on up to
+    the first still in flight, are handed to ``sink`` in request order and their slots are
+    reused. Memory then follows the requests in flight, not the requests simulated, and the
+    per-request path is the same code either way (slots are plain list and array indices).
+
     Args:
         world: The world (sites, origins, latency).
-        stream: The requests, sorted by arrival time.
+        stream: The requests, sorted by arrival time. With ``windows``, only its ``apps`` are
+            read (pass an empty stream with the run's apps).
         policy: A bound-able routing policy.
         seed: The run seed (for policies' random streams).
         k_nearest: Candidate sites per origin precomputed for policies.
         staleness_s: Policies see load refreshed this often (0 = live).
         horizon_s: Stop the clock here; unfinished requests stay ``in_flight``.
-        progress: Optional callable ``progress(now_s)`` called about 200 times during the run.
+        progress: Optional callable ``progress(now_s, requests_loaded)`` called about 200 times
+            during the run.
         faults: Optional fault schedule (:func:`aigrid_sim.sim.faults.build_schedule`).
+        windows: Optional iterable of time-sorted streams, one window after another, instead
+            of ``stream``'s requests (a streamed run; needs ``horizon_s`` and ``sink``).
+        sink: ``sink(stream, records, first_id)``, called with consecutive blocks of ended
+            requests (in request order) while a streamed run goes and with the rest at its end.
     """
 
     def __init__(self, world: World, stream: RequestStream, policy: RoutingPolicy, *,
                  seed: int = 0, k_nearest: int = 8, staleness_s: float = 0.0,
                  horizon_s: float | None = None, progress=None,
-                 faults: faultmod.FaultSchedule | None = None):
+                 faults: faultmod.FaultSchedule | None = None,
+                 windows: Iterable[RequestStream] | None = None,
+                 sink: Callable[[RequestStream, Records, int], None] | None = None):
         self.faults = faults if faults is not None and faults.active else None
         self._log_net = self.faults is not None and self.faults.has_links
         if self._log_net:  # link cuts change the latencies: never touch the caller's world
@@ -109,9 +156,15 @@ class Engine:
         self.seed = seed
         self.env = simpy.Environment()
         n, S = len(stream), world.n_sites
+        if windows is not None and (horizon_s is None or sink is None):
+            raise ValueError("a streamed run (windows=) needs horizon_s and sink")
         self.horizon_s = float(horizon_s if horizon_s is not None else
                                (stream.t[-1] if n else 0.0))
-        self.records = Records.empty(n)
+        self._windows = windows if windows is not None else [stream]
+        self._sink = sink
+        self._segments: deque = deque()  # [first id, first slot, rows, rows flushed, window]
+        self.n_loaded = 0  # requests loaded so far (ids 0 .. n_loaded - 1)
+        self.records = Records.empty(n if windows is None else 0)
         deps = world.site_deployment
         self.slots = [int(x) for x in world.site_slots]
         self.replicas = [world.replicas(s) for s in range(S)]
@@ -149,13 +202,14 @@ class Engine:
         policy.bind(self.view)
         self._progress = progress
         self._rtt = world.rtt_ms
-        # Per-request columns the hot path reads, as Python lists (fast scalar access).
-        self._t = stream.t.tolist()
-        self._origin = stream.origin.tolist()
-        self._app = stream.app.tolist()
-        self._in = stream.in_tokens.tolist()
-        self._out = stream.out_tokens.tolist()
-        self._work = stream.work_s.tolist()
+        # Per-request columns the hot path reads, as Python lists (fast scalar access), one
+        # entry per slot; filled window by window (_load).
+        self._t: list = []
+        self._origin: list = []
+        self._app: list = []
+        self._in: list = []
+        self._out: list = []
+        self._work: list = []
         self._app_cap = [a.capability for a in apps]
         self._app_slo = [a.slo_ms for a in apps]
         self._app_ttft = [a.slo_on_ttft for a in apps]
@@ -179,6 +233,8 @@ class Engine:
         if self._progress is not None:
             self.env.process(self._tick())
         self.env.run(until=self.horizon_s + 1e-9)
+        if self._sink is not None:
+            self.flush(final=True)
         return self.records
 
     def queue_len(self, s: int) -> int:
@@ -196,18 +252,92 @@ class Engine:
     def _tick(self):
         step = max(self.horizon_s / 200.0, 1e-9)
         while True:
-            self._progress(self.env.now)
+            self._progress(self.env.now, self.n_loaded)
             yield self.env.timeout(step)
 
     def _arrivals(self):
         env = self.env
         t = self._t
         arrive = self._arrive
-        for i in range(len(t)):
-            dt = t[i] - env.now
-            if dt > 0:
-                yield Timeout(env, dt)
-            arrive(i)
+        for w in self._windows:
+            if not len(w):
+                continue
+            p = self._load(w)
+            for i in range(p, p + len(w)):
+                dt = t[i] - env.now
+                if dt > 0:
+                    yield Timeout(env, dt)
+                arrive(i)
+
+    # ------------------------------------------------------------------ record lifecycle
+    _STREAM_LISTS = (("_t", "t"), ("_origin", "origin"), ("_app", "app"), ("_in", "in_tokens"),
+                     ("_out", "out_tokens"), ("_work", "work_s"))
+
+    def _load(self, w: RequestStream) -> int:
+        """Flush what has ended, put window ``w`` into free slots; returns its first slot."""
+        if self._sink is not None:
+            self.flush()
+        n = len(w)
+        p = self._free_slots(n)
+        for attr, col in self._STREAM_LISTS:
+            getattr(self, attr)[p:p + n] = getattr(w, col).tolist()
+        if self._sink is not None:
+            self.records.clear(p, p + n)
+        self._segments.append([self.n_loaded, p, n, 0, w])
+        self.n_loaded += n
+        return p
+
+    def _free_slots(self, n: int) -> int:
+        """First of ``n`` consecutive free slots: after the newest window, else from 0, else new.
+
+        Slots of a window are freed when all its requests are flushed. New slots are appended
+        (never moved), so the slot of a request in flight never changes.
+        """
+        cap = len(self._t)
+        segs = self._segments
+
+        def free(a: int) -> bool:
+            return a + n <= cap and all(a + n <= s[1] or s[1] + s[2] <= a for s in segs)
+
+        if segs:
+            after = segs[-1][1] + segs[-1][2]
+            if free(after):
+                return after
+        if free(0):
+            return 0
+        grow = max(n, cap // 2)
+        for attr, _ in self._STREAM_LISTS:
+            getattr(self, attr).extend([0] * grow)
+        if self._sink is not None or cap + grow > len(self.records.site):
+            self.records.grow(cap + grow - len(self.records.site))
+        return cap
+
+    def flush(self, final: bool = False) -> None:
+        """Hand the ended requests, oldest first up to the first still in flight, to the sink.
+
+        ``final`` hands over every remaining request (those still in flight as ``in_flight``).
+        """
+        rec = self.records
+        segs = self._segments
+        while segs:
+            seg = segs[0]
+            gid, slot, n, done, w = seg
+            if final:
+                k = n - done
+            else:
+                busy = np.flatnonzero(rec.status[slot + done:slot + n] == Status.IN_FLIGHT)
+                k = int(busy[0]) if len(busy) else n - done
+            if k:
+                a = slot + done
+                part = RequestStream(w.t[done:done + k], w.origin[done:done + k],
+                                     w.app[done:done + k], w.in_tokens[done:done + k],
+                                     w.out_tokens[done:done + k], w.work_s[done:done + k],
+                                     w.apps, w.info)
+                self._sink(part, rec.take(a, a + k), gid + done)
+                seg[3] = done = done + k
+            if done < n:
+                return
+            segs.popleft()
 
     def _arrive(self, i: int, attempt: int = 0) -> None:
         a = self._app[i]

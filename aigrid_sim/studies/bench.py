@@ -9,8 +9,12 @@ memory of a 1,000,000-request run in a fresh subprocess.
 ``--world big`` instead measures a 5,000-PoP, 34,006-city world
 (:mod:`aigrid_sim.studies.bench_world`).
 
+``--streamed 1000000,10000000`` runs whole streamed runs (arrivals window by window, online
+summary, ``requests.parquet`` written as the run goes) in fresh processes and prints wall time,
+requests per second and peak memory of each.
+
 Usage: ``aigrid-sim-bench [--requests 200000] [--memory] [--memory-requests 1000000]
-[--world big [--rounds 3]]``
+[--world big [--rounds 3]] [--streamed N[,N...]] [--streamed-requests all|sample|none]``
 """
 
 from __future__ import annotations
@@ -71,6 +75,33 @@ def simulator(n: int, seed: int = 1) -> dict:
             "engine_s": t3 - t2, "sites": world.n_sites, "origins": world.n_origins}
 
 
+def streamed(n: int, seed: int = 1, requests: str = "none", out_dir: str | None = None,
+             extra: tuple[str, ...] = ()) -> dict:
+    """A whole streamed run of ``n`` requests (windows, online summary, ``output.requests``).
+
+    Returns wall seconds of the run (world build included, figures off) and the summary.
+    """
+    from aigrid_sim import api, config
+
+    dcfg = config.compose("global_agent", [
+        f"max_requests={n}", f"duration_s={n / 700:.0f}", f"seed={seed}",
+        f"output.requests={requests}", "output.figures=false", *extra])
+    t0 = time.perf_counter()
+    r = api.run_config(dcfg, out_dir=out_dir, keep_requests=False)
+    return {"requests": r.summary["requests"], "wall_s": time.perf_counter() - t0,
+            "engine_free_wall_s": r.summary["wall_s"]}
+
+
+def _streamed_child(n: int, requests: str) -> None:
+    import resource
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        out = streamed(n, requests=requests, out_dir=d if requests != "none" else None)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({**out, "peak_rss_mb": peak_kb / 1024}))
+
+
 def _peak_rss_child(n: int) -> None:
     import resource
 
@@ -91,11 +122,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--memory", action="store_true", help="also measure peak memory")
     ap.add_argument("--memory-requests", type=int, default=1_000_000)
+    ap.add_argument("--streamed", default=None, metavar="N[,N...]",
+                    help="also run whole streamed runs of N requests (output.requests per "
+                         "--streamed-requests) each in a fresh process: wall time, requests/s "
+                         "and peak memory (e.g. 1000000,10000000)")
+    ap.add_argument("--streamed-requests", default="all", choices=["all", "sample", "none"],
+                    help="output.requests of the --streamed runs (all: written to a temporary "
+                         "run folder)")
     ap.add_argument("--world", choices=["default", "big"], default="default",
                     help="big: build time and memory of a 5,000-PoP, 34,006-city world and the "
                          "engine's speed on it against the default world")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--world big)")
     ap.add_argument("--_child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--_streamed_child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.world == "big":
         from aigrid_sim.studies import bench_world
@@ -104,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if a._child:
         _peak_rss_child(a._child)
+        return
+    if a._streamed_child:
+        _streamed_child(a._streamed_child, a.streamed_requests)
         return
     sim = simulator(a.requests)
     mm = minimal_mmc(sim["requests"])
@@ -122,6 +164,18 @@ def main(argv: list[str] | None = None) -> None:
         m = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"peak memory, {m['requests']:,} requests (simulate + requests table): "
               f"{m['peak_rss_mb']:,.0f} MB")
+    if a.streamed:
+        print(f"streamed runs (output.requests={a.streamed_requests}, figures off; whole run "
+              f"incl. world build, one process each):")
+        print(f"{'requests':>12}{'wall s':>9}{'req/s':>10}{'peak MB':>9}")
+        for n in (int(float(x)) for x in a.streamed.split(",")):
+            out = subprocess.run([sys.executable, "-m", "aigrid_sim.studies.bench",
+                                  "--_streamed_child", str(n), "--streamed-requests",
+                                  a.streamed_requests], capture_output=True, text=True,
+                                 check=True)
+            m = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{m['requests']:>12,}{m['wall_s']:>9.1f}{m['requests'] / m['wall_s']:>10,.0f}"
+                  f"{m['peak_rss_mb']:>9,.0f}")
 
 
 if __name__ == "__main__":

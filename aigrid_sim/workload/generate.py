@@ -164,38 +164,41 @@ def generate_stream(cfg: SimConfig, population: np.ndarray, utc_offset_h: np.nda
                     names: list[str] | None = None) -> RequestStream:
     """The synthetic request stream of a run: arrivals, apps, token counts, fixed work.
 
-    ``region``, ``country`` and ``names`` (per origin) are needed only by flash crowds aimed at
-    them and by a per-region MMPP.
+    The concatenation of the blocks of :class:`aigrid_sim.workload.windows.SyntheticArrivals`,
+    so a streamed run (window by window) sees exactly these requests. ``region``, ``country``
+    and ``names`` (per origin) are needed only by flash crowds aimed at them and by a
+    per-region MMPP.
     """
-    t, origin = arrival_times_and_origins(
-        cfg, population, utc_offset_h, rngs.generator(cfg.seed, "arrivals"),
-        region=region, country=country, names=names)
-    stream = assign_apps(cfg, t, origin)
-    arr = cfg.workload.arrivals
-    stream.info.update({"source": "synthetic", "arrivals": arr.kind,
-                        "mmpp_states": len(arr.mmpp.states),
-                        "flash_crowds": len(arr.flash_crowds), "requests": int(len(t))})
+    from aigrid_sim.workload.windows import SyntheticArrivals, concat
+
+    proc = SyntheticArrivals(cfg, population, utc_offset_h, region=region, country=country,
+                             names=names)
+    stream = concat(list(proc.blocks()), app_specs(cfg.workload.apps), proc.info())
+    stream.info.update(proc.info())
+    stream.info["requests"] = int(len(stream))
     return stream
 
 
 def assign_apps(cfg: SimConfig, t: np.ndarray, origin: np.ndarray,
                 in_tokens: np.ndarray | None = None,
-                out_tokens: np.ndarray | None = None) -> RequestStream:
+                out_tokens: np.ndarray | None = None, key: str = "") -> RequestStream:
     """Draw each request's app and its work (tokens or fixed service time).
 
-    Token counts given by a trace replace the drawn ones for generative apps.
+    Token counts given by a trace replace the drawn ones for generative apps. ``key`` is appended
+    to the names of the random streams (``apps<key>``, ``work/<app><key>``): each block of a
+    windowed stream draws from its own (:mod:`aigrid_sim.workload.windows`).
     """
     apps = cfg.workload.apps
     n = len(t)
     share = np.array([a.share for a in apps], dtype=float)
-    app = rngs.generator(cfg.seed, "apps").choice(len(apps), size=n, p=share / share.sum())
+    app = rngs.generator(cfg.seed, f"apps{key}").choice(len(apps), size=n, p=share / share.sum())
     app = app.astype(np.int16)
     tin = np.zeros(n, dtype=np.int32)
     tout = np.zeros(n, dtype=np.int32)
     work = np.zeros(n)
     for k, a in enumerate(apps):
         idx = np.flatnonzero(app == k)
-        r = rngs.generator(cfg.seed, f"work/{a.name}")
+        r = rngs.generator(cfg.seed, f"work/{a.name}{key}")
         if a.service.kind == "tokens":
             if in_tokens is not None:
                 tin[idx] = in_tokens[idx]
