@@ -287,7 +287,10 @@ def unreadable_reason(folder: Path) -> str | None:
         return f"summary.json unreadable ({type(e).__name__})"
     if not isinstance(summary, dict):
         return "summary.json is not a JSON object"
+    mode = (summary.get("output_requests") or {}).get("mode", "all")
     for name in ("config.yaml", "requests.parquet", "sites.parquet"):
+        if name == "requests.parquet" and mode == "none":
+            continue  # output.requests=none: no per-request table, by design
         if not (folder / name).is_file():
             return f"{name} missing"
     schema = run_schema(summary)

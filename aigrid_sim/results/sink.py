@@ -126,7 +126,6 @@ class RequestSink:
             return
         self._flush()
         if self._writer is None:  # no request: still a valid, empty requests.parquet
-
             from aigrid_sim.results.rundir import write_table
             from aigrid_sim.sim.engine import Records
             from aigrid_sim.workload.windows import concat
