@@ -2,8 +2,9 @@
 
 Scenarios live in the Hydra config tree ``aigrid_sim/scenarios/`` (package data, composed from
 ``pkg://aigrid_sim.scenarios``; ``config.yaml`` holds the defaults, ``scenario/NAME.yaml`` overrides
-only what differs). A user's own scenario folder is searched too (see :func:`compose`). :func:`compose` builds a run's config the same
-way the CLI does; :func:`validate` turns it into a typed :class:`SimConfig` or raises one
+only what differs). A user's own scenario folder is searched too (see :func:`compose`).
+:func:`compose` builds a run's config the same way the CLI does; :func:`validate` turns it into a
+typed :class:`SimConfig` or raises one
 :class:`~aigrid_sim.errors.ConfigError` naming the key and what is allowed.
 
 A scenario may declare extra top-level knobs of its own (``mmc`` has ``servers``, ``arrival_rate``,
@@ -701,9 +702,10 @@ def user_scenarios_dir(config_dir: Path | str | None = None) -> Path | None:
     for sub in ("scenario", "apps"):
         for p in sorted((d / sub).glob("*.yaml")):
             if (shipped / sub / p.name).exists():
+                names = ", ".join(sorted(q.stem for q in (shipped / sub).glob("*.yaml")))
                 raise ConfigError(
                     f"{p}: a shipped {sub} has this name and takes precedence; rename yours "
-                    f"(shipped: {', '.join(sorted(q.stem for q in (shipped / sub).glob('*.yaml')))})"
+                    f"(shipped: {names})"
                 )
     return d
 

@@ -1,4 +1,4 @@
-"""Faults: conservation under random failure schedules, detection, fail-over, link cuts, determinism."""
+"""Faults: conservation under random failures, detection, fail-over, link cuts, determinism."""
 
 from __future__ import annotations
 
@@ -295,10 +295,10 @@ def _paths_using(world, a: int, b: int) -> np.ndarray:
                     uses[k, t] = True
                     break
                 v = u
-    O = world.n_origins
+    n_o = world.n_origins
     via = world.attach_ms[:, :, None] + dist[[row[int(x)] for x in world.attach_site.ravel()]] \
-        .reshape(O, -1, world.n_sites)
-    best = world.attach_site[np.arange(O)[:, None], via.argmin(axis=1)]  # O x S entry site
+        .reshape(n_o, -1, world.n_sites)
+    best = world.attach_site[np.arange(n_o)[:, None], via.argmin(axis=1)]  # O x S entry site
     return uses[np.vectorize(row.get)(best), np.arange(world.n_sites)[None, :]]
 
 
@@ -442,8 +442,8 @@ def test_outage_selectors():
                                              duration_s=1.0)])
     t = build_schedule(cfg, world, 1, 10.0).table
     de = t[t["source"] == "outages[0]"]
-    expect = {x for x, c, tier in zip(world.site_id, world.site_country, world.site_tier)
-              if c == "DE" and tier == 0}
+    expect = {x for x, c, tier in zip(world.site_id, world.site_country, world.site_tier,
+                                      strict=True) if c == "DE" and tier == 0}
     assert set(de["target"]) == expect and len(expect) > 0
     assert (de["end_s"] == 10.0).all()
     london = t[t["source"].str.contains("outages\\[1\\]")]

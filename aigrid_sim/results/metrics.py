@@ -272,12 +272,12 @@ def fault_availability(sites: pd.DataFrame, faults: pd.DataFrame, window_s: floa
     """Provisioned cost of GPU time lost to outages, and GPU-time availability per tier."""
     f = faults
     ws = f[f["kind"] == "site"] if len(f) else f
-    price_s = dict(zip(sites["site"], sites["price_per_gpu_hour"] / 3600.0))
-    tier_of = dict(zip(sites["site"], sites["tier"]))
+    price_s = dict(zip(sites["site"], sites["price_per_gpu_hour"] / 3600.0, strict=True))
+    tier_of = dict(zip(sites["site"], sites["tier"], strict=True))
     lost_gpu_s = {t: 0.0 for t in TIER_LABELS}
     idle_cost = 0.0
     for target, a, b, g in zip(ws.get("target", []), ws.get("start_s", []), ws.get("end_s", []),
-                               ws.get("gpus_lost", [])):
+                               ws.get("gpus_lost", []), strict=True):
         over = max(0.0, min(float(b), window_s) - max(float(a), 0.0))
         lost_gpu_s[tier_of[target]] += g * over
         idle_cost += g * over * price_s[target]
@@ -304,7 +304,7 @@ def during_outage(reqs: pd.DataFrame, faults: pd.DataFrame,
     if faults is None or faults.empty or n == 0:
         return out
     spans: dict[str, list[tuple[float, float]]] = {}
-    for target, a, b in zip(faults["target"], faults["start_s"], faults["end_s"]):
+    for target, a, b in zip(faults["target"], faults["start_s"], faults["end_s"], strict=True):
         for part in str(target).split("|"):  # a link cut touches both of its ends
             spans.setdefault(part, []).append((float(a), float(b)))
     names = list(spans)
@@ -388,8 +388,9 @@ def fault_summary(reqs: pd.DataFrame, sites: pd.DataFrame, faults: pd.DataFrame,
     ref = clean.groupby(["app", "tier"], observed=True)["cost_usd"].mean()
     spill_cost, moves = 0.0, {}
     if len(fo):
-        keys = list(zip(fo["app"], fo["first_tier"]))
-        base = np.array([ref.get(k, c) for k, c in zip(keys, fo["cost_usd"])], dtype=float)
+        keys = list(zip(fo["app"], fo["first_tier"], strict=True))
+        base = np.array([ref.get(k, c) for k, c in zip(keys, fo["cost_usd"], strict=True)],
+                        dtype=float)
         spill_cost = float((fo["cost_usd"].to_numpy() - base).sum())
         moves = {f"{a}->{b}": int(n) for (a, b), n in
                  fo.groupby(["first_tier", "tier"], observed=True).size().items() if n}

@@ -162,7 +162,7 @@ class GroupedSketch:
         """Group ``g`` as a ``ddsketch.DDSketch`` (same mapping and bins)."""
         s = DDSketch(self.alpha)
         nz = np.flatnonzero(self.counts[g])
-        for k, c in zip(nz + self.kmin, self.counts[g][nz]):
+        for k, c in zip(nz + self.kmin, self.counts[g][nz], strict=True):
             s._store.add(int(k), float(c))
         s._zero_count = float(self.zeros[g])
         s._count = float(self.counts[g].sum() + self.zeros[g])
@@ -334,7 +334,7 @@ class OnlineSummary:
         self.used_cost_usd += float(cost.sum())
         rc = reqs["reason"]
         rcodes = np.bincount(np.asarray(rc.cat.codes, np.int64), minlength=len(rc.cat.categories))
-        for lab, n in zip(rc.cat.categories, rcodes):
+        for lab, n in zip(rc.cat.categories, rcodes, strict=False):
             if lab != "" and n:
                 self.reasons[str(lab)] = self.reasons.get(str(lab), 0) + int(n)
         if rec is not None:
@@ -563,7 +563,8 @@ class OnlineSummary:
         spill = float(np.sum(np.where(n_clean > 0, sp.sums["extra_ms"] - n_fo * ref, 0.0)))
         idle_cost, availability = fault_availability(sites, faults, self.window_s)
         mv = self.dims["move"]
-        moves = {lab: int(n) for lab, n in zip(mv.labels, mv.counters["requests"]) if n}
+        moves = {lab: int(n) for lab, n in zip(mv.labels, mv.counters["requests"], strict=True)
+                 if n}
         return {
             "site_outages": int((faults["kind"] == "site").sum()),
             "link_cuts": int((faults["kind"] == "link").sum()),
@@ -698,16 +699,17 @@ class OnlineSummary:
         """
         self = cls.__new__(cls)
         f = frame
-        meta = dict(zip(f.loc[f["dim"] == "meta", "group"], f.loc[f["dim"] == "meta", "value"]))
+        m = f[f["dim"] == "meta"]
+        meta = dict(zip(m["group"], m["value"], strict=True))
         self.time_bin_s = float(meta.get("time_bin_s", TIME_BIN_S))
         self.warmup_s, self.window_s, self.time_origin_s = 0.0, 1.0, 0.0
         self.meta = meta
         tot = f[f["dim"] == "total"]
-        self.totals = {g: int(v) for g, v in zip(tot["group"], tot["value"])
+        self.totals = {g: int(v) for g, v in zip(tot["group"], tot["value"], strict=True)
                        if g != "used_cost_usd"}
         self.used_cost_usd = float(tot.loc[tot["group"] == "used_cost_usd", "value"].sum())
         rs = f[f["dim"] == "reason"]
-        self.reasons = {g: int(v) for g, v in zip(rs["group"], rs["value"])}
+        self.reasons = {g: int(v) for g, v in zip(rs["group"], rs["value"], strict=True)}
         self.dims = {}
         fixed = {"tier": list(TIER_LABELS)}
         for name in ("all", "tier", "app", "region", "city", "city_app", "time", "fault",

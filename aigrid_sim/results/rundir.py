@@ -56,11 +56,16 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(df, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
+    pq.write_table(table.replace_schema_metadata(stamp_schema(table.schema).metadata), path)
+    return Path(path)
+
+
+def stamp_schema(schema):
+    """``schema`` (a ``pyarrow.Schema``) with :func:`stamp` added to its metadata."""
+    meta = dict(schema.metadata or {})
     meta.update({f"aigrid_sim.{k.removeprefix('aigrid_sim_')}".encode(): str(v).encode()
                  for k, v in stamp().items()})
-    pq.write_table(table.replace_schema_metadata(meta), path)
-    return Path(path)
+    return schema.with_metadata(meta)
 
 
 def table_stamp(path: str | Path) -> dict[str, str | int | None]:
@@ -282,7 +287,10 @@ def unreadable_reason(folder: Path) -> str | None:
         return f"summary.json unreadable ({type(e).__name__})"
     if not isinstance(summary, dict):
         return "summary.json is not a JSON object"
+    mode = (summary.get("output_requests") or {}).get("mode", "all")
     for name in ("config.yaml", "requests.parquet", "sites.parquet"):
+        if name == "requests.parquet" and mode == "none":
+            continue  # output.requests=none: no per-request table, by design
         if not (folder / name).is_file():
             return f"{name} missing"
     schema = run_schema(summary)
@@ -359,15 +367,15 @@ def finish_run(result: RunResult, tmp: Path, final: Path, online, *,
     """
     try:
         OmegaConf.save(result.config, tmp / "config.yaml", resolve=True)
-        result.sites.to_parquet(tmp / "sites.parquet", index=False)
+        write_table(result.sites, tmp / "sites.parquet")
         cities = result.cities if result.cities is not None else \
             online.cities_table(result.world)
-        cities.to_parquet(tmp / "cities.parquet", index=False)
-        online.state_frame().to_parquet(tmp / "sketches.parquet", index=False)
+        write_table(cities, tmp / "cities.parquet")
+        write_table(online.state_frame(), tmp / "sketches.parquet")
         faults = getattr(result, "faults", None)
         if faults is not None and len(faults):
-            faults.to_parquet(tmp / "faults.parquet", index=False)
-        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2,
+            write_table(faults, tmp / "faults.parquet")
+        (tmp / "summary.json").write_text(json.dumps({**stamp(), **result.summary}, indent=2,
                                                      default=_json_default))
         if figures:
             from aigrid_sim.results import plots

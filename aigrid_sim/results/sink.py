@@ -111,7 +111,11 @@ class RequestSink:
             return
         table = pa.concat_tables(self._buf) if len(self._buf) > 1 else self._buf[0]
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, table.schema)
+            from aigrid_sim.results.rundir import stamp_schema
+
+            self._schema = stamp_schema(table.schema)  # package and results schema versions
+            self._writer = pq.ParquetWriter(self.path, self._schema)
+        table = table.replace_schema_metadata(self._schema.metadata)
         self._writer.write_table(table, row_group_size=max(len(table), 1))
         self.rows_written += len(table)
         self._buf, self._buf_rows = [], 0
@@ -122,14 +126,12 @@ class RequestSink:
             return
         self._flush()
         if self._writer is None:  # no request: still a valid, empty requests.parquet
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
+            from aigrid_sim.results.rundir import write_table
             from aigrid_sim.sim.engine import Records
             from aigrid_sim.workload.windows import concat
 
             empty = requests_table(self.world, concat([], self.apps), Records.empty(0))
-            pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), self.path)
+            write_table(empty, self.path)
             return
         self._writer.close()
         self._writer = None

@@ -633,7 +633,7 @@ class Engine:
         self._fail_over(i, s)
 
     def _interrupt(self, i: int, s: int) -> None:
-        """Stop request ``i``'s service at site ``s``: free its slot, drop its completion, fail over."""
+        """Stop request ``i``'s service at site ``s``: free the slot, drop the completion, retry."""
         del self.in_service[s][i]
         self.busy[s] -= 1
         rec = self.records

@@ -1,5 +1,6 @@
-"""Synthetic request streams: who asks (city, by population), when (Poisson, follow-the-sun,
-bursts, flash crowds) and what.
+"""Synthetic request streams: who asks, when and what.
+
+Who: cities, by population; when: Poisson, follow-the-sun, bursts, flash crowds.
 
 Generation is vectorised: arrival times come from a non-homogeneous Poisson process sampled by
 thinning (candidates at the peak rate, each kept with probability rate(t)/peak), which is exact for

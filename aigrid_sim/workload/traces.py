@@ -243,7 +243,7 @@ def load_trace(path: str | Path, fmt: TraceFormat | str, *,
             bad[idx] = True
 
     raw: dict[str, np.ndarray] = {r: df[c].to_numpy(dtype=object) for r, c in roles.items()}
-    for role, col in roles.items():
+    for col in roles.values():
         flag(pd.isna(df[col]).to_numpy(), f"missing value in column {col!r}")
     # Time.
     tcol = roles["time"]
