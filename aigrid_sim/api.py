@@ -123,8 +123,13 @@ def make_windows(cfg: cfgmod.SimConfig, world: World) -> tuple[list, object, dic
     from aigrid_sim.workload.windows import SyntheticArrivals, split, windows
 
     w = cfg.output.window_s
+    if cfg.workload.arrivals.kind == "closed":  # the engine releases them: one window
+        stream = make_stream(cfg, world)
+        return stream.apps, [stream], dict(stream.info)
     if cfg.workload.arrivals.kind == "trace":
         stream = make_stream(cfg, world)
+        if stream.prefix_ids is not None:  # prefix ids index requests: one window
+            return stream.apps, [stream], dict(stream.info)
         return stream.apps, split(stream, w), dict(stream.info)
     proc = SyntheticArrivals(cfg, world.origin_population, world.origin_utc_offset_h,
                              region=world.origin_region, country=world.origin_country,

@@ -77,6 +77,15 @@ def summary_table(s: dict) -> str:
                      if st.get("trace_rows_skipped") else "")
                   + (f", {st['dropped_after_duration']:,} after duration_s left out"
                      if st.get("dropped_after_duration") else "")]
+    if s.get("output_tokens"):
+        def mpp(k: str) -> str:
+            b = s.get(k) or {}
+            return "/".join(fmt_ms(b.get(q)) for q in ("mean", "p50", "p99"))
+        pc = (s.get("prefix_cache") or {}).get("hit_rate")
+        lines += ["", f"serving: {s.get('output_tok_s') or 0:,.0f} output tok/s; ms mean/p50/p99: "
+                  f"TTFT {mpp('ttft_ms')}, TPOT {mpp('tpot_ms')}, latency {mpp('latency_ms')}; "
+                  f"{s.get('preemptions', 0):,} preemptions"
+                  + (f"; prefix cache hit rate {fmt_pct(pc)}" if pc else "")]
     cp = s.get("cost_per_1k_requests_usd")
     cm = s.get("cost_per_million_tokens_usd")
     lines += ["", f"cost: ${s['cost_usd']:,.2f} provisioned GPU time"

@@ -2,8 +2,9 @@
 
 Scenarios live in the Hydra config tree ``aigrid_sim/scenarios/`` (package data, composed from
 ``pkg://aigrid_sim.scenarios``; ``config.yaml`` holds the defaults, ``scenario/NAME.yaml`` overrides
-only what differs). A user's own scenario folder is searched too (see :func:`compose`). :func:`compose` builds a run's config the same
-way the CLI does; :func:`validate` turns it into a typed :class:`SimConfig` or raises one
+only what differs). A user's own scenario folder is searched too (see :func:`compose`).
+:func:`compose` builds a run's config the same way the CLI does; :func:`validate` turns it into a
+typed :class:`SimConfig` or raises one
 :class:`~aigrid_sim.errors.ConfigError` naming the key and what is allowed.
 
 A scenario may declare extra top-level knobs of its own (``mmc`` has ``servers``, ``arrival_rate``,
@@ -29,6 +30,9 @@ from aigrid_sim.errors import ConfigError
 # Arithmetic for scenario files: `duration_s: ${aigrid.div:${requests},${arrival_rate}}`.
 OmegaConf.register_new_resolver("aigrid.div", lambda a, b: float(a) / float(b), replace=True)
 OmegaConf.register_new_resolver("aigrid.mul", lambda a, b: float(a) * float(b), replace=True)
+# `kind: ${aigrid.closed_if:${concurrency}}`: a closed loop when a concurrency is given.
+OmegaConf.register_new_resolver("aigrid.closed_if",
+                                lambda c: "closed" if int(c) > 0 else "poisson", replace=True)
 
 # ----------------------------------------------------------------------------- schema
 
@@ -190,6 +194,9 @@ class AppConfig:
     slo_on: str = "e2e"  # e2e (whole response) | ttft (time to first token)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
+    # Leading prompt tokens every request of the app shares (a system prompt): cached per
+    # replica (prefix caching); prompts are at least this + 1 tokens long. 0 = none.
+    system_prompt_tokens: int = 0
     # Data residency: areas (ISO country code, group such as EU, or continent); a request from
     # a city inside one of them is served only by sites inside that same area.
     sovereignty: list[str] = field(default_factory=list)
@@ -230,11 +237,14 @@ class FlashCrowdConfig:
 class ArrivalsConfig:
     """How requests arrive in time."""
 
-    kind: str = "diurnal"  # poisson | diurnal | trace (replay the `trace:` section)
+    kind: str = "diurnal"  # poisson | diurnal | trace (replay the `trace:` section) | closed
     # Hourly multipliers by local hour 0..23 (normalised to mean 1); None = the shipped curve.
     curve: list[float] | None = None
     mmpp: MMPPConfig = field(default_factory=MMPPConfig)  # bursts on top of poisson/diurnal
     flash_crowds: list[FlashCrowdConfig] = field(default_factory=list)
+    # kind closed: this many clients each send their next request when the last one ends
+    # (a benchmark's fixed concurrency); needs max_requests.
+    concurrency: int = 0
 
 
 @dataclass
@@ -436,7 +446,7 @@ class SimConfig:
 TIERS = ("edge", "regional", "core")
 EDGE_SOURCES = ("cloudflare", "cities", "file")
 SERVICE_KINDS = ("tokens", "exponential", "deterministic", "lognormal")
-ARRIVAL_KINDS = ("poisson", "diurnal", "trace")
+ARRIVAL_KINDS = ("poisson", "diurnal", "trace", "closed")
 TRACE_FORMATS = ("azure", "mooncake", "servegen")
 TIME_UNITS = ("datetime", "s", "ms", "us")
 REQUEST_MODES = ("all", "sample", "none")
@@ -558,6 +568,7 @@ DOMAINS: dict[str, Dom] = {
     "workload.arrivals.mmpp.states[].mean_sojourn_s": POS,
     "workload.arrivals.mmpp.transitions[][]": NONNEG,
     "workload.arrivals.mmpp.scope": one_of("global", "region"),
+    "workload.arrivals.concurrency": NONNEG,  # 0 = open loop; kind closed needs >= 1
     **{f"workload.arrivals.flash_crowds[].{k}": d for k, d in _FLASH.items()},
     "workload.arrivals.flash_crowds[].countries[]": NONEMPTY,
     "workload.arrivals.flash_crowds[].cities[]": NONEMPTY,
@@ -569,6 +580,7 @@ DOMAINS: dict[str, Dom] = {
     "workload.apps[].tokens.in_mean": ONE_UP, "workload.apps[].tokens.in_cv": NONNEG,
     "workload.apps[].tokens.out_mean": ONE_UP, "workload.apps[].tokens.out_cv": NONNEG,
     "workload.apps[].tokens.in_max": ONE_UP, "workload.apps[].tokens.out_max": ONE_UP,
+    "workload.apps[].system_prompt_tokens": NONNEG,
     "workload.apps[].sovereignty": ANY, "workload.apps[].sovereignty[]": NONEMPTY,
     # tenants (cross-key rules in _check_tenants)
     "tenants": ANY, "tenants[].name": NONEMPTY, "tenants[].apps": ANY,
@@ -690,9 +702,10 @@ def user_scenarios_dir(config_dir: Path | str | None = None) -> Path | None:
     for sub in ("scenario", "apps"):
         for p in sorted((d / sub).glob("*.yaml")):
             if (shipped / sub / p.name).exists():
+                names = ", ".join(sorted(q.stem for q in (shipped / sub).glob("*.yaml")))
                 raise ConfigError(
                     f"{p}: a shipped {sub} has this name and takes precedence; rename yours "
-                    f"(shipped: {', '.join(sorted(q.stem for q in (shipped / sub).glob('*.yaml')))})"
+                    f"(shipped: {names})"
                 )
     return d
 
@@ -1040,6 +1053,14 @@ def _check(c: SimConfig) -> None:
                   f"must be <= tokens.in_max ({a.tokens.in_max}) (got {a.tokens.in_mean})")
             _need(a.tokens.out_mean <= a.tokens.out_max, f"{k}.tokens.out_mean",
                   f"must be <= tokens.out_max ({a.tokens.out_max}) (got {a.tokens.out_mean})")
+        sp = a.system_prompt_tokens
+        _need(sp >= 0, f"{k}.system_prompt_tokens", f"must be >= 0 (got {sp})")
+        if sp:
+            _need(a.service.kind == "tokens", f"{k}.system_prompt_tokens",
+                  "only generative apps (service.kind: tokens) have prompts")
+            _need(sp < a.tokens.in_mean and sp < a.tokens.in_max, f"{k}.system_prompt_tokens",
+                  f"a prefix longer than the prompt: {sp} tokens, but tokens.in_mean is "
+                  f"{a.tokens.in_mean:g} (and in_max {a.tokens.in_max})")
     _check_faults(c.faults)
     o = c.output
     _need(o.requests in REQUEST_MODES, "output.requests",
@@ -1105,6 +1126,11 @@ def _check_faults(f: FaultsConfig) -> None:
 def _check_arrivals(c: SimConfig) -> None:
     """Bursts, flash crowds and trace replay settings."""
     a = c.workload.arrivals
+    if a.kind == "closed":
+        _need(a.concurrency >= 1, "workload.arrivals.concurrency",
+              f"must be >= 1 for arrivals.kind=closed (got {a.concurrency})")
+        _need(c.max_requests is not None and c.max_requests >= 1, "max_requests",
+              "a closed loop (arrivals.kind=closed) needs max_requests >= 1")
     mm = a.mmpp
     _need(len(mm.states) != 1, "workload.arrivals.mmpp.states",
           "needs at least 2 states (or none to switch bursts off)")

@@ -30,6 +30,7 @@ class Reason(IntEnum):
     RETRIES_EXHAUSTED = 5  # it failed over as many times as allowed
     SOVEREIGNTY = 6  # no capable site inside its data-residency area
     QUOTA = 7  # throttled: its tenant's quota at the chosen tier was used up
+    CONTEXT_TOO_LONG = 8  # its prompt + output can never fit in a replica's KV cache
 
     @property
     def label(self) -> str:

@@ -1,5 +1,7 @@
-"""Measure the control plane's features on the shipped scenarios; write docs/control_plane.md's
-tables (as Markdown, to stdout or --out) and one figure per feature (docs/img/control_*.png).
+"""Measure the control plane's features on the shipped scenarios.
+
+Writes docs/control_plane.md's tables (as Markdown, to stdout or --out) and one figure per feature
+(docs/img/control_*.png).
 
 Usage::
 
@@ -52,7 +54,7 @@ def study_sovereignty(out: Path, lines: list[str]) -> None:
     for label, ov in (("no residency rule", []), ("EU and IN residency", [rule])):
         r = _run("global_agent", ov)
         df = r.requests
-        oc = dict(zip(r.world.origin_name, [c or "" for c in r.world.origin_country]))
+        oc = dict(zip(r.world.origin_name, [c or "" for c in r.world.origin_country], strict=True))
         country = df["origin"].astype(str).map(oc)
         m = (df["app"] == "reasoning") & (df["arrival_s"] >= 20)
         for area, members in (("EU", eu), ("IN", india)):

@@ -43,16 +43,18 @@ from aigrid_sim import geo, rtt_fit  # noqa: E402
 
 
 def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (recorded in rtt_params.json for each input)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main(data_dir: Path) -> None:
+    """Fit on the training pairs, score the hold-out, write aigrid_sim/data/rtt_params.json."""
     rtt = rtt_fit.load_measurements(data_dir)
     train, holdout, bad = rtt_fit.split(rtt)
     params = rtt_fit.fit(train)
     line = rtt_fit.fit_straight_line(train)
     model = geo.RttModel(params)
-    servers = dict(zip(rtt.src_id, rtt.src_city))
+    servers = dict(zip(rtt.src_id, rtt.src_city, strict=True))
     held_all = rtt[rtt_fit.holdout_mask(rtt)]
     params["fit"] = {
         "script": "scripts/fit_rtt.py",

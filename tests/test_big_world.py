@@ -154,7 +154,7 @@ def test_sparse_gives_the_dense_candidates_and_round_trips(both):
     o = g.integers(0, dense.n_origins, 400)
     s = g.integers(0, dense.n_sites, 400)
     np.testing.assert_allclose(sparse.rtt_ms[o, s], dense.rtt_ms[o, s], rtol=1e-13, atol=0)
-    for a, b in zip(o[:50].tolist(), s[:50].tolist()):
+    for a, b in zip(o[:50].tolist(), s[:50].tolist(), strict=True):
         assert sparse.rtt_ms.item(a, b) == pytest.approx(dense.rtt_ms.item(a, b), rel=1e-13)
 
 
@@ -318,7 +318,7 @@ def test_long_inline_site_lists_are_checked_fast_and_typed():
     lat, lon = _random_places(3000, 9)
     sites = [{"id": f"s{i}", "tier": "edge", "lat": float(a), "lon": float(b), "gpus": "2",
               "gpu": "L40S", "model": "llama-3.1-8b-fp8"} for i, (a, b) in
-             enumerate(zip(lat, lon))]
+             enumerate(zip(lat, lon, strict=True))]
     raw = config.OmegaConf.to_container(config.compose("global_agent", []), resolve=True)
     raw["world"]["sites"] = sites
     t0 = time.perf_counter()

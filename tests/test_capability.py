@@ -1,4 +1,4 @@
-"""Capability routing: every policy respects it; unservable requests are rejected no_capable_site."""
+"""Capability routing: every policy respects it; unservable requests end no_capable_site."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_every_policy_serves_each_request_at_a_capable_site(grid, policy):
     rec = e.run()
     q = requests_table(world, stream, rec)
     routed = q[q["site"] != ""]
-    cap = dict(zip(world.site_id, world.site_capability))
+    cap = dict(zip(world.site_id, world.site_capability, strict=True))
     assert (routed["site"].map(cap) >= routed["capability"]).all()
     assert set(routed["capability"]) == {1, 2, 3}
 

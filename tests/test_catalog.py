@@ -68,7 +68,7 @@ def test_step_time_is_the_physics_divided_by_fitted_efficiencies(model, gpu):
 def test_legacy_fields_come_from_the_step_model(model, gpu):
     d = CAT.deployment(model, gpu)
     t = d.tpot_s[1:]
-    assert all(b >= a for a, b in zip(t, t[1:]))
+    assert all(b >= a for a, b in zip(t, t[1:], strict=False))
     assert d.max_batch == min(d.max_num_seqs, d.kv_capacity_tokens // d.kv_context_tokens)
     assert d.decode_tok_s(d.max_batch) == pytest.approx(d.decode_tok_s_at_max_batch)
     assert d.decode_tok_s(d.max_batch) > d.decode_tok_s(1)

@@ -12,8 +12,12 @@ import pytest
 from aigrid_sim import config
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.world.build import build_world, read_data
-from aigrid_sim.world.demand import (internet_share, internet_share_table, start_instant,
-                                     utc_offsets_h)
+from aigrid_sim.world.demand import (
+    internet_share,
+    internet_share_table,
+    start_instant,
+    utc_offsets_h,
+)
 
 EUROPE = ["FR", "DE", "ES", "IT", "GB", "PL", "NL"]
 

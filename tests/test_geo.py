@@ -1,4 +1,4 @@
-"""Tests of aigrid_sim.world.geo: distances, the fibre floor, shapes, codes, and the shipped RTT fit."""
+"""aigrid_sim.world.geo: distances, the fibre floor, shapes, codes, and the shipped RTT fit."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def test_never_below_fibre_floor_scalar(lat1, lon1, lat2, lon2, c1, c2, path):
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(lats, lons, lats, lons, codes, codes), min_size=1, max_size=40), paths)
 def test_never_below_fibre_floor_arrays(rows, path):
-    lat1, lon1, lat2, lon2 = (np.array(col, dtype=float) for col in list(zip(*rows))[:4])
+    cols = list(zip(*rows, strict=True))[:4]
+    lat1, lon1, lat2, lon2 = (np.array(col, dtype=float) for col in cols)
     c1 = np.array([r[4] for r in rows], dtype=object)
     c2 = np.array([r[5] for r in rows], dtype=object)
     rtt = estimate_rtt_ms(lat1, lon1, lat2, lon2, c1, c2, path=path)
@@ -143,8 +144,8 @@ def test_holdout_targets(measurements):
     fit = params["fit"]
     assert (len(train), len(holdout)) == (fit["n_train"], fit["n_holdout"])
     assert sorted(int(i) for i in fit["excluded_servers"]) == bad
-    assert not set(zip(train.src_city, train.dst_city)) & set(zip(holdout.src_city,
-                                                                  holdout.dst_city))
+    assert not set(zip(train.src_city, train.dst_city, strict=True)) & set(zip(holdout.src_city,
+                                                                  holdout.dst_city, strict=True))
     y = holdout[rtt_fit.TARGET]
     with_codes = rtt_fit.ape_stats(rtt_fit.predict(geo.default_model(), holdout), y)
     assert with_codes["median_ape_pct"] <= 12.0
@@ -160,7 +161,8 @@ def test_holdout_split_keeps_pairs_together(measurements):
     held = rtt_fit.holdout_mask(measurements)
     assert abs(held.mean() - 1 / 3) < 0.02
     key = measurements.assign(held=held).set_index(["src_id", "dst_id"])["held"]
-    reverse = key.reindex(list(zip(measurements.dst_id, measurements.src_id))).to_numpy()
+    pairs = list(zip(measurements.dst_id, measurements.src_id, strict=True))
+    reverse = key.reindex(pairs).to_numpy()
     both = ~np.isnan(reverse.astype(float))
     assert (reverse[both].astype(bool) == held[both]).all()
     # Independent of row order: the split is a function of the pairs only.

@@ -15,9 +15,12 @@ from aigrid_sim.sim.policies import available_policies, make_policy
 # Three sites on the equator: an edge PoP next to the user, a regional site ~1,100 km away and a
 # core ~5,500 km away; one origin at longitude 0.
 SITES = ("world.sites=["
-         "{id: e, tier: edge, lat: 0, lon: 0.5, gpu: L40S, model: llama-3.1-8b-fp8, gpus: 1, max_queue: 8},"
-         "{id: r, tier: regional, lat: 0, lon: 10, gpu: H100, model: llama-3.3-70b-fp8, gpus: 2, max_queue: 64},"
-         "{id: c, tier: core, lat: 0, lon: 50, gpu: H200, model: llama-3.1-405b-fp8, gpus: 8, max_queue: 64}]")
+         "{id: e, tier: edge, lat: 0, lon: 0.5, gpu: L40S, model: llama-3.1-8b-fp8, gpus: 1,"
+         " max_queue: 8},"
+         "{id: r, tier: regional, lat: 0, lon: 10, gpu: H100, model: llama-3.3-70b-fp8, gpus: 2,"
+         " max_queue: 64},"
+         "{id: c, tier: core, lat: 0, lon: 50, gpu: H200, model: llama-3.1-405b-fp8, gpus: 8,"
+         " max_queue: 64}]")
 ORIGIN = "world.origins=[{name: here, lat: 0, lon: 0, population: 1, utc_offset_h: 0}]"
 BASE = ["world.topology=custom", SITES, ORIGIN, "workload.arrivals.kind=poisson",
         "output.figures=false", "duration_s=60"]

@@ -32,7 +32,7 @@ def parse_table(text: str) -> list[dict[str, str]]:
             break
         cells = re.split(r"\s{2,}", line.strip())
         assert len(cells) == len(COLUMNS), line
-        rows.append(dict(zip(COLUMNS, cells)))
+        rows.append(dict(zip(COLUMNS, cells, strict=True)))
     return rows
 
 

@@ -99,7 +99,8 @@ def test_regional_study_keeps_only_the_sites_serving_its_continents():
     cont = read_data("world_countries.csv").set_index("iso2").continent_code
     region = ["world.cities.countries=[DE,FR]", "world.edge.countries=[DE,FR]"]
     w = build_world(config.validate(config.compose("global_agent", region)))
-    assert {cont[c] for c, t in zip(w.site_country, w.site_tier) if t > Tier.EDGE} == {"EU"}
+    upper = zip(w.site_country, w.site_tier, strict=True)
+    assert {cont[c] for c, t in upper if t > Tier.EDGE} == {"EU"}
     assert [w.site_id[i] for i in np.flatnonzero(w.site_tier == Tier.CORE)] == \
         ["core-azure-westeurope"]
     everything = build_world(config.validate(config.compose(
@@ -121,7 +122,8 @@ def test_regional_study_keeps_the_nearest_site_of_a_tier_it_would_empty():
     w = build_world(config.validate(config.compose("global_agent", [
         "world.cities.countries=[NG]", "world.regional.regions=[aws:us-east-1,aws:af-south-1]"])))
     tiers = [Tier(t).label for t in w.site_tier]
-    ids = {t: sorted(i for i, tt in zip(w.site_id, tiers) if tt == t) for t in set(tiers)}
+    ids = {t: sorted(i for i, tt in zip(w.site_id, tiers, strict=True) if tt == t)
+           for t in set(tiers)}
     assert ids["core"] == ["core-azure-westeurope"]
     assert ids["regional"] == ["regional-aws-af-south-1", "regional-aws-us-east-1"]
     from aigrid_sim.world.build import read_data

@@ -19,7 +19,9 @@ from aigrid_sim.workload.stream import RequestStream
 from aigrid_sim.world.build import Tier, World
 
 STATUS_LABELS = [s.label for s in Status]
-REASON_LABELS = [r.label for r in Reason]
+# Labels by code (codes may skip numbers: unused ones get a placeholder label).
+REASON_LABELS = [Reason(v).label if v in Reason._value2member_map_ else f"unused_{v}"
+                 for v in range(max(Reason) + 1)]
 TIER_LABELS = [t.label for t in Tier]
 
 
@@ -54,6 +56,13 @@ def requests_table(world: World, stream: RequestStream, rec: Records,
     if g.any():
         tpot_ms[g] = (rec.service_s[g] - rec.prefill_s[g]) / np.maximum(stream.out_tokens[g], 1) \
             * 1000.0
+    # Replica sites record the time per output token after the first (NaN for 1-token answers).
+    replica = np.zeros(n, dtype=bool)
+    if routed.any():
+        fixed_site = np.array([d.fixed for d in world.site_deployment])
+        replica = routed & ~fixed_site[s0] & gen
+    if rec.tpot_s is not None:
+        tpot_ms[replica] = rec.tpot_s[replica] * 1000.0
     slo_ms = np.array([a.slo_ms for a in stream.apps])[stream.app]
     on_ttft = np.array([a.slo_on_ttft for a in stream.apps])[stream.app]
     metric = np.where(on_ttft, ttft_ms, latency_ms)
@@ -98,6 +107,11 @@ def requests_table(world: World, stream: RequestStream, rec: Records,
         "slo_met": slo_met,
         "gpu_s": used * np.where(routed, gpu_share[s0], 0.0),
         "cost_usd": cost_usd,
+        "preemptions": rec.preemptions if rec.preemptions is not None else np.zeros(n, np.int16),
+        "prefill_tokens": rec.prefill_tokens if rec.prefill_tokens is not None
+        else np.zeros(n, np.int32),
+        "cached_tokens": rec.cached_tokens if rec.cached_tokens is not None
+        else np.zeros(n, np.int32),
     })
 
 
@@ -153,6 +167,14 @@ def _attain(df: pd.DataFrame) -> float | None:
     return float(df["slo_met"][ended].sum() / n) if n else None
 
 
+def _hit_rate(df: pd.DataFrame) -> float | None:
+    """Prompt tokens served from prefix caches / prompt tokens admitted (None if none)."""
+    if "prefill_tokens" not in df:
+        return None
+    pre = float(df["prefill_tokens"].sum())
+    return float(df["cached_tokens"].sum()) / pre if pre > 0 else None
+
+
 def _group_block(df: pd.DataFrame) -> dict:
     return {
         "requests": int(len(df)),
@@ -160,6 +182,7 @@ def _group_block(df: pd.DataFrame) -> dict:
         "latency_ms": _pcts(df["latency_ms"].to_numpy()),
         "ttft_ms": _pcts(df["ttft_ms"].to_numpy()),
         "slo_attainment": _attain(df),
+        "prefix_cache_hit_rate": _hit_rate(df),
     }
 
 
@@ -210,10 +233,38 @@ def summarise(reqs: pd.DataFrame, sites: pd.DataFrame, *, warmup_s: float = 0.0,
         "utilisation": float(sites["busy_slot_s"].sum() / (sites["slots"].sum() * window_s))
         if window_s > 0 else 0.0,
         "reasons": {str(k): int(v) for k, v in reasons.items() if v},
+        "tpot_ms": _pcts(ok["tpot_ms"].to_numpy()),
+        "output_tokens": float(ok["out_tokens"].sum()),
+        "output_tok_s": _output_rate(ok),
+        "preemptions": int(reqs["preemptions"].sum()) if "preemptions" in reqs else 0,
+        "prefix_cache": _cache_block(m, sites),
         "by_tier": by_tier,
         "by_region": {str(r): _group_block(g) for r, g in m.groupby("region", observed=True)},
         "by_app": {str(a): _group_block(g) for a, g in m.groupby("app", observed=True)},
     }
+
+
+def _output_rate(ok: pd.DataFrame) -> float | None:
+    """Output tokens per second of completed requests, over the span from their first arrival
+    to their last completion (a benchmark's throughput)."""
+    if ok.empty:
+        return None
+    t0 = float(ok["arrival_s"].min())
+    t1 = float((ok["arrival_s"] + ok["latency_ms"] / 1000.0).max())
+    return float(ok["out_tokens"].sum()) / (t1 - t0) if t1 > t0 else None
+
+
+def _cache_block(m: pd.DataFrame, sites: pd.DataFrame) -> dict:
+    """Prefix-cache hit rate overall, per app and per site (sites that cached anything)."""
+    out = {"hit_rate": _hit_rate(m), "by_app": {}, "by_site": {}}
+    if "prefill_tokens" not in m:
+        return out
+    for a, g in m.groupby("app", observed=True):
+        out["by_app"][str(a)] = _hit_rate(g)
+    if "cached_tokens" in sites:
+        hit = sites[sites["cached_tokens"] > 0]
+        out["by_site"] = {str(s): float(r) for s, r in zip(hit["site"], hit["cache_hit_rate"])}
+    return out
 
 
 def fault_availability(sites: pd.DataFrame, faults: pd.DataFrame, window_s: float
@@ -221,12 +272,12 @@ def fault_availability(sites: pd.DataFrame, faults: pd.DataFrame, window_s: floa
     """Provisioned cost of GPU time lost to outages, and GPU-time availability per tier."""
     f = faults
     ws = f[f["kind"] == "site"] if len(f) else f
-    price_s = dict(zip(sites["site"], sites["price_per_gpu_hour"] / 3600.0))
-    tier_of = dict(zip(sites["site"], sites["tier"]))
+    price_s = dict(zip(sites["site"], sites["price_per_gpu_hour"] / 3600.0, strict=True))
+    tier_of = dict(zip(sites["site"], sites["tier"], strict=True))
     lost_gpu_s = {t: 0.0 for t in TIER_LABELS}
     idle_cost = 0.0
     for target, a, b, g in zip(ws.get("target", []), ws.get("start_s", []), ws.get("end_s", []),
-                               ws.get("gpus_lost", [])):
+                               ws.get("gpus_lost", []), strict=True):
         over = max(0.0, min(float(b), window_s) - max(float(a), 0.0))
         lost_gpu_s[tier_of[target]] += g * over
         idle_cost += g * over * price_s[target]
@@ -253,7 +304,7 @@ def during_outage(reqs: pd.DataFrame, faults: pd.DataFrame,
     if faults is None or faults.empty or n == 0:
         return out
     spans: dict[str, list[tuple[float, float]]] = {}
-    for target, a, b in zip(faults["target"], faults["start_s"], faults["end_s"]):
+    for target, a, b in zip(faults["target"], faults["start_s"], faults["end_s"], strict=True):
         for part in str(target).split("|"):  # a link cut touches both of its ends
             spans.setdefault(part, []).append((float(a), float(b)))
     names = list(spans)
@@ -337,8 +388,9 @@ def fault_summary(reqs: pd.DataFrame, sites: pd.DataFrame, faults: pd.DataFrame,
     ref = clean.groupby(["app", "tier"], observed=True)["cost_usd"].mean()
     spill_cost, moves = 0.0, {}
     if len(fo):
-        keys = list(zip(fo["app"], fo["first_tier"]))
-        base = np.array([ref.get(k, c) for k, c in zip(keys, fo["cost_usd"])], dtype=float)
+        keys = list(zip(fo["app"], fo["first_tier"], strict=True))
+        base = np.array([ref.get(k, c) for k, c in zip(keys, fo["cost_usd"], strict=True)],
+                        dtype=float)
         spill_cost = float((fo["cost_usd"].to_numpy() - base).sum())
         moves = {f"{a}->{b}": int(n) for (a, b), n in
                  fo.groupby(["first_tier", "tier"], observed=True).size().items() if n}

@@ -66,7 +66,8 @@ def time_bin_s(duration_s: float, given: float | None = None) -> float:
 
 COUNTERS = ("requests", "completed", "rejected", "failed", "ended", "slo_met", "failed_over",
             "failed_over_ok")
-SUMS = ("latency_ms", "ttft_ms", "network_ms", "queue_ms", "cost_usd", "tokens", "extra_ms")
+SUMS = ("latency_ms", "ttft_ms", "network_ms", "queue_ms", "cost_usd", "tokens", "extra_ms",
+        "tpot_ms")
 STATUS_CODES = {"in_flight": 0, "ok": 1, "rejected": 2, "failed": 3}
 
 
@@ -161,7 +162,7 @@ class GroupedSketch:
         """Group ``g`` as a ``ddsketch.DDSketch`` (same mapping and bins)."""
         s = DDSketch(self.alpha)
         nz = np.flatnonzero(self.counts[g])
-        for k, c in zip(nz + self.kmin, self.counts[g][nz]):
+        for k, c in zip(nz + self.kmin, self.counts[g][nz], strict=True):
             s._store.add(int(k), float(c))
         s._zero_count = float(self.zeros[g])
         s._count = float(self.counts[g].sum() + self.zeros[g])
@@ -269,7 +270,7 @@ class OnlineSummary:
         A = len(self.apps)
         self.dims = {
             "all": Dim("all", ["all"], sketched=("latency_ms", "ttft_ms", "network_ms",
-                                                  "queue_ms", "extra_ms")),
+                                                  "queue_ms", "extra_ms", "tpot_ms")),
             "tier": Dim("tier", list(TIER_LABELS)),
             "app": Dim("app", self.apps),
             "region": Dim("region", regions),
@@ -293,6 +294,10 @@ class OnlineSummary:
                                       "in_flight", "failed_over", "failed_over_completed",
                                       "measured_requests")}
         self.used_cost_usd = 0.0
+        # Serving figures (replicas): preemptions, output tokens and their span, prefix cache.
+        self.serving = {"preemptions": 0, "output_tokens": 0.0, "t0": math.inf, "t1": -math.inf,
+                        "prefill_app": {}, "cached_app": {}, "prefill_site": {},
+                        "cached_site": {}}
         self.reasons: dict[str, int] = {}
         # Per site (all requests): routed, completed, busy slot-seconds in [0, window_s] and in
         # the measured window [warmup_s, window_s], and the cost of the GPU time used.
@@ -329,7 +334,7 @@ class OnlineSummary:
         self.used_cost_usd += float(cost.sum())
         rc = reqs["reason"]
         rcodes = np.bincount(np.asarray(rc.cat.codes, np.int64), minlength=len(rc.cat.categories))
-        for lab, n in zip(rc.cat.categories, rcodes):
+        for lab, n in zip(rc.cat.categories, rcodes, strict=False):
             if lab != "" and n:
                 self.reasons[str(lab)] = self.reasons.get(str(lab), 0) + int(n)
         if rec is not None:
@@ -380,6 +385,51 @@ class OnlineSummary:
         extra = np.where(fo & ok, reqs["extra_ms"].to_numpy(float), np.nan)
         self.dims["all"].sketches["extra_ms"].add(codes["all"], extra)
         self.dims["all"].add("extra_ms", codes["all"], extra)
+        self._update_serving(reqs, ok, lat, codes["all"])
+
+    def _update_serving(self, reqs: pd.DataFrame, ok: np.ndarray, lat: np.ndarray,
+                        all_codes: np.ndarray) -> None:
+        """TPOT sketch, preemptions, output tokens and span, prefix-cache tokens by app and site."""
+        sv = self.serving
+        if "tpot_ms" in reqs:
+            tpot = np.where(ok, reqs["tpot_ms"].to_numpy(float), np.nan)
+            self.dims["all"].sketches["tpot_ms"].add(all_codes, tpot)
+            self.dims["all"].add("tpot_ms", all_codes, tpot)
+        if ok.any():
+            arr = reqs["arrival_s"].to_numpy(float)
+            sv["output_tokens"] += float(reqs["out_tokens"].to_numpy(float)[ok].sum())
+            sv["t0"] = min(sv["t0"], float(arr[ok].min()))
+            sv["t1"] = max(sv["t1"], float((arr + lat / 1000.0)[ok].max()))
+        if "preemptions" not in reqs:
+            return
+        sv["preemptions"] += int(reqs["preemptions"].sum())
+        pre = reqs["prefill_tokens"].to_numpy(float)
+        hit = reqs["cached_tokens"].to_numpy(float)
+        for key, col in (("app", "app"), ("site", "site")):
+            labels = reqs[col].astype(str).to_numpy()
+            for lab in np.unique(labels[pre > 0]):
+                m = labels == lab
+                sv[f"prefill_{key}"][lab] = sv[f"prefill_{key}"].get(lab, 0.0) + pre[m].sum()
+                sv[f"cached_{key}"][lab] = sv[f"cached_{key}"].get(lab, 0.0) + hit[m].sum()
+
+    def serving_summary(self) -> dict:
+        """``tpot_ms``, ``output_tokens``, ``output_tok_s``, ``preemptions``, ``prefix_cache``."""
+        sv = self.serving
+        pa, ca = sv["prefill_app"], sv["cached_app"]
+        total = sum(pa.values())
+        span = sv["t1"] - sv["t0"]
+        return {
+            "tpot_ms": self.dims["all"].pcts("tpot_ms", 0),
+            "output_tokens": sv["output_tokens"],
+            "output_tok_s": sv["output_tokens"] / span if span > 0 else None,
+            "preemptions": sv["preemptions"],
+            "prefix_cache": {
+                "hit_rate": sum(ca.values()) / total if total else None,
+                "by_app": {a: ca[a] / v for a, v in pa.items() if v},
+                "by_site": {s: sv["cached_site"][s] / v for s, v in sv["prefill_site"].items()
+                            if v and sv["cached_site"][s] > 0},
+            },
+        }
 
     def _feed(self, d: Dim, g, ok, ended, slo, fo, lat, ttft, net, que, cost, tokens,
               status) -> None:
@@ -483,6 +533,7 @@ class OnlineSummary:
             "by_app": self._blocks("app"),
             "sketch": self.sketch_info(),
         }
+        out.update(self.serving_summary())
         return out
 
     def sketch_info(self) -> dict:
@@ -512,7 +563,8 @@ class OnlineSummary:
         spill = float(np.sum(np.where(n_clean > 0, sp.sums["extra_ms"] - n_fo * ref, 0.0)))
         idle_cost, availability = fault_availability(sites, faults, self.window_s)
         mv = self.dims["move"]
-        moves = {lab: int(n) for lab, n in zip(mv.labels, mv.counters["requests"]) if n}
+        moves = {lab: int(n) for lab, n in zip(mv.labels, mv.counters["requests"], strict=True)
+                 if n}
         return {
             "site_outages": int((faults["kind"] == "site").sum()),
             "link_cuts": int((faults["kind"] == "link").sum()),
@@ -647,16 +699,17 @@ class OnlineSummary:
         """
         self = cls.__new__(cls)
         f = frame
-        meta = dict(zip(f.loc[f["dim"] == "meta", "group"], f.loc[f["dim"] == "meta", "value"]))
+        m = f[f["dim"] == "meta"]
+        meta = dict(zip(m["group"], m["value"], strict=True))
         self.time_bin_s = float(meta.get("time_bin_s", TIME_BIN_S))
         self.warmup_s, self.window_s, self.time_origin_s = 0.0, 1.0, 0.0
         self.meta = meta
         tot = f[f["dim"] == "total"]
-        self.totals = {g: int(v) for g, v in zip(tot["group"], tot["value"])
+        self.totals = {g: int(v) for g, v in zip(tot["group"], tot["value"], strict=True)
                        if g != "used_cost_usd"}
         self.used_cost_usd = float(tot.loc[tot["group"] == "used_cost_usd", "value"].sum())
         rs = f[f["dim"] == "reason"]
-        self.reasons = {g: int(v) for g, v in zip(rs["group"], rs["value"])}
+        self.reasons = {g: int(v) for g, v in zip(rs["group"], rs["value"], strict=True)}
         self.dims = {}
         fixed = {"tier": list(TIER_LABELS)}
         for name in ("all", "tier", "app", "region", "city", "city_app", "time", "fault",

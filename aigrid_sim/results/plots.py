@@ -522,16 +522,16 @@ def faults_over_time(reqs: pd.DataFrame, faults: pd.DataFrame, sites: pd.DataFra
         if total <= 0 or rows.empty:
             continue
         down = np.zeros_like(grid)
-        for a, e, g in zip(rows["start_s"], rows["end_s"], rows["gpus_lost"], strict=False):
+        for a, e, g in zip(rows["start_s"], rows["end_s"], rows["gpus_lost"], strict=True):
             down += np.where((grid >= a) & (grid < e), g, 0.0)
         ax3.step(grid / scale, 100.0 * down / total, where="post", color=colour, label=name)
     ax3.set_ylabel("GPUs down (%)")
     ax3.set_ylim(bottom=0)
     ax3.set_xlabel(f"arrival time ({unit}); bins of {width / scale:.3g} {unit}")
     for ax in (ax1, ax2, ax3):
-        for a, e in _union(zip(site_rows["start_s"], site_rows["end_s"], strict=False)):
+        for a, e in _union(zip(site_rows["start_s"], site_rows["end_s"], strict=True)):
             ax.axvspan(a / scale, min(e, span) / scale, color="#e74c3c", alpha=0.12, lw=0)
-        for a, e in _union(zip(link_rows["start_s"], link_rows["end_s"], strict=False)):
+        for a, e in _union(zip(link_rows["start_s"], link_rows["end_s"], strict=True)):
             ax.axvspan(a / scale, min(e, span) / scale, facecolor="none", edgecolor="#2980b9",
                        hatch="//", alpha=0.35, lw=0)
         ax.grid(alpha=0.3, which="both")
@@ -866,16 +866,16 @@ def faults_over_time_online(online, faults: pd.DataFrame, sites: pd.DataFrame, p
         if total <= 0 or rows.empty:
             continue
         down = np.zeros_like(grid)
-        for a, e, g in zip(rows["start_s"], rows["end_s"], rows["gpus_lost"]):
+        for a, e, g in zip(rows["start_s"], rows["end_s"], rows["gpus_lost"], strict=True):
             down += np.where((grid >= a) & (grid < e), g, 0.0)
         ax3.step(grid / scale, 100.0 * down / total, where="post", color=colour, label=name)
     ax3.set_ylabel("GPUs down (%)")
     ax3.set_ylim(bottom=0)
     ax3.set_xlabel(f"arrival time ({unit}); bins of {width / scale:.3g} {unit}")
     for ax in (ax1, ax2, ax3):
-        for a, e in _union(zip(site_rows["start_s"], site_rows["end_s"])):
+        for a, e in _union(zip(site_rows["start_s"], site_rows["end_s"], strict=True)):
             ax.axvspan(a / scale, min(e, span) / scale, color="#e74c3c", alpha=0.12, lw=0)
-        for a, e in _union(zip(link_rows["start_s"], link_rows["end_s"])):
+        for a, e in _union(zip(link_rows["start_s"], link_rows["end_s"], strict=True)):
             ax.axvspan(a / scale, min(e, span) / scale, facecolor="none", edgecolor="#2980b9",
                        hatch="//", alpha=0.35, lw=0)
         ax.grid(alpha=0.3, which="both")

@@ -8,7 +8,8 @@ half-written ``.tmp-*`` folders of interrupted runs are never read), and builds:
   percentiles, TTFT, SLO attainment (overall and per app), rejections, cost, cost per 1,000
   requests, utilisation (overall and per tier).
 * ``by_config.csv``: one row per configuration (the swept parameters without ``seed``): mean and
-  95 % Student-t half-width across seeds (:func:`aigrid_sim.results.stats.mean_ci`) of the main metrics.
+  95 % Student-t half-width across seeds (:func:`aigrid_sim.results.stats.mean_ci`) of the main
+  metrics.
 * figures: ``latency_cdf.png`` (latency CDF per configuration, seeds pooled),
   ``p95_cost_ci.png`` (p95 latency and cost per 1,000 requests per configuration, with the
   confidence intervals) and ``latency_cost.png`` (cost per 1,000 requests against p95 latency,
@@ -276,7 +277,7 @@ def config_labels(df: pd.DataFrame, params: list[str]) -> list[str]:
              else ".".join(p.split(".")[-2:]) for p in params}  # world.edge.gpus -> edge.gpus
     if len(set(short.values())) < len(short):
         short = {p: p for p in params}
-    return [", ".join(f"{short[p]}={_fmt(v)}" for p, v in zip(params, vals))
+    return [", ".join(f"{short[p]}={_fmt(v)}" for p, v in zip(params, vals, strict=True))
             for vals in df[params].itertuples(index=False)]
 
 
@@ -289,8 +290,8 @@ def _fmt(v) -> str:
 def by_config(df: pd.DataFrame, metrics=MAIN_METRICS, confidence: float = 0.95) -> pd.DataFrame:
     """Per configuration: number of seeds, and mean and CI half-width of each metric.
 
-    The half-width is the Student-t one of :func:`aigrid_sim.results.stats.mean_ci` across seeds; NaN when
-    a configuration has fewer than two finite values.
+    The half-width is the Student-t one of :func:`aigrid_sim.results.stats.mean_ci` across seeds;
+    NaN when a configuration has fewer than two finite values.
     """
     from aigrid_sim.results.stats import mean_ci
 
@@ -343,8 +344,10 @@ def pareto_front(x, y) -> np.ndarray:
 
 def frontier(agg: pd.DataFrame, latency_col: str = "latency_p95_ms",
              max_reject: float = 0.01) -> np.ndarray:
-    """Pareto mask of cost per 1,000 requests vs latency among configurations rejecting at most
-    ``max_reject`` of their requests (a configuration that turns work away looks fast).
+    """Pareto mask of cost per 1,000 requests against latency.
+
+    Only configurations rejecting at most ``max_reject`` of their requests count (a configuration
+    that turns work away looks fast).
     """
     ok = (agg["reject_rate"].to_numpy(float) <= max_reject)
     x = np.where(ok, agg[latency_col].to_numpy(float), np.nan)
@@ -359,7 +362,7 @@ def latency_samples(df: pd.DataFrame, column: str = "latency_ms",
     distribution is kept) to bound memory on big sweeps.
     """
     out: dict[str, list[np.ndarray]] = {}
-    for label, path in zip(df["config"], df["path"]):
+    for label, path in zip(df["config"], df["path"], strict=True):
         r = pd.read_parquet(Path(path) / "requests.parquet", columns=["status", column])
         x = np.sort(r.loc[r["status"] == "ok", column].to_numpy(float))
         x = x[~np.isnan(x)]

@@ -56,11 +56,16 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(df, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
+    pq.write_table(table.replace_schema_metadata(stamp_schema(table.schema).metadata), path)
+    return Path(path)
+
+
+def stamp_schema(schema):
+    """``schema`` (a ``pyarrow.Schema``) with :func:`stamp` added to its metadata."""
+    meta = dict(schema.metadata or {})
     meta.update({f"aigrid_sim.{k.removeprefix('aigrid_sim_')}".encode(): str(v).encode()
                  for k, v in stamp().items()})
-    pq.write_table(table.replace_schema_metadata(meta), path)
-    return Path(path)
+    return schema.with_metadata(meta)
 
 
 def table_stamp(path: str | Path) -> dict[str, str | int | None]:

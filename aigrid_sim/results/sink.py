@@ -111,12 +111,9 @@ class RequestSink:
             return
         table = pa.concat_tables(self._buf) if len(self._buf) > 1 else self._buf[0]
         if self._writer is None:
-            from aigrid_sim.results.rundir import stamp
+            from aigrid_sim.results.rundir import stamp_schema
 
-            meta = dict(table.schema.metadata or {})
-            meta.update({f"aigrid_sim.{k.removeprefix('aigrid_sim_')}".encode():
-                         str(v).encode() for k, v in stamp().items()})
-            self._schema = table.schema.with_metadata(meta)
+            self._schema = stamp_schema(table.schema)  # package and results schema versions
             self._writer = pq.ParquetWriter(self.path, self._schema)
         table = table.replace_schema_metadata(self._schema.metadata)
         self._writer.write_table(table, row_group_size=max(len(table), 1))
@@ -129,13 +126,12 @@ class RequestSink:
             return
         self._flush()
         if self._writer is None:  # no request: still a valid, empty requests.parquet
+            from aigrid_sim.results.rundir import write_table
             from aigrid_sim.sim.engine import Records
             from aigrid_sim.workload.windows import concat
 
-            from aigrid_sim.results.rundir import write_table
-
-            write_table(requests_table(self.world, concat([], self.apps), Records.empty(0)),
-                        self.path)
+            empty = requests_table(self.world, concat([], self.apps), Records.empty(0))
+            write_table(empty, self.path)
             return
         self._writer.close()
         self._writer = None

@@ -162,7 +162,7 @@ def fifo_waits(arrival_times, service_times, c: int) -> np.ndarray:
     free = [-math.inf] * c  # a valid heap: every server idle from the beginning of time
     out = [0.0] * n
     replace = heapq.heapreplace
-    for i, (t, s) in enumerate(zip(arr.tolist(), svc.tolist())):
+    for i, (t, s) in enumerate(zip(arr.tolist(), svc.tolist(), strict=True)):
         f = free[0]
         if f > t:
             out[i] = f - t

@@ -1,29 +1,24 @@
-"""Continuous batching on one replica: a per-iteration reference and the engine's approximation.
+"""One replica, two ways: the per-iteration reference and the engine's event-cheap replica.
 
-The engine (:mod:`aigrid_sim.sim.engine`) fixes a generative request's service time when it is
-admitted, with no event per token::
+:func:`simulate_iterations` is the reference: the scheduler of vLLM v1 / TensorRT-LLM in-flight
+batching run one step at a time, with exact paged KV accounting. Before each step, every decoding
+sequence whose next token opens a new block gets one; if the blocks are not there, evictable
+prefix-cache blocks are dropped (LRU) and then the newest running sequence is preempted
+(recompute: back to the head of the queue, prompt + generated tokens to prefill again), and no
+request is admitted in that step. Then waiting requests are admitted FIFO while their prompt's
+blocks fit and ``max_num_seqs`` allows, keeping free a 1 % watermark and the blocks the decodes
+will add until the next of them completes (unless the replica is empty).
+The step carries one token per decoding sequence, then prefill chunks FIFO up to
+``max_num_batched_tokens``, and takes ``step.step_s(new tokens, context held)``; a prompt's last
+chunk emits its first output token. Requests reaching the replica during a step join at its end.
 
-    service = in_tokens * s_pre + out_tokens * (tpot[b] + s_pre * sum_{j != i} in_j / out_j)
-
-where ``s_pre`` is the prefill time per input token, ``tpot[b]`` the decode step time of a batch of
-``b`` sequences (``b`` = the batch the request joins) and the sum runs over the other sequences in
-the batch. The last term charges the prefill stalls: while request ``i`` decodes, every other
-sequence ``j`` finishes about once per ``out_j`` of ``i``'s tokens and the request that takes its
-place is prefilled, holding the whole replica for ``in_j * s_pre``. Without it, prefill would be
-free for everyone but the request itself, and a replica full of short-output, long-prompt
-requests (voice turns, RAG) would look several times faster than it is. At saturation with fixed
-lengths ``I``/``O`` it gives ``O / (I * s_pre + O * tpot[B] / B)`` output tokens per second, the
-formula the catalogue is calibrated with.
-
-:func:`simulate_iterations` is the finer model it approximates: iteration-level continuous
-batching as in vLLM or TensorRT-LLM's in-flight batching. At each iteration boundary waiting
-requests join (FIFO, up to ``max_batch``) and are prefilled in one iteration that stalls the
-batch; otherwise the batch decodes one token per sequence in ``tpot[b]``. The first output token
-comes out of the prefill. Runs of identical decode steps between events are taken in one jump, so
-it costs O(requests) Python steps, not O(tokens). :func:`simulate_admission` applies the engine's
-rule to one replica with a FIFO queue, for comparisons without building a world;
-``tests/test_batching.py`` checks that the engine matches it and measures both against the
-reference.
+:func:`simulate_replica` runs the engine's :class:`~aigrid_sim.serving.replica.ReplicaPool` (one
+replica, same inputs) with a minimal event loop, so the two can be compared request by request
+without building a world. The event-cheap replica differs from the reference in one
+approximation: it bounds each sequence's KV by its tokens plus a block (it does not track block
+boundaries between batch changes), so it preempts slightly earlier when memory is short. The
+measured differences on TTFT, TPOT and latency are in ``tests/serving/test_event_cheap.py`` and
+``docs/inference.md``.
 """
 
 from __future__ import annotations
@@ -32,10 +27,12 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
-from aigrid_sim.serving.catalog import Deployment
+from aigrid_sim.serving.prefix_cache import PrefixCache
+from aigrid_sim.serving.replica import WATERMARK, ReplicaPool, Spec
 
 
 @dataclass
@@ -43,27 +40,51 @@ class ReplicaTrace:
     """Per-request times on one replica (seconds; NaN for requests that never started).
 
     Attributes:
-        t_start: Admission into the batch (service start).
-        t_first: First output token (end of prefill).
+        t_start: First admission into the batch.
+        t_first: First output token.
         t_done: Last output token.
-        batch: Sequences in the batch right after admission (this one included).
+        batch: Sequences in the batch right after its first admission (this one included).
+        preemptions: Times each request was preempted.
+        cached_tokens: Prompt tokens served from the prefix cache (over its admissions).
+        prefill_tokens: Prompt tokens admitted (recomputations included).
+        steps: Steps the replica ran (reference only; 0 for the event-cheap replica).
+        max_kv_tokens: Most KV held at any step boundary, tokens in whole blocks.
     """
 
     t_start: np.ndarray
     t_first: np.ndarray
     t_done: np.ndarray
     batch: np.ndarray
+    preemptions: np.ndarray
+    cached_tokens: np.ndarray
+    prefill_tokens: np.ndarray
+    steps: int = 0
+    max_kv_tokens: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
 
     @property
     def service_s(self) -> np.ndarray:
-        """Time in the batch: admission to last token."""
+        """Time in the batch: first admission to last token."""
         return self.t_done - self.t_start
+
+    @property
+    def ttft_s(self) -> np.ndarray:
+        """Arrival at the replica to first token needs the arrivals: see :func:`metrics`."""
+        return self.t_first - self.t_start
+
+    def metrics(self, arrival_s, out_tokens) -> dict[str, np.ndarray]:
+        """TTFT, TPOT (after the first token) and latency per request, from arrival, seconds."""
+        t = np.asarray(arrival_s, float)
+        o = np.asarray(out_tokens, float)
+        tpot = np.where(o > 1, (self.t_done - self.t_first) / np.maximum(o - 1, 1), np.nan)
+        return {"ttft": self.t_first - t, "tpot": tpot, "latency": self.t_done - t}
 
 
 def _check(arrival_s, in_tokens, out_tokens) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t = np.asarray(arrival_s, dtype=float)
-    i = np.asarray(in_tokens, dtype=float)
-    o = np.asarray(out_tokens, dtype=float)
+    i = np.asarray(in_tokens, dtype=np.int64)
+    o = np.asarray(out_tokens, dtype=np.int64)
     if not (len(t) == len(i) == len(o)):
         raise ValueError("arrival_s, in_tokens and out_tokens must have the same length")
     if len(t) and (np.any(np.diff(t) < 0) or np.any(o < 1) or np.any(i < 0)):
@@ -71,136 +92,292 @@ def _check(arrival_s, in_tokens, out_tokens) -> tuple[np.ndarray, np.ndarray, np
     return t, i, o
 
 
-def simulate_iterations(dep: Deployment, arrival_s, in_tokens, out_tokens) -> ReplicaTrace:
-    """Iteration-level continuous batching of one replica (the reference model).
+def _units_fn(units):
+    if units is None:
+        return None
+    return units.__getitem__ if not callable(units) else units
+
+
+def simulate_iterations(dep, arrival_s, in_tokens, out_tokens, *, units=None) -> ReplicaTrace:
+    """Step-by-step continuous batching of one replica (the reference model).
 
     Args:
-        dep: The replica's deployment (prefill rate, ``tpot_s`` table, ``max_batch``).
+        dep: The replica's deployment (``step``, ``kv_capacity_tokens``, ``block_tokens``,
+            ``max_num_seqs``, ``max_num_batched_tokens``).
         arrival_s: Arrival times at the replica, sorted.
-        in_tokens: Input tokens per request.
+        in_tokens: Prompt tokens per request.
         out_tokens: Output tokens per request (>= 1).
+        units: Optional prefix units per request (a sequence, or a function of the index):
+            ``((unit id, tokens), ...)`` with tokens in whole blocks.
 
     Returns:
         Per-request times; every request is served (the queue is unbounded).
+
+    Raises:
+        ValueError: bad arrays, or a request that can never fit in the KV cache.
     """
     t_arr, n_in, n_out = _check(arrival_s, in_tokens, out_tokens)
+    sp = Spec(dep)
+    B, M, cap_blocks = sp.block, sp.budget, sp.cap // sp.block
+    wm_blocks = int(WATERMARK * sp.cap) // B
+    step_s = sp.step_s
+    ufn = _units_fn(units)
     n = len(t_arr)
-    spt, tpot, cap = dep.prefill_s_per_token, dep.tpot_s, dep.max_batch
-    t_start = np.full(n, np.nan)
-    t_first = np.full(n, np.nan)
-    t_done = np.full(n, np.nan)
-    batch = np.zeros(n, dtype=np.int32)
+    big = np.flatnonzero(n_in + n_out + B > sp.cap)
+    if len(big):
+        raise ValueError(f"request {int(big[0])} ({n_in[big[0]]} + {n_out[big[0]]} tokens) can "
+                         f"never fit in the KV cache ({sp.cap} tokens)")
+    tr = ReplicaTrace(*(np.full(n, np.nan) for _ in range(3)), np.zeros(n, np.int32),
+                      np.zeros(n, np.int32), np.zeros(n, np.int64), np.zeros(n, np.int64))
+    cache = PrefixCache()
     waiting: deque[int] = deque()
-    run_ids: list[int] = []
-    run_left: list[float] = []  # decode steps still to do
+    gen = np.zeros(n, dtype=np.int64)
+    running: list[dict] = []  # admission order; each: i, p, priv, left, units, blocks
+    used = 0  # private blocks of running sequences
     nxt = 0
     t = 0.0
-    while nxt < n or waiting or run_ids:
+    steps = 0
+    max_kv = 0
+
+    def free_blocks() -> int:
+        return cap_blocks - used - cache.tokens // B
+
+    def release(q: dict) -> None:
+        nonlocal used
+        used -= q["blocks"]
+        if q["units"]:
+            cache.release(q["units"])
+
+    while nxt < n or waiting or running:
         while nxt < n and t_arr[nxt] <= t:
             waiting.append(nxt)
             nxt += 1
-        if not run_ids and not waiting:
+        if not running and not waiting:
             t = t_arr[nxt]
             continue
-        if waiting and len(run_ids) < cap:
-            # Prefill iteration: everyone admitted at this boundary, the batch stalls.
-            joined = []
-            while waiting and len(run_ids) + len(joined) < cap:
-                joined.append(waiting.popleft())
-            t0 = t
-            t = t0 + spt * float(sum(n_in[k] for k in joined))
-            b = len(run_ids) + len(joined)
-            for k in joined:
-                t_start[k], t_first[k], batch[k] = t0, t, b
-                if n_out[k] <= 1:
-                    t_done[k] = t
+        # 1. Blocks for this step's decode tokens; evict, then preempt the newest if short.
+        preempted = False
+        while True:
+            need = sum(1 for q in running if q["left"] == 0 and q["priv_now"] % B == 0)
+            short = need - free_blocks()
+            if short <= 0:
+                break
+            if cache.evictable:
+                cache.evict(short * B)
+                continue
+            q = running.pop()
+            release(q)
+            tr.preemptions[q["i"]] += 1
+            waiting.appendleft(q["i"])
+            preempted = True
+        # 2. Admissions (none in a step that preempted).
+        if not preempted:
+            while waiting and len(running) < sp.max_seqs:
+                i = waiting[0]
+                p = int(n_in[i] + gen[i])
+                us = ufn(i) if ufn is not None else None
+                if us:
+                    hit, new, held = cache.match(us)
+                    shared = sum(u[1] for u in us)
                 else:
-                    run_ids.append(k)
-                    run_left.append(n_out[k] - 1)
+                    hit = new = held = shared = 0
+                if hit >= p:
+                    hit = max(p - 1, 0)
+                blocks = -(-(p - shared) // B)
+                avail = free_blocks() + (cache.evictable - held) // B
+                if running:
+                    avail -= wm_blocks
+                    # The running sequences' growth until the next completion.
+                    dec = [int(n_out[q["i"]] - gen[q["i"]]) for q in running if q["left"] == 0]
+                    k = min(dec) if dec else min(int(n_out[q["i"]] - gen[q["i"]])
+                                                 for q in running)
+                    avail -= -(-len(running) * k // B)
+                if blocks + new // B > avail:
+                    break
+                waiting.popleft()
+                if us:
+                    cache.acquire(us)
+                cache.hits += hit
+                cache.misses += p - hit
+                over = blocks - free_blocks()
+                if over > 0:
+                    cache.evict(over * B)
+                used += blocks
+                running.append({"i": i, "p": p, "priv_now": p - shared, "left": p - hit,
+                                "units": us, "blocks": blocks, "ctx": hit})
+                if np.isnan(tr.t_start[i]):
+                    tr.t_start[i] = t
+                    tr.batch[i] = len(running)
+                tr.cached_tokens[i] += hit
+                tr.prefill_tokens[i] += p
+        if not running:
+            if nxt < n:
+                t = max(t, t_arr[nxt])
             continue
-        # Decode steps: identical until a sequence ends or a waiting request can join.
-        b = len(run_ids)
-        dt = tpot[b]
-        steps = min(run_left)
-        if b < cap and nxt < n:
-            steps = min(steps, max(1, math.ceil((t_arr[nxt] - t) / dt - 1e-12)))
-        t += steps * dt
-        keep_ids, keep_left = [], []
-        for k, left in zip(run_ids, run_left):
-            left -= steps
-            if left <= 0:
-                t_done[k] = t
-            else:
-                keep_ids.append(k)
-                keep_left.append(left)
-        run_ids, run_left = keep_ids, keep_left
-    return ReplicaTrace(t_start, t_first, t_done, batch)
+        # 3. The step: decodes first, then prefill chunks FIFO under the token budget.
+        budget = M
+        new_tokens = 0
+        for q in running:
+            if q["left"] == 0:
+                new_tokens += 1
+                budget -= 1
+        chunks = []
+        for q in running:
+            if q["left"] > 0 and budget > 0:
+                c = min(q["left"], budget)
+                budget -= c
+                new_tokens += c
+                chunks.append((q, c))
+        ctx = sum(q["ctx"] for q in running) + new_tokens
+        dt = step_s(new_tokens, ctx) if new_tokens else 0.0
+        t += dt
+        steps += 1
+        done = []
+        for q in running:
+            i = q["i"]
+            if q["left"] == 0:  # decoded one token
+                q["ctx"] += 1
+                q["priv_now"] += 1
+                nb = -(-q["priv_now"] // B)
+                if nb > q["blocks"]:
+                    used += nb - q["blocks"]
+                    q["blocks"] = nb
+                gen[i] += 1
+                if gen[i] >= n_out[i]:
+                    tr.t_done[i] = t
+                    done.append(q)
+        for q, c in chunks:
+            q["left"] -= c
+            q["ctx"] += c
+            if q["left"] == 0:
+                i = q["i"]
+                gen[i] += 1
+                if np.isnan(tr.t_first[i]):
+                    tr.t_first[i] = t
+                if gen[i] >= n_out[i]:
+                    tr.t_done[i] = t
+                    done.append(q)
+        max_kv = max(max_kv, (used + cache.tokens // B) * B)
+        for q in done:
+            running.remove(q)
+            release(q)
+        if not chunks and not any(q["left"] == 0 for q in running) and not done:
+            # Nothing ran (cannot happen with budget >= max_num_seqs); avoid a spin.
+            if nxt < n:
+                t = max(t, t_arr[nxt])
+    tr.steps = steps
+    tr.max_kv_tokens = max_kv
+    tr.cache_hits, tr.cache_misses = cache.hits, cache.misses
+    return tr
 
 
-def simulate_admission(dep: Deployment, arrival_s, in_tokens, out_tokens, *,
-                       stall: bool = True, prefill_wait: bool = False) -> ReplicaTrace:
-    """The engine's admission-time rule on one replica with a FIFO queue.
+def simulate_replica(dep, arrival_s, in_tokens, out_tokens, *, units=None,
+                     check: bool = False) -> ReplicaTrace:
+    """The engine's event-cheap replica (:class:`ReplicaPool` of one replica) on the same inputs.
 
     Args:
         dep: The replica's deployment.
         arrival_s: Arrival times, sorted.
-        in_tokens: Input tokens per request.
+        in_tokens: Prompt tokens per request.
         out_tokens: Output tokens per request (>= 1).
-        stall: Charge the prefill stalls of the other sequences (the engine does); False gives
-            the plain ``prefill + out x tpot[b]`` rule, for comparison.
-        prefill_wait: Also make a request wait for the prefills admitted before it (FIFO on the
-            replica) or, if none, half a decode step, as the engine does (TTFT within 0.68-0.96
-            of the per-iteration model below saturation instead of 0.25-0.71; see
-            tests/test_batching.py).
+        units: Optional prefix units per request (as :func:`simulate_iterations`).
+        check: Check the memory invariants after every event (slow; tests).
 
     Returns:
-        Per-request times (``t_first`` = admission + own prefill).
+        Per-request times.
     """
     t_arr, n_in, n_out = _check(arrival_s, in_tokens, out_tokens)
     n = len(t_arr)
-    spt, tpot, cap = dep.prefill_s_per_token, dep.tpot_s, dep.max_batch
-    t_start = np.full(n, np.nan)
-    t_first = np.full(n, np.nan)
-    t_done = np.full(n, np.nan)
-    batch = np.zeros(n, dtype=np.int32)
-    ends: list[tuple[float, int]] = []  # (done time, request) of sequences in the batch
-    waiting: deque[int] = deque()
-    ratio_sum = 0.0
-    prefill_free = 0.0
+    nan = np.full(n, np.nan)
+    rec = SimpleNamespace(t_start=nan.copy(), prefill_s=nan.copy(), service_s=nan.copy(),
+                          tpot_s=nan.copy(), batch=np.zeros(n, np.int32),
+                          preemptions=np.zeros(n, np.int32), cached_tokens=np.zeros(n, np.int64),
+                          prefill_tokens=np.zeros(n, np.int64))
+    heap: list = []
+    clock = [0.0]
+    order = [0]
 
-    def start(k: int, now: float) -> None:
-        nonlocal ratio_sum, prefill_free
-        b = len(ends) + 1
-        extra = spt * ratio_sum if stall else 0.0
-        pre = n_in[k] * spt
-        wait = 0.0
-        if prefill_wait:
-            wait = prefill_free - now if prefill_free > now else (0.5 * tpot[b - 1] if b > 1 else 0.0)
-            prefill_free = now + wait + pre
-        t_start[k], t_first[k], batch[k] = now, now + wait + pre, b
-        t_done[k] = now + wait + pre + n_out[k] * (tpot[b] + extra)
-        ratio_sum += n_in[k] / n_out[k]
-        heapq.heappush(ends, (t_done[k], k))
+    def at(t, fn, arg):
+        order[0] += 1
+        heapq.heappush(heap, (t, order[0], fn, arg))
 
-    for k in range(n):
-        now = t_arr[k]
-        while ends and ends[0][0] <= now:
-            te, j = heapq.heappop(ends)
-            ratio_sum = ratio_sum - n_in[j] / n_out[j] if ends else 0.0
-            if waiting:
-                start(waiting.popleft(), te)
-        if len(ends) < cap:
-            start(k, now)
+    done = np.zeros(n, dtype=bool)
+
+    def served(i):
+        done[i] = True
+
+    sp = Spec(dep)
+    pool = ReplicaPool(sp, 1, 1 << 62, n_in.tolist(), n_out.tolist(), rec, at,
+                       lambda: clock[0], served, [0], 0, units=_units_fn(units))
+    tl = t_arr.tolist()
+    nxt = 0
+    max_kv = 0
+    while nxt < n or heap:
+        if heap and (nxt >= n or heap[0][0] <= tl[nxt]):
+            t, _, fn, arg = heapq.heappop(heap)
+            clock[0] = t
+            fn(arg)
         else:
-            waiting.append(k)
-    while ends:
-        te, j = heapq.heappop(ends)
-        ratio_sum = ratio_sum - n_in[j] / n_out[j] if ends else 0.0
-        if waiting:
-            start(waiting.popleft(), te)
-    return ReplicaTrace(t_start, t_first, t_done, batch)
+            clock[0] = tl[nxt]
+            code = pool.arrive(nxt)
+            if code > 1:
+                raise ValueError(f"request {nxt} ({n_in[nxt]} + {n_out[nxt]} tokens) can never "
+                                 f"fit in the KV cache ({sp.cap} tokens)")
+            nxt += 1
+        if check:
+            pool.check()
+        r = pool.reps[0]
+        kv = pool.kv_blocks(r) * sp.block if check else 0
+        if kv > max_kv:
+            max_kv = kv
+    t_first = rec.t_start + rec.prefill_s
+    t_done = rec.t_start + rec.service_s
+    c = pool.reps[0].cache
+    return ReplicaTrace(rec.t_start, t_first, t_done, rec.batch, rec.preemptions,
+                        rec.cached_tokens, rec.prefill_tokens, 0, max_kv, c.hits, c.misses)
 
 
-def capacity_rps(dep: Deployment, mean_in: float, mean_out: float) -> float:
+def lone_request_s(dep, in_tokens: int, out_tokens: int) -> tuple[float, float]:
+    """Time to first and to last token of a request alone on an idle replica, seconds.
+
+    Its prompt is prefilled in chunks of ``max_num_batched_tokens`` (the last emits the first
+    token), then it decodes ``out_tokens - 1`` steps, the context growing by one token each.
+    """
+    sp = Spec(dep)
+    st = sp.step_s
+    t = 0.0
+    done = 0
+    while done < in_tokens:
+        c = min(sp.budget, in_tokens - done)
+        done += c
+        t += st(c, done)
+    first = t
+    for k in range(1, int(out_tokens)):
+        t += st(1, in_tokens + k)
+    return first, t
+
+
+def capacity_rps(dep, mean_in: float, mean_out: float) -> float:
     """Requests per second a saturated replica serves at the given mean token counts."""
-    return dep.legacy_saturation_out_tok_s(mean_in, mean_out) / mean_out
+    return dep.saturation_out_tok_s(mean_in, mean_out) / mean_out
+
+
+def error_table(ref: ReplicaTrace, ev: ReplicaTrace, arrival_s, out_tokens,
+                warmup: float = 0.1) -> dict[str, dict[str, float]]:
+    """Relative error of the event-cheap replica against the reference, mean and p99.
+
+    Requests of the first ``warmup`` share are left out. Returns
+    ``{metric: {"mean": err, "p99": err}}`` with ``err = event / reference - 1``.
+    """
+    a = ref.metrics(arrival_s, out_tokens)
+    b = ev.metrics(arrival_s, out_tokens)
+    k = int(len(arrival_s) * warmup)
+    out = {}
+    for m in ("ttft", "tpot", "latency"):
+        x, y = a[m][k:], b[m][k:]
+        ok = ~np.isnan(x) & ~np.isnan(y)
+        x, y = x[ok], y[ok]
+        out[m] = {"mean": float(y.mean() / x.mean() - 1.0) if len(x) else math.nan,
+                  "p99": float(np.percentile(y, 99) / np.percentile(x, 99) - 1.0)
+                  if len(x) else math.nan}
+    return out

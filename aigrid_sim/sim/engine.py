@@ -2,13 +2,25 @@
 
 Life of a request (times in seconds; the SimPy environment owns the clock)::
 
-    arrival --policy--> travel one way --> wait for a slot --> service --> travel back
+    arrival --policy--> travel one way --> wait at the site --> service --> travel back
 
-Each arrival is one step of a single driver process; the trip out and the service are SimPy
-timeouts with callbacks rather than one process per request (about twice as fast, see DESIGN.md
-section 6), and the trip back is pure arithmetic since nothing can happen to a response on its
-way home. Slots are counted per site: ``busy[s]`` of ``slots[s]`` (replicas x max batch) are in
-use, the rest wait FIFO in ``queues[s]`` up to ``max_queue[s]``.
+**Events.** The engine's own events (arrivals, the end of a trip to a site, a replica's next batch
+change, a fixed job's end, a fail-over's retry) are kept in one heap and run by a single SimPy
+process, :meth:`Engine._loop`. It runs them inline, advancing ``env.now`` itself, as long as no
+other SimPy event (a fault, a health check, a view refresh, the progress tick, the horizon) is due
+first; otherwise it yields a timeout to that event's time and carries on after it. The order of
+events is exactly SimPy's (time, then scheduling order), at a fraction of SimPy's cost per event
+(about 1 us instead of 3 us: no Event object, no callback list), which pays for the serving
+physics. The trip back is pure arithmetic since nothing can happen to a response on its way home.
+
+**Serving.** A site whose model generates tokens is a
+:class:`~aigrid_sim.serving.replica.ReplicaPool`:
+replicas batching as vLLM / TensorRT-LLM do (KV-cache memory, chunked prefill, preemption, prefix
+cache), event-cheap; the engine only calls ``arrive`` / ``set_alive`` and is told when a request has
+its last token, and never computes token timings itself. A site running a fixed-service model
+(``mmc``, the queueing-theory checks) keeps the slot model: ``busy[s]`` of ``slots[s]`` slots in
+use, the rest wait FIFO in ``queues[s]`` up to ``max_queue[s]``, each job holding its slot for its
+fixed work.
 
 Faults (:mod:`aigrid_sim.sim.faults`) change a site's capacity or the network while the run goes on.
 ``alive[s]`` is the truth, ``up[s]`` what policies see (copied from ``alive`` at once, or at the
@@ -16,19 +28,13 @@ next health check when ``faults.detection_s > 0``). A request caught by a failur
 service at a site that goes down or loses replicas, or arriving at a dead site it was sent to --
 fails over: the news travels back to its origin (one way), then after ``retry_delay_s`` the policy
 chooses again, and the time lost is added to its latency (``extra_s``); past ``retries`` fail-overs
-it ends ``failed``. Completion timeouts cannot be cancelled in SimPy, so an interrupted request's
-completion callback is removed from its timeout and its slot is released at once.
-
-A generative request's service time is fixed at admission from the batch it joins: prefill of its
-input tokens (after waiting for earlier prefills or half the decode step in progress), plus its
-output tokens at the per-token time of that batch size, plus the stalls while the batch's other
-sequences are replaced and prefilled (no event per token; the
-approximation and its error against a per-iteration model are in :mod:`aigrid_sim.serving.batching` and
-its tests).
+it ends ``failed``. Its pending completion event is made stale (it is ignored when it comes).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -40,6 +46,7 @@ from simpy.events import Timeout
 from aigrid_sim import rng as rngs
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.outcomes import Reason, Status
+from aigrid_sim.serving.replica import Admit, ReplicaPool, Spec
 from aigrid_sim.sim import faults as faultmod
 from aigrid_sim.sim.policies.base import Reject, Request, RoutingPolicy
 from aigrid_sim.sim.policies.view import GridView
@@ -49,6 +56,8 @@ from aigrid_sim.world.build import World
 #: Why a request was rejected, by the policy's (or control plane's) return code.
 _REJECT_REASON = {Reject.NO_CAPABLE_SITE: Reason.NO_CAPABLE_SITE, Reject.POLICY: Reason.POLICY,
                   Reject.SOVEREIGNTY: Reason.SOVEREIGNTY, Reject.QUOTA: Reason.QUOTA}
+
+INF = float("inf")
 
 
 @dataclass
@@ -62,15 +71,19 @@ class Records:
     site: np.ndarray  # int32, -1 if never routed
     status: np.ndarray  # int8 Status
     reason: np.ndarray  # int8 Reason
-    t_start: np.ndarray  # service start
-    service_s: np.ndarray  # service time
-    prefill_s: np.ndarray  # prefill part of the service time
+    t_start: np.ndarray  # service start (first admission into a batch)
+    service_s: np.ndarray  # service time (first admission to last token)
+    prefill_s: np.ndarray  # first admission to first token (time to first token at the site)
     batch: np.ndarray  # int16: sequences in the replica's batch when admitted
     extra_s: np.ndarray  # time lost to failed attempts (fail-over), added to latency
     attempts: np.ndarray  # int8: sites tried
     site0: np.ndarray  # int32: first site that failed under the request (-1 if none)
     wasted_s: np.ndarray  # slot-seconds of service lost to failures
     net_ms: np.ndarray  # round trip of the last attempt when the network changed (else NaN)
+    tpot_s: np.ndarray = None  # time per output token after the first (NaN if out <= 1)
+    preemptions: np.ndarray = None  # int16: times preempted (recompute)
+    cached_tokens: np.ndarray = None  # int32: prompt tokens served from the prefix cache
+    prefill_tokens: np.ndarray = None  # int32: prompt tokens admitted (recomputes included)
 
     @classmethod
     def empty(cls, n: int) -> Records:
@@ -78,7 +91,14 @@ class Records:
         nan = np.full(n, np.nan)
         return cls(np.full(n, -1, np.int32), np.zeros(n, np.int8), np.zeros(n, np.int8),
                    nan, nan.copy(), nan.copy(), np.zeros(n, np.int16), np.zeros(n),
-                   np.zeros(n, np.int8), np.full(n, -1, np.int32), np.zeros(n), nan.copy())
+                   np.zeros(n, np.int8), np.full(n, -1, np.int32), np.zeros(n), nan.copy(),
+                   nan.copy(), np.zeros(n, np.int16), np.zeros(n, np.int32),
+                   np.zeros(n, np.int32))
+
+    @property
+    def ttft_s(self) -> np.ndarray:
+        """Time to first token at the site (wait excluded): first admission to first token."""
+        return self.prefill_s
 
     # The record lifecycle of a streamed run (rows are slots, reused once flushed). Written
     # over the dataclass fields, so a column added above needs nothing here.
@@ -165,20 +185,17 @@ class Engine:
         self._segments: deque = deque()  # [first id, first slot, rows, rows flushed, window]
         self.n_loaded = 0  # requests loaded so far (ids 0 .. n_loaded - 1)
         self.records = Records.empty(n if windows is None else 0)
+        # The engine's own events: (time, order, fn, arg), run by _loop.
+        self._heap: list = []
+        self._order = itertools.count().__next__
         deps = world.site_deployment
         self.slots = [int(x) for x in world.site_slots]
         self.replicas = [world.replicas(s) for s in range(S)]
         self.max_queue = [int(x) for x in world.site_max_queue]
         self.capability = [int(x) for x in world.site_capability]
-        self.spt = [d.prefill_s_per_token for d in deps]
-        self.tpot = [d.tpot_s for d in deps]
         self.busy = [0] * S
-        # Per site: sum of in/out tokens of the generative requests in service (prefill stalls).
-        self.in_per_out = [0.0] * S
-        # Per site: when the prefills admitted so far will be done (first-token waits).
-        self.prefill_free = [0.0] * S
-        self.queues: list[deque] = [deque() for _ in range(S)]
-        self.in_service: list[dict] = [{} for _ in range(S)]  # request id -> completion event
+        self.queues: list[deque] = [deque() for _ in range(S)]  # slot-model sites
+        self.in_service: list[dict] = [{} for _ in range(S)]  # slot model: id -> token
         self.up = [True] * S  # as policies see it
         self.seen_slots = list(self.slots)  # capacity as policies see it (partial outages)
         self.alive = [True] * S  # the truth
@@ -189,17 +206,6 @@ class Engine:
                 raise ConfigError(
                     f"site {world.site_id[s]!r} hosts {d.model.name!r}, which has no token speeds, "
                     f"but apps {gen} are generative; give those sites a generative model")
-        # Mean prefill seconds of each app at each site, for policies' latency predictions.
-        self.est_prefill_s = [[(a.mean_in_tokens * d.prefill_s_per_token) if a.generative else 0.0
-                               for a in apps] for d in deps]
-        self.view = GridView(self, k_nearest)
-        if staleness_s > 0:
-            self._seen_busy = list(self.busy)
-            self._seen_qlen = [0] * S
-            self.view._busy = self._seen_busy
-            self.view._queue_len = self._seen_qlen.__getitem__
-            self.env.process(self._refresh_view(staleness_s))
-        policy.bind(self.view)
         self._progress = progress
         self._rtt = world.rtt_ms
         # Per-request columns the hot path reads, as Python lists (fast scalar access), one
@@ -214,11 +220,48 @@ class Engine:
         self._app_slo = [a.slo_ms for a in apps]
         self._app_ttft = [a.slo_on_ttft for a in apps]
         self._app_gen = [a.generative for a in apps]
+        # Closed loop (arrivals.kind=closed): the first `concurrency` requests arrive at 0, each
+        # end (served, rejected or failed) releases the next one at that instant.
+        self._closed_stream = windows[0] if isinstance(windows, list) and windows else stream
+        info = self._closed_stream.info
+        self._closed = int(info.get("concurrency", 0) or 0)
+        n_all = len(windows[0]) if isinstance(windows, list) and windows else n
+        self._next_closed = min(self._closed, n_all) if self._closed else n_all
+        # Generative sites: one replica pool each (the serving interface).
+        one = isinstance(windows, list) and len(windows) == 1  # slot = request id
+        units = _prefix_units(windows[0] if one else stream, self._app,
+                              streamed=windows is not None and not one)
+        fixed_req = None
+        if not all(self._app_gen):
+            gen_app = self._app_gen
+            fixed_req = _FixedJobs(self._app, gen_app)
+        self.pools: list[ReplicaPool | None] = [None] * S
+        now = self._now
+        specs: dict[int, Spec] = {}
+        for s, d in enumerate(deps):
+            if d.fixed:
+                continue
+            sp = specs.get(id(d))
+            if sp is None:
+                sp = specs[id(d)] = Spec(d, where=f"site {world.site_id[s]!r}")
+            self.pools[s] = ReplicaPool(
+                sp, self.replicas[s], self.max_queue[s], self._in, self._out, self.records,
+                self._at, now, self._served, self.busy, s, units=units, work=self._work,
+                is_fixed=fixed_req)
+        self._pool_enter = [p.arrive if p is not None else None for p in self.pools]
+        self.view = GridView(self, k_nearest)
+        if staleness_s > 0:
+            self._seen_busy = list(self.busy)
+            self._seen_qlen = [0] * S
+            self.view._busy = self._seen_busy
+            self.view._queue_len = self._seen_qlen.__getitem__
+            self.env.process(self._refresh_view(staleness_s))
+        policy.bind(self.view)
 
     # ------------------------------------------------------------------ running
     def run(self) -> Records:
         """Run to the horizon and return the records."""
-        self.env.process(self._arrivals())
+        self.env.process(self._loop())
         if self.faults is not None:
             f = self.faults
             self._retries = f.retries
@@ -239,14 +282,54 @@ class Engine:
 
     def queue_len(self, s: int) -> int:
         """Requests waiting at site ``s``."""
-        return len(self.queues[s])
+        p = self.pools[s]
+        return len(self.queues[s]) if p is None else len(p.queue)
+
+    def in_service_ids(self, s: int) -> list[int]:
+        """Requests in service at site ``s`` (in a replica's batch, or holding a slot)."""
+        p = self.pools[s]
+        if p is None:
+            return list(self.in_service[s])
+        ids = [i for r in p.reps if r.alive for i in r.running]
+        return ids + list(p.where)
+
+    def waiting_ids(self, s: int) -> list[int]:
+        """Requests waiting at site ``s``."""
+        p = self.pools[s]
+        return list(self.queues[s] if p is None else p.queue)
+
+    def preemptions(self) -> list[int]:
+        """Preemptions per site (0 for slot-model sites)."""
+        return [p.preemptions if p is not None else 0 for p in self.pools]
+
+    def cache_tokens(self) -> tuple[list[int], list[int]]:
+        """Prefix-cache hits and misses (prompt tokens) per site."""
+        hits, misses = [], []
+        for p in self.pools:
+            h = m = 0
+            if p is not None:
+                for r in p.reps:
+                    h += r.cache.hits
+                    m += r.cache.misses
+            hits.append(h)
+            misses.append(m)
+        return hits, misses
+
+    def _now(self) -> float:
+        return self.env._now
+
+    def _at(self, t: float, fn, arg) -> None:
+        """Run ``fn(arg)`` at time ``t`` (an engine event)."""
+        heapq.heappush(self._heap, (t, self._order(), fn, arg))
 
     def _refresh_view(self, every: float):
-        busy, qs = self.busy, self.queues
+        busy = self.busy
         seen_b, seen_q = self._seen_busy, self._seen_qlen
+        S = self.world.n_sites
+        qlen = self.queue_len
         while True:
             seen_b[:] = busy
-            seen_q[:] = [len(q) for q in qs]
+            seen_q[:] = [qlen(s) for s in range(S)]
             yield self.env.timeout(every)
 
     def _tick(self):
@@ -255,19 +338,60 @@ class Engine:
             self._progress(self.env.now, self.n_loaded)
             yield self.env.timeout(step)
 
-    def _arrivals(self):
+    def _loop(self):
+        """Run the engine's events in time order, yielding to SimPy whenever it has one due first.
+
+        Arrivals are read from the stream in order; every other engine event is in the heap.
+        Ties go to the heap first, then arrivals, then SimPy's own events.
+        """
         env = self.env
-        t = self._t
+        heap = self._heap
+        pop = heapq.heappop
+        peek = env.peek
         arrive = self._arrive
+        p = peek()
         for w in self._windows:
             if not len(w):
                 continue
-            p = self._load(w)
-            for i in range(p, p + len(w)):
-                dt = t[i] - env.now
-                if dt > 0:
-                    yield Timeout(env, dt)
+            nxt = self._load(w)
+            t_arr = self._t
+            end = nxt + (min(self._closed, len(w)) if self._closed else len(w))
+            while nxt < end:
+                ta = t_arr[nxt]
+                if heap and heap[0][0] <= ta:
+                    t = heap[0][0]
+                    if t >= p:
+                        yield Timeout(env, p - env._now)
+                        p = peek()
+                        continue
+                    env._now = t
+                    _, _, fn, arg = pop(heap)
+                    fn(arg)
+                    continue
+                if ta >= p:
+                    yield Timeout(env, p - env._now)
+                    p = peek()
+                    continue
+                env._now = ta
+                i = nxt
+                nxt += 1
                 arrive(i)
+        # Every arrival is in: run the rest of the engine's events.
+        while True:
+            if heap:
+                t = heap[0][0]
+                if t >= p:
+                    yield Timeout(env, p - env._now)
+                    p = peek()
+                    continue
+                env._now = t
+                _, _, fn, arg = pop(heap)
+                fn(arg)
+            else:
+                if p == INF:
+                    return
+                yield Timeout(env, p - env._now)
+                p = peek()
 
     # ------------------------------------------------------------------ record lifecycle
     _STREAM_LISTS = (("_t", "t"), ("_origin", "origin"), ("_app", "app"), ("_in", "in_tokens"),
@@ -349,6 +473,8 @@ class Engine:
         if s < 0:
             rec.status[i] = Status.REJECTED
             rec.reason[i] = _REJECT_REASON.get(s, Reason.POLICY)
+            if self._closed:
+                self._release()
             return
         if self.capability[s] < req.capability:
             raise RuntimeError(
@@ -361,16 +487,33 @@ class Engine:
         if self._log_net:
             rec.net_ms[i] = one_way * 2000.0
         if one_way > 0:
-            ev = Timeout(self.env, one_way, (i, s))
-            ev.callbacks.append(self._at_site)
+            heapq.heappush(self._heap, (self.env._now + one_way, self._order(), self._at_site,
+                                        (i, s)))
         else:
             self._enter(i, s)
 
-    def _at_site(self, ev) -> None:
-        i, s = ev._value
-        self._enter(i, s)
+    def _at_site(self, arg) -> None:
+        self._enter(arg[0], arg[1])
 
     def _enter(self, i: int, s: int) -> None:
+        enter = self._pool_enter[s]
+        if enter is not None:
+            code = enter(i)
+            if code <= Admit.QUEUED:
+                return
+            rec = self.records
+            if code == Admit.FULL:
+                rec.status[i] = Status.REJECTED
+                rec.reason[i] = Reason.QUEUE_FULL
+            elif code == Admit.TOO_LONG:
+                rec.status[i] = Status.REJECTED
+                rec.reason[i] = Reason.CONTEXT_TOO_LONG
+            else:  # sent to a dead site (before its failure was detected)
+                self._fail_over(i, s)
+                return
+            if self._closed:
+                self._release()
+            return
         if self.busy[s] < self.slots[s]:
             self._start(i, s)
         elif len(self.queues[s]) < self.max_queue[s]:
@@ -380,50 +523,50 @@ class Engine:
         else:
             self.records.status[i] = Status.REJECTED
             self.records.reason[i] = Reason.QUEUE_FULL
+            if self._closed:
+                self._release()
 
+    def _served(self, i: int) -> None:
+        """Request ``i`` has its last token (called by its site's replica pool)."""
+        self.records.status[i] = Status.OK
+        if self._closed:
+            self._release()
+
+    def _release(self) -> None:
+        """Closed loop: a client's request ended; it sends its next one now."""
+        k = self._next_closed
+        if k >= len(self._t):
+            return
+        self._next_closed = k + 1
+        now = self.env._now
+        self._t[k] = now
+        self._closed_stream.t[k] = now
+        self._at(now, self._arrive, k)
+
+    # ------------------------------------------------------------------ slot model (fixed work)
     def _start(self, i: int, s: int) -> None:
-        b = self.busy[s] + 1
-        self.busy[s] = b
-        batch = (b - 1) // self.replicas[s] + 1
+        self.busy[s] += 1
         rec = self.records
-        now = self.env.now
-        if self._app_gen[self._app[i]]:
-            spt = self.spt[s]
-            pre = self._in[i] * spt
-            # Decode at the batch's step time, plus the stalls while the others' successors are
-            # prefilled: sum_j in_j/out_j prefill tokens per own token over the replica's other
-            # sequences (aigrid_sim/batching.py measures this against a per-iteration model).
-            r = self.in_per_out[s] if b > 1 else 0.0
-            stall = spt * r * (batch - 1) / (b - 1) if b > 1 else 0.0
-            out = self._out[i] or 1
-            # Its first token also waits for the prefills admitted before it (FIFO; a site's
-            # replicas prefill in parallel) or, if none is pending, for half the decode step in
-            # progress on its replica.
-            free = self.prefill_free[s]
-            wait = free - now if free > now else (0.5 * self.tpot[s][batch - 1] if batch > 1
-                                                  else 0.0)
-            self.prefill_free[s] = now + wait + pre / self.replicas[s]
-            pre += wait
-            svc = pre + out * (self.tpot[s][batch] + stall)
-            self.in_per_out[s] = r + self._in[i] / out
-        else:
-            pre = 0.0
-            svc = self._work[i]
+        now = self.env._now
+        svc = self._work[i]
         rec.t_start[i] = now
         rec.service_s[i] = svc
-        rec.prefill_s[i] = pre
-        rec.batch[i] = batch
-        ev = Timeout(self.env, svc, (i, s))
-        ev.callbacks.append(self._done)
-        self.in_service[s][i] = ev
+        rec.prefill_s[i] = 0.0
+        rec.batch[i] = 1
+        tok = self._order()
+        self.in_service[s][i] = tok
+        heapq.heappush(self._heap, (now + svc, tok, self._done, (i, s, tok)))
 
-    def _done(self, ev) -> None:
-        i, s = ev._value
-        del self.in_service[s][i]
+    def _done(self, arg) -> None:
+        i, s, tok = arg
+        ins = self.in_service[s]
+        if ins.get(i) != tok:
+            return  # interrupted by a failure meanwhile
+        del ins[i]
         self.records.status[i] = Status.OK
+        if self._closed:
+            self._release()
         self.busy[s] -= 1
-        if self._app_gen[self._app[i]]:
-            self.in_per_out[s] -= self._in[i] / (self._out[i] or 1)
         q = self.queues[s]
         if q:
             self._start(q.popleft(), s)
@@ -437,15 +580,24 @@ class Engine:
         """From now on, site ``s`` has ``lost`` of its replicas out of service (0 = fully up).
 
         Losing every replica takes the site down: its queued and in-service requests fail over.
-        Losing some preempts the in-service requests of the lost replicas (their share of the
-        busy slots, picked at random from the run seed) and they fail over; the queue stays.
-        Regaining replicas starts queued requests on the freed slots.
+        Losing some drops the batches of the lost replicas (generative sites: the last replicas;
+        slot-model sites: their share of the busy slots, picked at random from the run seed),
+        whose requests fail over; the queue stays. Regaining replicas starts queued requests.
         """
         replicas0, slots0, queue0 = self._nominal
         alive = replicas0[s] - lost
         before = replicas0[s] - self._lost[s]
         self._lost[s] = lost
-        if alive <= 0:
+        pool = self.pools[s]
+        if pool is not None:
+            self.alive[s] = alive > 0
+            self.replicas[s] = max(alive, 0)
+            self.slots[s] = slots0[s] // replicas0[s] * max(alive, 0)
+            self.max_queue[s] = queue0[s]
+            pool.max_queue = queue0[s]
+            for i in pool.set_alive(max(alive, 0)):
+                self._lose(i, s)
+        elif alive <= 0:
             self.alive[s] = False
             self.slots[s] = 0
             self.max_queue[s] = -1  # _enter's fast path then falls through to the dead-site check
@@ -471,15 +623,21 @@ class Engine:
             self.up[s] = self.alive[s]
             self.seen_slots[s] = self.slots[s]
 
-    def _interrupt(self, i: int, s: int) -> None:
-        """Stop request ``i``'s service at site ``s``: free its slot, drop its completion, fail over."""
-        ev = self.in_service[s].pop(i)
-        ev.callbacks.remove(self._done)
-        self.busy[s] -= 1
-        if self._app_gen[self._app[i]]:  # undo its share of the batch's prefill stalls
-            self.in_per_out[s] -= self._in[i] / (self._out[i] or 1)
+    def _lose(self, i: int, s: int) -> None:
+        """Request ``i`` lost its place at generative site ``s`` (queued or in a batch)."""
         rec = self.records
-        rec.wasted_s[i] += self.env.now - rec.t_start[i]
+        if not np.isnan(rec.t_start[i]):
+            rec.wasted_s[i] += self.env._now - rec.t_start[i]
+            rec.t_start[i] = rec.service_s[i] = rec.prefill_s[i] = rec.tpot_s[i] = np.nan
+            rec.batch[i] = 0
+        self._fail_over(i, s)
+
+    def _interrupt(self, i: int, s: int) -> None:
+        """Stop request ``i``'s service at site ``s``: free the slot, drop the completion, retry."""
+        del self.in_service[s][i]
+        self.busy[s] -= 1
+        rec = self.records
+        rec.wasted_s[i] += self.env._now - rec.t_start[i]
         rec.t_start[i] = rec.service_s[i] = rec.prefill_s[i] = np.nan
         rec.batch[i] = 0
         self._fail_over(i, s)
@@ -495,12 +653,60 @@ class Engine:
         if attempts > self._retries:
             rec.status[i] = Status.FAILED
             rec.reason[i] = Reason.RETRIES_EXHAUSTED if self._retries else Reason.SITE_DOWN
+            if self._closed:
+                self._release()
             return
         delay = self._rtt.item(self._origin[i], s) * 0.0005 + self._retry_delay
-        rec.extra_s[i] = self.env.now + delay - self._t[i]
-        ev = Timeout(self.env, delay, i)
-        ev.callbacks.append(self._retry)
+        rec.extra_s[i] = self.env._now + delay - self._t[i]
+        self._at(self.env._now + delay, self._retry, i)
 
-    def _retry(self, ev) -> None:
-        i = ev._value
+    def _retry(self, i: int) -> None:
         self._arrive(i, int(self.records.attempts[i]))
+
+
+class _FixedJobs:
+    """``fixed[i]``: whether the request in slot ``i`` is a fixed-work job (not generative)."""
+
+    __slots__ = ("_app", "_gen")
+
+    def __init__(self, app: list, gen: list):
+        self._app = app
+        self._gen = gen
+
+    def __getitem__(self, i: int) -> bool:
+        return not self._gen[self._app[i]]
+
+
+def _prefix_units(stream: RequestStream, app: list, streamed: bool = False):
+    """``units(i)``: the shared prefix units of the request in slot ``i``, or None if none.
+
+    A trace's ``hash_ids`` (``stream.prefix_ids``/``prefix_off``, one id per
+    ``stream.prefix_block_tokens``-token block; runs given one stream, where slot = request) and
+    an app's system prompt (one unit per app). ``app`` is the engine's per-slot app list.
+    """
+    sys_tokens = [getattr(a, "system_prompt_tokens", 0) for a in stream.apps]
+    ids = None if streamed else getattr(stream, "prefix_ids", None)
+    if ids is None and not any(sys_tokens):
+        return None
+    per_app = [(((-1 - k, n - n % 16),) if n >= 16 else ()) for k, n in enumerate(sys_tokens)]
+    if ids is None:
+        return lambda i: per_app[app[i]]
+    off = stream.prefix_off.tolist()
+    flat = ids.tolist()
+    size = int(stream.prefix_block_tokens)
+    tin = stream.in_tokens.tolist()
+
+    def units(i: int):
+        a, b = off[i], off[i + 1]
+        if a == b:
+            return per_app[app[i]]
+        p = tin[i]
+        out = []
+        for k in range(b - a):
+            n = p - k * size
+            n = size if n > size else n - n % 16
+            if n <= 0:
+                break
+            out.append((flat[a + k], n))
+        return tuple(out)
+    return units

@@ -351,8 +351,9 @@ def inject(engine: Engine, schedule: FaultSchedule):
 
 
 def health_checks(engine: Engine, every_s: float):
-    """SimPy process: every ``every_s`` seconds, policies learn which sites are really up and
-    how much capacity each has left.
+    """SimPy process: policies learn the true state of the sites every ``every_s`` seconds.
+
+    They learn which sites are really up and how much capacity each has left.
     """
     up, alive = engine.up, engine.alive
     seen, slots = engine.seen_slots, engine.slots

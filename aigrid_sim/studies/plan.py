@@ -9,10 +9,10 @@ of a scenario (best on a region, e.g. ``world.cities.countries=[DE,FR]``), in fo
    *slack*: its SLO minus its latency without queueing. It also gives the best SLO attainment any
    number of GPUs can buy (the network floor): an app whose pilot attainment is below the target
    is held to its pilot attainment minus 0.5 percentage points instead, and the result says so.
-2. **Analytic estimate** (Erlang C, :mod:`aigrid_sim.studies.theory`): per site, the fewest model replicas
-   ``R`` such that an M/M/c queue with ``c = R x max_batch`` slots and mean service time at the
-   batch size the load implies (a fixed point: batch = busy slots / R, and decode time grows with
-   the batch) keeps the predicted share of requests whose wait exceeds their slack,
+2. **Analytic estimate** (Erlang C, :mod:`aigrid_sim.studies.theory`): per site, the fewest model
+   replicas ``R`` such that an M/M/c queue with ``c = R x max_batch`` slots and mean service time
+   at the batch size the load implies (a fixed point: batch = busy slots / R, and decode time grows
+   with the batch) keeps the predicted share of requests whose wait exceeds their slack,
    ``mean_i C(c, a) exp(-(c - a) slack_i / E[S])``, within half the SLO error budget
    (``queue_share`` x (1 - target)), and the chance of a full queue ``C (a/c)^K`` within half the
    rejection budget.
@@ -221,9 +221,9 @@ def size_site(load: SiteLoad, dep, max_queue: int, targets: Targets,
               max_replicas: int = 100_000) -> tuple[int, float]:
     """Fewest replicas meeting the queueing and queue-full budgets; and the utilisation then.
 
-    Uses :func:`aigrid_sim.studies.theory.erlang_c_servers_for_target` for a lower bound on the slots
-    (probability of waiting within the budget at batch 1), then a binary search on replicas with
-    the batch fixed point (the predicted misses fall as replicas are added).
+    Uses :func:`aigrid_sim.studies.theory.erlang_c_servers_for_target` for a lower bound on the
+    slots (probability of waiting within the budget at batch 1), then a binary search on replicas
+    with the batch fixed point (the predicted misses fall as replicas are added).
     """
     if load.lam <= 0:
         return 1, 0.0
@@ -312,7 +312,8 @@ class _Planner:
         c = OmegaConf.create(OmegaConf.to_container(self.dcfg, resolve=False))
         OmegaConf.set_struct(c, False)
         c.seed = seed
-        c.world.site_gpus = {sid: int(r * g) for sid, r, g in zip(self.ids, replicas, self.gpr)}
+        c.world.site_gpus = {sid: int(r * g)
+                             for sid, r, g in zip(self.ids, replicas, self.gpr, strict=True)}
         c.output.write = False
         c.output.figures = False
         c.output.progress = False
@@ -325,7 +326,7 @@ class _Planner:
         return run_config(self._config(replicas, seed))
 
     def gpus(self, replicas: list[int]) -> dict[str, int]:
-        return {sid: int(r * g) for sid, r, g in zip(self.ids, replicas, self.gpr)}
+        return {sid: int(r * g) for sid, r, g in zip(self.ids, replicas, self.gpr, strict=True)}
 
     def monthly_cost(self, replicas: list[int]) -> float:
         return float((np.asarray(replicas) * self.replica_price).sum() * HOURS_PER_MONTH)
@@ -357,7 +358,7 @@ class _Planner:
         apps = self.cfg.workload.apps
         app_gen = {a.name: a.service.kind == "tokens" for a in apps}
         floor: dict[str, float] = {}
-        for seed, r in zip(self.seeds, runs):
+        for seed, r in zip(self.seeds, runs, strict=True):
             q = r.requests
             idx = {sid: i for i, sid in enumerate(self.ids)}
             self.pilot_site[seed] = q["site"].map(idx).fillna(-1).to_numpy(int)

@@ -286,11 +286,11 @@ def sample_occupancy(engine, rate_per_s: float, seed: int) -> tuple[list, list]:
         float(np.max(engine.world.rtt_ms, initial=0.0)) / 2000.0
 
     def sampler():
-        env, busy, queues = engine.env, engine.busy, engine.queues
+        env, busy, qlen = engine.env, engine.busy, engine.queue_len
         while True:
             yield env.timeout(float(rng.exponential(1.0 / rate_per_s)))
             now = env.now
-            row = [b + len(q) for b, q in zip(busy, queues)]
+            row = [b + qlen(s) for s, b in enumerate(busy)]
             times.append(now)
             counts.append(row)
             if now > quiet_after and not any(row):

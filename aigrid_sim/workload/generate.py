@@ -1,5 +1,6 @@
-"""Synthetic request streams: who asks (city, by population), when (Poisson, follow-the-sun,
-bursts, flash crowds) and what.
+"""Synthetic request streams: who asks, when and what.
+
+Who: cities, by population; when: Poisson, follow-the-sun, bursts, flash crowds.
 
 Generation is vectorised: arrival times come from a non-homogeneous Poisson process sampled by
 thinning (candidates at the peak rate, each kept with probability rate(t)/peak), which is exact for
@@ -34,7 +35,8 @@ def app_specs(apps: list[AppConfig]) -> list[AppSpec]:
     """Turn app configs into the specs the engine and policies use."""
     return [AppSpec(a.name, a.capability, a.slo_ms, a.slo_on == "ttft",
                     a.service.kind == "tokens", a.tokens.in_mean, a.tokens.out_mean,
-                    a.service.mean_s) for a in apps]
+                    a.service.mean_s, int(getattr(a, "system_prompt_tokens", 0) or 0))
+            for a in apps]
 
 
 def lognormal_ints(rng: np.random.Generator, mean: float, cv: float, n: int,
@@ -78,6 +80,11 @@ def arrival_times_and_origins(cfg: SimConfig, population: np.ndarray, utc_offset
     total = cfg.workload.rate_rps * cfg.load
     arr = cfg.workload.arrivals
     kind = arr.kind
+    if kind == "closed":
+        # A closed loop: every request is placed at 0; the engine releases request k + c when
+        # request k ends (c = concurrency) and writes its real arrival time.
+        n = int(cfg.max_requests)
+        return np.zeros(n), rng.choice(len(weights), size=n, p=weights).astype(np.int32)
     curve = diurnal_curve(arr.curve) if kind == "diurnal" else np.ones(24)
     mmpp = (MMPP.build([s.rate for s in arr.mmpp.states],
                        [s.mean_sojourn_s for s in arr.mmpp.states], arr.mmpp.transitions)
@@ -168,6 +175,15 @@ def generate_stream(cfg: SimConfig, population: np.ndarray, utc_offset_h: np.nda
     and ``names`` (per origin) are needed only by flash crowds aimed at them and by a
     per-region MMPP.
     """
+    arr = cfg.workload.arrivals
+    if arr.kind == "closed":  # a closed loop: the engine releases the requests (see below)
+        t, origin = arrival_times_and_origins(
+            cfg, population, utc_offset_h, rngs.generator(cfg.seed, "arrivals"),
+            region=region, country=country, names=names)
+        stream = assign_apps(cfg, t, origin)
+        stream.info.update({"source": "synthetic", "arrivals": arr.kind,
+                            "requests": int(len(t)), "concurrency": int(arr.concurrency)})
+        return stream
     from aigrid_sim.workload.windows import SyntheticArrivals, concat
 
     proc = SyntheticArrivals(cfg, population, utc_offset_h, region=region, country=country,
@@ -207,6 +223,9 @@ def assign_apps(cfg: SimConfig, t: np.ndarray, origin: np.ndarray,
                                           a.tokens.in_max)
                 tout[idx] = lognormal_ints(r, a.tokens.out_mean, a.tokens.out_cv, len(idx),
                                            a.tokens.out_max)
+                sys_tokens = int(getattr(a, "system_prompt_tokens", 0) or 0)
+                if sys_tokens:  # every prompt starts with the shared system prompt
+                    tin[idx] = np.maximum(tin[idx], sys_tokens + 1)
         else:
             work[idx] = service_draws(r, a, len(idx))
     return RequestStream(t.astype(np.float64), origin.astype(np.int32), app, tin, tout, work,

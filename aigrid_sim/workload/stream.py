@@ -20,6 +20,7 @@ class AppSpec:
         mean_in_tokens: Mean input tokens (for policies' predictions).
         mean_out_tokens: Mean output tokens.
         mean_work_s: Mean fixed service time (non-generative apps).
+        system_prompt_tokens: Leading prompt tokens shared by all its requests (prefix cache).
     """
 
     name: str
@@ -30,6 +31,7 @@ class AppSpec:
     mean_in_tokens: float = 0.0
     mean_out_tokens: float = 0.0
     mean_work_s: float = 0.0
+    system_prompt_tokens: int = 0
 
 
 @dataclass
@@ -45,6 +47,10 @@ class RequestStream:
         work_s: Fixed service time for non-generative apps; 0 for generative ones.
         apps: The apps, by index.
         info: Facts about how the stream was made (rows skipped in a trace, ...).
+        prefix_ids: Optional shared-prefix block ids of every request, concatenated (a trace's
+            ``hash_ids``: equal ids at equal positions mean equal prompt prefixes).
+        prefix_off: Request ``i``'s ids are ``prefix_ids[prefix_off[i]:prefix_off[i + 1]]``.
+        prefix_block_tokens: Prompt tokens per prefix block (512 in Mooncake traces).
     """
 
     t: np.ndarray
@@ -55,6 +61,9 @@ class RequestStream:
     work_s: np.ndarray
     apps: list[AppSpec]
     info: dict = field(default_factory=dict)
+    prefix_ids: np.ndarray | None = None
+    prefix_off: np.ndarray | None = None
+    prefix_block_tokens: int = 512
 
     def __len__(self) -> int:
         return len(self.t)
@@ -70,5 +79,10 @@ class RequestStream:
 
     def head(self, n: int) -> RequestStream:
         """The first ``n`` requests."""
+        ids = off = None
+        if self.prefix_ids is not None:
+            off = self.prefix_off[:n + 1]
+            ids = self.prefix_ids[:off[-1]]
         return RequestStream(self.t[:n], self.origin[:n], self.app[:n], self.in_tokens[:n],
-                             self.out_tokens[:n], self.work_s[:n], self.apps, dict(self.info))
+                             self.out_tokens[:n], self.work_s[:n], self.apps, dict(self.info),
+                             ids, off, self.prefix_block_tokens)

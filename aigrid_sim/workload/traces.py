@@ -60,6 +60,10 @@ class TraceFormat:
         out_tokens: Output-token column (request traces).
         origin: Optional column of origin (city) names.
         rate: Rate column, requests per second (rate series).
+        prefix: Optional column of shared-prefix block ids (Mooncake's ``hash_ids``: ids
+            separated by spaces, one per ``prefix_block_tokens`` prompt tokens); read when the
+            file has it, for prefix caching.
+        prefix_block_tokens: Prompt tokens per prefix block.
     """
 
     name: str
@@ -70,6 +74,8 @@ class TraceFormat:
     out_tokens: str | None = None
     origin: str | None = None
     rate: str | None = None
+    prefix: str | None = None
+    prefix_block_tokens: int = 512
 
     def columns(self) -> dict[str, str]:
         """Role -> column for the roles this format uses."""
@@ -83,7 +89,7 @@ FORMATS: dict[str, TraceFormat] = {
                          "GeneratedTokens"),
     # Mooncake FAST'25 traces as CSV: timestamp_ms,input_length,output_length,hash_ids
     "mooncake": TraceFormat("mooncake", "requests", "timestamp_ms", "ms", "input_length",
-                            "output_length"),
+                            "output_length", prefix="hash_ids"),
     # ServeGen rate series: window_start_s,total_rate_rps,active_clients
     "servegen": TraceFormat("servegen", "rate", "window_start_s", "s", rate="total_rate_rps"),
 }
@@ -121,6 +127,8 @@ class Trace:
         rows: Data rows in the file.
         skipped: Bad rows skipped (``skip_bad_rows``), by reason.
         skipped_lines: The first few skipped lines.
+        prefix_ids: Prefix block ids of every kept row, concatenated (None if the file has none).
+        prefix_off: Row ``k``'s ids are ``prefix_ids[prefix_off[k]:prefix_off[k + 1]]``.
     """
 
     path: Path
@@ -134,6 +142,8 @@ class Trace:
     rows: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_lines: list[int] = field(default_factory=list)
+    prefix_ids: np.ndarray | None = None
+    prefix_off: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.t)
@@ -233,7 +243,7 @@ def load_trace(path: str | Path, fmt: TraceFormat | str, *,
             bad[idx] = True
 
     raw: dict[str, np.ndarray] = {r: df[c].to_numpy(dtype=object) for r, c in roles.items()}
-    for role, col in roles.items():
+    for col in roles.values():
         flag(pd.isna(df[col]).to_numpy(), f"missing value in column {col!r}")
     # Time.
     tcol = roles["time"]
@@ -313,7 +323,44 @@ def load_trace(path: str | Path, fmt: TraceFormat | str, *,
         tr.rate = nums["rate"][keep]
     if "origin" in roles:
         tr.origin = np.asarray(df[roles["origin"]].to_numpy(dtype=object)[keep], dtype=object)
+    if fmt.kind == "requests" and fmt.prefix is not None and fmt.prefix in header:
+        tr.prefix_ids, tr.prefix_off = _prefix_blocks(
+            path, fmt, df[fmt.prefix].to_numpy(dtype=object)[keep], tr.in_tokens, tr.line)
     return tr
+
+
+def _prefix_blocks(path: Path, fmt: TraceFormat, values: np.ndarray, in_tokens: np.ndarray,
+                   line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a prefix-id column (``"3 4 5"``; empty = none) into flat ids and row offsets.
+
+    Raises:
+        ConfigError: ``"<file>: line <n>: ..."`` for an id that is not a whole number >= 0, or
+            more blocks than the prompt has (``ceil(in_tokens / block)``).
+    """
+    col, size = fmt.prefix, fmt.prefix_block_tokens
+    ids: list[int] = []
+    off = np.zeros(len(values) + 1, dtype=np.int64)
+    for k, v in enumerate(values):
+        if isinstance(v, str) and v.strip():
+            parts = v.replace(",", " ").strip().strip("[]").split()
+            try:
+                row = [int(x) for x in parts]
+            except ValueError:
+                raise ConfigError(
+                    f"{path}: line {line[k]}: malformed {col!r}: {v!r} (expected block ids, "
+                    f"whole numbers separated by spaces)") from None
+            if any(x < 0 for x in row):
+                raise ConfigError(f"{path}: line {line[k]}: malformed {col!r}: {v!r} (block "
+                                  f"ids must be >= 0)")
+            most = -(-int(in_tokens[k]) // size)
+            if len(row) > most:
+                raise ConfigError(
+                    f"{path}: line {line[k]}: a prefix longer than the prompt: {len(row)} "
+                    f"blocks of {size} tokens in {col!r}, but the prompt has {in_tokens[k]} "
+                    f"tokens (at most {most} blocks)")
+            ids.extend(row)
+        off[k + 1] = len(ids)
+    return np.asarray(ids, dtype=np.int64), off
 
 
 def _parser_reason(e: Exception) -> str:
@@ -499,6 +546,17 @@ def trace_stream(cfg: SimConfig, population: np.ndarray, utc_offset_h: np.ndarra
     info["requests"] = int(len(t))
     stream = assign_apps(cfg, t, origin, in_tokens=in_tok, out_tokens=out_tok)
     stream.info.update(info)
+    if fmt.kind == "requests" and tr.prefix_ids is not None:
+        if cfg.max_requests is not None:
+            row = row[:cfg.max_requests]
+        lo, hi = tr.prefix_off[row], tr.prefix_off[row + 1]
+        n_ids = hi - lo
+        off = np.concatenate([[0], np.cumsum(n_ids)]).astype(np.int64)
+        idx = np.repeat(lo - off[:-1], n_ids) + np.arange(off[-1])
+        stream.prefix_ids = tr.prefix_ids[idx]
+        stream.prefix_off = off
+        stream.prefix_block_tokens = fmt.prefix_block_tokens
+        stream.info["prefix_blocks"] = int(off[-1])
     return stream
 
 

@@ -35,7 +35,7 @@ def _countries() -> dict[str, str]:
 
     t = read_data("world_countries.csv")
     return {str(c): CONTINENTS.get(str(k), "Unknown")
-            for c, k in zip(t["iso2"], t["continent_code"])}
+            for c, k in zip(t["iso2"], t["continent_code"], strict=True)}
 
 
 def known_country(code: str) -> bool:

@@ -185,7 +185,7 @@ def _tier_sites(rows: pd.DataFrame, tier: Tier, tc: TierConfig, cat: Catalog,
 
 def _country_codes() -> dict[str, str]:
     c = read_data("world_countries.csv")
-    names = dict(zip(c.name, c.iso2))
+    names = dict(zip(c.name, c.iso2, strict=True))
     names.update({"United States": "US", "South Korea": "KR", "Hong Kong": "HK", "Taiwan": "TW",
                   "United Kingdom": "GB", "Czech Republic": "CZ", "Ivory Coast": "CI",
                   "Netherlands": "NL"})
@@ -391,7 +391,7 @@ def _unique_names(o: pd.DataFrame) -> list[str]:
     """City names, with ", CC" (then a number) added where a name repeats (Hyderabad IN / PK)."""
     names = o["name"].astype(str).tolist()
     dup = o["name"].duplicated(keep=False).to_numpy()
-    names = [f"{n}, {c}" if d else n for n, c, d in zip(names, o["country"], dup)]
+    names = [f"{n}, {c}" if d else n for n, c, d in zip(names, o["country"], dup, strict=True)]
     seen: dict[str, int] = {}
     out = []
     for n in names:

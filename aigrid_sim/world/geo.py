@@ -154,7 +154,7 @@ class RttModel:
                                      direct_km, self.max_detour)
         # Two places without usable codes: the curve fitted without any country information.
         blind = ~self.has_entry[i1] & ~self.has_entry[i2]
-        infl = [np.where(blind, nc, c) for c, nc in zip(self.infl, self.infl_no_codes)]
+        infl = [np.where(blind, nc, c) for c, nc in zip(self.infl, self.infl_no_codes, strict=True)]
         a1, a2 = self.access[i1], self.access[i2]
         # Within one country only the domestic share of the access term applies: the rest is
         # the international bottleneck (e.g. China's border, West Africa's submarine cables).

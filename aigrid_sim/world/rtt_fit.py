@@ -1,4 +1,4 @@
-"""Loading, splitting and fitting of the measured round-trip times behind :mod:`aigrid_sim.world.geo`.
+"""Loading, splitting and fitting of the measured round trips behind :mod:`aigrid_sim.world.geo`.
 
 Used by ``scripts/fit_rtt.py`` (which writes ``aigrid_sim/data/rtt_params.json``) and by the tests
 (which re-evaluate the shipped parameters on the same held-out split). The simulator itself never
@@ -37,7 +37,7 @@ def country_codes(names) -> np.ndarray:
     """
     # keep_default_na=False: Namibia's code "NA" must stay a string.
     world = pd.read_csv(_COUNTRIES_CSV, keep_default_na=False)
-    lookup = dict(zip(world["name"], world["iso2"])) | COUNTRY_ALIASES
+    lookup = dict(zip(world["name"], world["iso2"], strict=True)) | COUNTRY_ALIASES
     missing = sorted(set(names) - set(lookup))
     if missing:
         raise KeyError(f"unmapped country names: {missing}; add them to COUNTRY_ALIASES")
@@ -256,9 +256,9 @@ def _fit_hubs(des: _Design, hub, glob, access):
         best_h, (best, best_a) = hub[e], best_access(hub[e])
         for h in range(-1, 2 * len(HUBS)):
             if h != hub[e]:
-                loss, a = best_access(h)
-                if loss < best:
-                    best_h, best, best_a = h, loss, a
+                value, acc = best_access(h)
+                if value < best:
+                    best_h, best, best_a = h, value, acc
         if best_h != hub[e]:
             hub[e], access[e] = best_h, best_a
             changed += 1
@@ -292,7 +292,8 @@ def fit(train: pd.DataFrame) -> dict:
         train: Rows of :func:`load_measurements` to fit on.
 
     Returns:
-        The model part of ``rtt_params.json`` (everything :class:`aigrid_sim.world.geo.RttModel` reads).
+        The model part of ``rtt_params.json`` (all that :class:`aigrid_sim.world.geo.RttModel`
+        reads).
     """
     countries = sorted(set(train.src_iso2) | set(train.dst_iso2))
     index = {c: i for i, c in enumerate(countries)}

@@ -19,11 +19,11 @@ POLICIES = ["cheapest_feasible", "nearest_capable", "least_loaded", "power_of_tw
 
 
 def _site_country(r) -> dict[str, str]:
-    return dict(zip(r.world.site_id, [c or "" for c in r.world.site_country]))
+    return dict(zip(r.world.site_id, [c or "" for c in r.world.site_country], strict=True))
 
 
 def _origin_country(r) -> dict[str, str]:
-    return dict(zip(r.world.origin_name, [c or "" for c in r.world.origin_country]))
+    return dict(zip(r.world.origin_name, [c or "" for c in r.world.origin_country], strict=True))
 
 
 def _violations(r, app: str, rule: list[str]) -> int:
@@ -31,7 +31,7 @@ def _violations(r, app: str, rule: list[str]) -> int:
     sc, oc = _site_country(r), _origin_country(r)
     df = r.requests[(r.requests["app"] == app) & (r.requests["site"] != "")]
     bad = 0
-    for origin, site in zip(df["origin"].astype(str), df["site"]):
+    for origin, site in zip(df["origin"].astype(str), df["site"], strict=True):
         for name in rule:  # the first area that holds the origin is its area
             members = areas.resolve(name, "test")
             if oc[origin] in members:

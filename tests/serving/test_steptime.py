@@ -15,7 +15,7 @@ ST = StepTime(weights_s=0.004, token_s=20e-6, ctx_s=30e-9, overhead_s=0.001)
 
 
 def test_step_time_is_linear_in_tokens_and_context():
-    """overhead + weights + per-token + per-context-token."""
+    """Overhead + weights + per-token + per-context-token."""
     assert ST.step_s(0, 0) == pytest.approx(0.005)
     assert ST.step_s(100, 10_000) == pytest.approx(0.005 + 100 * 20e-6 + 10_000 * 30e-9)
 
@@ -155,7 +155,7 @@ def test_more_memory_or_sequences_never_lowers_throughput():
 
 
 def test_a_request_that_can_never_fit_is_an_error():
-    """isl + osl above the KV capacity: no steady state."""
+    """Isl + osl above the KV capacity: no steady state."""
     with pytest.raises(ValueError, match="does not fit in the KV cache"):
         steady_state(ST, 9000, 2000, max_num_seqs=8, kv_capacity_tokens=10_000,
                      max_num_batched_tokens=8192)

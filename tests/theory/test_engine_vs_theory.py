@@ -43,7 +43,7 @@ def fifo_finite_room(arrivals, services, c: int, room: int):
     free = [-np.inf] * c  # heap of the times each server next becomes free
     starts: collections.deque = collections.deque()  # start times of admitted customers, FIFO
     waits = np.full(len(arrivals), np.nan)
-    for i, (t, s) in enumerate(zip(arrivals, services)):
+    for i, (t, s) in enumerate(zip(arrivals, services, strict=True)):
         while starts and starts[0] <= t:
             starts.popleft()
         if free[0] > t and len(starts) >= room:

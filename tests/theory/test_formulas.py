@@ -34,7 +34,7 @@ def naive_fifo_waits(arrivals, services, c):
     free = [0.0] * c
     busy = [False] * c  # a server that has never worked is free from -infinity
     waits = []
-    for t, s in zip(arrivals, services):
+    for t, s in zip(arrivals, services, strict=True):
         best = None
         for k in range(c):
             ready = free[k] if busy[k] else -math.inf

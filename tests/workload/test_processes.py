@@ -1,5 +1,7 @@
-"""Synthetic arrival processes against theory: Poisson mean, MMPP dispersion, diurnal shape,
-flash crowds; plus their config errors, the flash_crowd scenario and the rate-over-time figure.
+"""Synthetic arrival processes against theory.
+
+Poisson mean, MMPP dispersion, diurnal shape, flash crowds; plus their config errors, the
+flash_crowd scenario and the rate-over-time figure.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Trace replay: exact replay, column mapping, bad rows with file and line, window / speed-up /
-scaling / repeat, rate series, origins, the trace_replay scenario and the CLI.
+"""Trace replay, end to end.
+
+Exact replay, column mapping, bad rows with file and line, window / speed-up / scaling / repeat,
+rate series, origins, the trace_replay scenario and the CLI.
 """
 
 from __future__ import annotations
@@ -229,7 +231,7 @@ def test_servegen_rate_series_replays_as_poisson(tmp_path):
                   [[0, 10.0, 3], [600, 50.0, 4], [1200, 0.0, 1], [1800, 20.0, 2]])
     s = stream_of({"format": "servegen", "path": str(p)})
     counts = np.histogram(s.t, bins=[0, 600, 1200, 1800, 2400])[0]
-    for got, rate in zip(counts, (10.0, 50.0, 0.0, 20.0)):
+    for got, rate in zip(counts, (10.0, 50.0, 0.0, 20.0), strict=True):
         exp = rate * 600.0
         assert abs(got - exp) <= 4 * np.sqrt(max(exp, 1.0))
     assert s.info["trace_windows_in_window"] == 4

@@ -34,7 +34,7 @@ def test_window_size_does_not_change_the_stream(window_s):
     whole = generate_stream(cfg, POP, OFF)
     parts = list(windows(SyntheticArrivals(cfg, POP, OFF).blocks(), window_s))
     _same(concat(parts), whole)
-    for k, p in enumerate(parts):  # each window holds only its own slice of time
+    for p in parts:  # each window holds only its own slice of time
         assert len(p) and np.all(np.diff(p.t) >= 0)
         lo = np.floor(p.t[0] / window_s)
         assert np.all(np.floor(p.t / window_s) == lo)

@@ -210,7 +210,7 @@ class KpiWeighted(BasePolicy):
         home = self._origin_country[o]
         feasible = any(m <= slo * self.max_slo_ratio for m in ms)
         best, best_score = -1, float("inf")
-        for s, m, c in zip(cands, ms, cost):
+        for s, m, c in zip(cands, ms, cost, strict=True):
             if feasible and m > slo * self.max_slo_ratio:
                 continue
             score = self.w_latency * m / slo + self.w_cost * c / cheapest
@@ -311,9 +311,9 @@ class PrefixAffinity(BasePolicy):
         if not cands:
             return Reject.NO_CAPABLE_SITE
         ms = [view.predict_ms(request, s) for s in cands]
-        ok = [s for s, m in zip(cands, ms) if m <= request.slo_ms]
+        ok = [s for s, m in zip(cands, ms, strict=True) if m <= request.slo_ms]
         if not ok:
-            return min(zip(ms, cands))[1]
+            return min(zip(ms, cands, strict=True))[1]
         units = view.prefix_units(request.id)
         loads = [view.load(s) for s in ok]
         if not units:
@@ -324,7 +324,7 @@ class PrefixAffinity(BasePolicy):
         tokens = max(request.in_tokens, 1)
         d = self.directory
         best, best_score = -1, float("-inf")
-        for s, load, fits in zip(ok, loads, under):
+        for s, load, fits in zip(ok, loads, under, strict=True):
             if bounded and not fits:
                 continue
             score = self.w_cache * d.cached_tokens(s, units, now) / tokens - self.w_load * load

@@ -48,14 +48,14 @@ class GridView:
         self._busy = engine.busy
         self._queue_len = engine.queue_len
         self._up = engine.up
-        # For latency predictions: mean prefill seconds of each app at each site, and the decode
-        # work of its mean output at the site's current batch size.
-        self._est_prefill = engine.est_prefill_s
-        self._tpot = engine.tpot
+        # For latency predictions: the replica pools of generative sites (their own estimate
+        # from the step model and the batch they hold), the apps' mean tokens and work.
+        self._pools = engine.pools
         self._slots = engine.seen_slots  # capacity as last seen (partial outages)
-        self._max_batch = [d.max_batch for d in w.site_deployment]
+        self._mean_in = [a.mean_in_tokens if a.generative else 0.0 for a in self.apps]
         self._mean_out = [a.mean_out_tokens if a.generative else 0.0 for a in self.apps]
         self._mean_work = [0.0 if a.generative else a.mean_work_s for a in self.apps]
+        self._gen = [a.generative for a in self.apps]
 
     # ---- static facts
     @property
@@ -111,15 +111,20 @@ class GridView:
 
     # ---- live state
     def busy(self, site: int) -> int:
-        """Requests in service at a site."""
+        """Requests in service at a site (sequences in its replicas' batches, fixed jobs)."""
         return self._busy[site]
 
     def queued(self, site: int) -> int:
-        """Requests waiting at a site."""
+        """Requests waiting at a site (not yet admitted into a batch or a slot)."""
         return self._queue_len(site)
 
     def load(self, site: int) -> float:
-        """(in service + waiting) / slots (slots as last seen: partial outages count)."""
+        """(in service + waiting) / slots (slots as last seen: partial outages count).
+
+        A generative site's slots are its replicas x the catalogue's nominal batch
+        (``Deployment.max_batch``: sequences of ``kv_context_tokens`` that fit), so 1.0 means
+        about as many requests as its KV memory holds at the nominal context.
+        """
         slots = self._slots[site]
         return (self._busy[site] + self._queue_len(site)) / slots if slots else float("inf")
 
@@ -147,30 +152,27 @@ class GridView:
     def predict_ms(self, request: Request, site: int) -> float:
         """Predicted latency of ``request`` at ``site`` in its SLO's metric (TTFT or end-to-end).
 
-        Round trip + expected wait + prefill, plus, for end-to-end targets, decoding the app's mean
-        output at the batch size the request would join. The wait is M/M/c-like: half a decode
-        step of the replica it joins while a slot is free, else (queue ahead + 1) x mean service
-        at a full batch / slots.
+        Round trip + the site's estimate. A generative site answers from its replicas' state
+        (:meth:`aigrid_sim.serving.replica.ReplicaPool.predict_s`: the prefill steps ahead of it at
+        the step time of the batch it joins, the app's mean output for end-to-end targets, and a
+        wait for completions when it would queue). A slot-model site: M/M/c-like, no wait while a
+        slot is free, else (queue ahead + 1) x mean work / slots.
         """
-        a = request.app
-        busy = self._busy[site]
         slots = self._slots[site]
         if not slots:  # every replica known to be lost
             return float("inf")
-        pre = self._est_prefill[site][a]
-        tpot = self._tpot[site]
-        if busy < slots:
-            b = busy // (slots // self._max_batch[site]) + 1
-            # A generative request's first token waits for about half the decode step in
-            # progress on its replica (the engine's rule; tpot[0] is 0 for an idle replica).
-            wait = 0.5 * tpot[b - 1] if self._mean_out[a] else 0.0
+        a = request.app
+        pool = self._pools[site]
+        if pool is not None:
+            if self._gen[a]:
+                own = pool.predict_s(request.in_tokens, self._mean_out[a], request.slo_on_ttft)
+            else:
+                own = pool.predict_s(0, 0, True, self._mean_work[a])
         else:
-            b = self._max_batch[site]
-            full = pre + self._mean_out[a] * tpot[b] + self._mean_work[a]
-            wait = (self._queue_len(site) + 1) * full / slots
-        own = pre if request.slo_on_ttft else pre + self._mean_out[a] * tpot[b] + \
-            self._mean_work[a]
-        return self._rtt.item(request.origin, site) + 1000.0 * (wait + own)
+            work = self._mean_work[a]
+            busy = self._busy[site]
+            own = work if busy < slots else work + (self._queue_len(site) + 1) * work / slots
+        return self._rtt.item(request.origin, site) + 1000.0 * own
 
 
 def _tuples(index: np.ndarray) -> list[tuple[int, ...]]:
