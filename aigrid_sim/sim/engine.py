@@ -231,6 +231,7 @@ class Engine:
         one = isinstance(windows, list) and len(windows) == 1  # slot = request id
         units = _prefix_units(windows[0] if one else stream, self._app,
                               streamed=windows is not None and not one)
+        self._units = units  # what a router can read of a request's prefix (GridView.prefix_units)
         fixed_req = None
         if not all(self._app_gen):
             gen_app = self._app_gen

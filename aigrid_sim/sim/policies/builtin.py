@@ -278,8 +278,8 @@ class PrefixAffinity(BasePolicy):
     :class:`PrefixDirectory`, not from the replicas. A site loaded above ``max_load``
     ((running + waiting) / capacity as the view sees it) is passed over while another candidate
     is below it: bounded-load affinity, so a popular prefix cannot pile onto one site. With no
-    candidate meeting the SLO it falls back to the lowest predicted latency; requests without
-    prefix units go to the least-loaded feasible site.
+    candidate predicted to meet the SLO, all candidates are scored (a cached prefix shortens the
+    prefill the prediction assumes); requests without prefix units go to the least-loaded one.
 
     Args:
         k: Nearest capable sites considered.
@@ -311,9 +311,9 @@ class PrefixAffinity(BasePolicy):
         if not cands:
             return Reject.NO_CAPABLE_SITE
         ms = [view.predict_ms(request, s) for s in cands]
-        ok = [s for s, m in zip(cands, ms, strict=True) if m <= request.slo_ms]
-        if not ok:
-            return min(zip(ms, cands, strict=True))[1]
+        # Sites predicted to meet the SLO; when none is, all of them (a cached prefix shortens
+        # the prefill the prediction assumes, so affinity still pays).
+        ok = [s for s, m in zip(cands, ms, strict=True) if m <= request.slo_ms] or cands
         units = view.prefix_units(request.id)
         loads = [view.load(s) for s in ok]
         if not units:
