@@ -146,6 +146,9 @@ def _shorten(argv: list[str]) -> list[str]:
     extra = SHORTEN.get(_program(argv))
     assert extra is not None, f"no SHORTEN entry for {_program(argv)}: add one"
     extra = list(extra)
+    if "--streamed" in argv:  # whole streamed runs of millions of requests: a few thousand
+        k = argv.index("--streamed")
+        argv = [*argv[:k + 1], "3000,6000", *argv[k + 2:]]
     if "--multirun" in argv:
         extra += ["hydra.launcher.n_jobs=2"]
     return argv + extra
