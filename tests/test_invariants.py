@@ -89,7 +89,7 @@ def test_zero_load_latency_is_round_trip_plus_service():
     gen = ok[ok["app"].isin(["voice_agent", "reasoning", "frontier"])]
     deps = [r.world.site_deployment[i] for i in pd.Index(r.world.site_id).get_indexer(gen["site"])]
     alone = [lone_request_s(d, i, o) for d, i, o in
-             zip(deps, gen["in_tokens"], gen["out_tokens"])]
+             zip(deps, gen["in_tokens"], gen["out_tokens"], strict=False)]
     np.testing.assert_allclose(gen["service_ms"], [b * 1000 for _, b in alone], rtol=1e-9)
     np.testing.assert_allclose(gen["ttft_ms"] - gen["network_ms"], [a * 1000 for a, _ in alone],
                                rtol=1e-9)
@@ -110,12 +110,12 @@ def test_summary_contract(small_run):
               "wall_s"):
         assert k in s
     assert set(s["latency_ms"]) >= {"mean", "p50", "p95", "p99"}
-    for tier, b in s["by_tier"].items():
+    for _tier, b in s["by_tier"].items():
         assert set(b) >= {"requests", "latency_ms", "utilisation", "cost_usd"}
 
 
 def test_capability_respected(small_run):
     req = small_run.requests
     ok = req[req["status"] == "ok"]
-    cap_of_site = dict(zip(small_run.world.site_id, small_run.world.site_capability))
+    cap_of_site = dict(zip(small_run.world.site_id, small_run.world.site_capability, strict=False))
     assert (ok["site"].map(cap_of_site) >= ok["capability"]).all()

@@ -200,7 +200,10 @@ def test_readme_command_runs(cmd, tmp_path):
         if argv[0] == "time":
             argv = argv[1:]
         argv[0] = argv[0].removeprefix(".venv/bin/")
-        for pre in SETUP.get(_program(argv), []):
+        setup = SETUP.get(_program(argv), [])
+        if "--merge" in argv:  # merging needs slices of one study: two seeds of one short run
+            setup = [["aigrid-sim", *SHORTEN["aigrid-sim"], f"seed={k}"] for k in (1, 2)]
+        for pre in setup:
             subprocess.run(_resolve(pre), cwd=tmp_path, env=env, check=True, capture_output=True,
                            timeout=600)
         p = subprocess.run(_resolve(_shorten(argv)), cwd=tmp_path, env=env, capture_output=True,

@@ -245,8 +245,10 @@ def summarise(reqs: pd.DataFrame, sites: pd.DataFrame, *, warmup_s: float = 0.0,
 
 
 def _output_rate(ok: pd.DataFrame) -> float | None:
-    """Output tokens per second of completed requests, over the span from their first arrival
-    to their last completion (a benchmark's throughput)."""
+    """Output tokens per second of completed requests (a benchmark's throughput).
+
+    Measured over the span from their first arrival to their last completion.
+    """
     if ok.empty:
         return None
     t0 = float(ok["arrival_s"].min())
@@ -263,7 +265,8 @@ def _cache_block(m: pd.DataFrame, sites: pd.DataFrame) -> dict:
         out["by_app"][str(a)] = _hit_rate(g)
     if "cached_tokens" in sites:
         hit = sites[sites["cached_tokens"] > 0]
-        out["by_site"] = {str(s): float(r) for s, r in zip(hit["site"], hit["cache_hit_rate"])}
+        out["by_site"] = {str(s): float(r)
+                          for s, r in zip(hit["site"], hit["cache_hit_rate"], strict=True)}
     return out
 
 

@@ -533,7 +533,8 @@ class OnlineSummary:
             "by_app": self._blocks("app"),
             "sketch": self.sketch_info(),
         }
-        out.update(self.serving_summary())
+        if getattr(self, "serving", None) is not None:  # merged states carry no serving counters
+            out.update(self.serving_summary())
         return out
 
     def sketch_info(self) -> dict:
@@ -721,7 +722,8 @@ class OnlineSummary:
             sketched = tuple(sorted({m[7:] for m in d["metric"].unique()
                                      if m.startswith("sketch:")}))
             if name == "all":
-                sketched = ("latency_ms", "ttft_ms", "network_ms", "queue_ms", "extra_ms")
+                sketched = ("latency_ms", "ttft_ms", "network_ms", "queue_ms", "extra_ms",
+                            "tpot_ms")
             elif name in ("tier", "app", "region", "fault", "city_app"):
                 sketched = ("latency_ms", "ttft_ms")
             dim = Dim(name, labels, CITY_ALPHA if name.startswith("city") else ALPHA,

@@ -449,6 +449,8 @@ class Engine:
             gid, slot, n, done, w = seg
             if final:
                 k = n - done
+                if self._closed:  # a closed loop's unreleased requests never arrived
+                    k = max(0, min(k, self._next_closed - slot - done))
             else:
                 busy = np.flatnonzero(rec.status[slot + done:slot + n] == Status.IN_FLIGHT)
                 k = int(busy[0]) if len(busy) else n - done
@@ -644,7 +646,7 @@ class Engine:
         self._fail_over(i, s)
 
     def _fail_over(self, i: int, s: int) -> None:
-        """Request ``i`` lost site ``s``: send it again after the news reaches its origin, or fail."""
+        """Request ``i`` lost site ``s``: send it again when its origin hears of it, or fail."""
         rec = self.records
         if rec.site0[i] < 0:
             rec.site0[i] = s

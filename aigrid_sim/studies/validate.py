@@ -205,12 +205,12 @@ def run_cases(cases: list[QueueCase], jobs: int = 1, warmup_fraction: float = WA
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             outs = list(pool.map(_run_one, [(tasks[j][1], warmup_fraction) for j in order]))
         results: list = [None] * len(tasks)
-        for j, o in zip(order, outs):
+        for j, o in zip(order, outs, strict=False):
             results[j] = o
     else:
         results = [replication_stats(cfg, warmup_fraction) for _, cfg in tasks]
     per_case: list[list[dict[str, float]]] = [[] for _ in cases]
-    for (i, _), res in zip(tasks, results):
+    for (i, _), res in zip(tasks, results, strict=False):
         per_case[i].append(res)
     return per_case
 
@@ -219,7 +219,7 @@ def queue_checks(cases: list[QueueCase], jobs: int = 1,
                  confidence: float = CONFIDENCE) -> list[Check]:
     """Table rows comparing each case's replication means with the closed forms."""
     rows = []
-    for case, reps in zip(cases, run_cases(cases, jobs)):
+    for case, reps in zip(cases, run_cases(cases, jobs), strict=False):
         exp = case.expected()
         note = f"{case.reps} reps x {case.requests:,}"
         keys = ["blocking"] if case.loss else (["wait", "pwait"] if case.pwait else ["wait"])

@@ -86,7 +86,7 @@ def test_merging_per_region_sketches_equals_one_runs(small_run):
     pd.testing.assert_frame_equal(a[key], b[key], check_dtype=False)
     np.testing.assert_allclose(b["value"], a["value"], rtol=1e-12)  # counts exact, sums to ulp
     counts = ~a["metric"].isin(["latency_ms", "ttft_ms", "network_ms", "queue_ms", "cost_usd",
-                                "tokens", "extra_ms"]) & (a["dim"] != "total")
+                                "tokens", "extra_ms", "tpot_ms"]) & (a["dim"] != "total")
     assert (a.loc[counts, "value"].to_numpy() == b.loc[counts, "value"].to_numpy()).all()
     s1 = summary_from_state(whole)
     s2 = summary_from_state(pd.concat([merged[~merged["dim"].isin(skip)],

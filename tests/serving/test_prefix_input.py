@@ -1,4 +1,4 @@
-"""Prefix caching through the whole run (Mooncake ``hash_ids``, app system prompts) and bad input."""
+"""Prefix caching through a whole run (Mooncake ``hash_ids``, app system prompts), bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from _dep import toy
 
@@ -63,7 +62,8 @@ def test_app_system_prompt_is_shared(tmp_path):
     # 500 tokens -> 496 in whole 16-token blocks, shared by every request after the first.
     assert (req["cached_tokens"][1:] == 496).all()
     hits = req["cached_tokens"].sum()
-    assert r.summary["prefix_cache"]["hit_rate"] == pytest.approx(hits / req["prefill_tokens"].sum())
+    assert r.summary["prefix_cache"]["hit_rate"] == pytest.approx(
+        hits / req["prefill_tokens"].sum())
 
 
 @pytest.mark.parametrize("cell, text", [
