@@ -51,6 +51,7 @@ from aigrid_sim.errors import ConfigError
 from aigrid_sim.serving.prefix_cache import PrefixCache
 
 INF = math.inf
+NAN = math.nan
 WATERMARK = 0.01  # share of the KV budget kept free when admitting into a busy replica
 
 
@@ -138,9 +139,10 @@ def _fast_step(step):
 class Seq:
     """A request admitted into a replica's batch."""
 
-    __slots__ = ("i", "priv", "ctx0", "left", "v0", "units", "dead", "gen")
+    __slots__ = ("i", "priv", "ctx0", "left", "v0", "units", "dead", "gen", "t1", "ttft")
 
-    def __init__(self, i: int, priv: int, ctx0: int, left: int, units, gen: int):
+    def __init__(self, i: int, priv: int, ctx0: int, left: int, units, gen: int, t1: float,
+                 ttft: float):
         self.i = i
         self.priv = priv  # private KV tokens at the end of prefill (prompt not in shared units)
         self.ctx0 = ctx0  # context tokens at the end of prefill
@@ -149,6 +151,8 @@ class Seq:
         self.units = units  # prefix units referenced
         self.dead = False
         self.gen = gen  # output tokens emitted so far
+        self.t1 = t1  # first admission (service start), kept here so the hot path reads no array
+        self.ttft = ttft  # first admission to first token (NaN until then)
 
 
 class Replica:
@@ -522,7 +526,7 @@ class ReplicaPool:
         i = s.i
         s.gen += 1
         if s.gen == 1:
-            self.rec.prefill_s[i] = r.t0 - self.rec.t_start[i]
+            s.ttft = self.rec.prefill_s[i] = r.t0 - s.t1
         o = self._out[i]
         if s.gen >= o:
             s.v0 = r.V
@@ -547,11 +551,11 @@ class ReplicaPool:
             r.cache.release(s.units)
         self._busy[self._s] -= 1
         rec = self.rec
-        t1 = rec.t_start[i]
+        t1 = s.t1
         rec.service_s[i] = r.t0 - t1
         o = self._out[i]
         if o > 1:
-            rec.tpot_s[i] = (r.t0 - t1 - rec.prefill_s[i]) / (o - 1)
+            rec.tpot_s[i] = (r.t0 - t1 - s.ttft) / (o - 1)
         self._done(i)
 
     def _settle(self, r: Replica, project: bool = True) -> None:
@@ -661,21 +665,22 @@ class ReplicaPool:
             U -= c.evict(U - sp.cap)
         r.U = U
         left = p - hit
-        s = Seq(i, priv, p, left, units, gen)
+        rec = self.rec
+        if fresh:
+            s = Seq(i, priv, p, left, units, gen, r.t0, NAN)
+            rec.t_start[i] = r.t0
+            rec.batch[i] = r.nseq + 1
+            rec.prefill_tokens[i] = p
+        else:
+            s = Seq(i, priv, p, left, units, gen, float(rec.t_start[i]), float(rec.prefill_s[i]))
+            del resume[i]
+            rec.prefill_tokens[i] += p
         r.running[i] = s
         r.nseq += 1
         r.C += hit
         r.P += left
         r.pre.append(s)
         self._busy[self._s] += 1
-        rec = self.rec
-        if fresh:
-            rec.t_start[i] = r.t0
-            rec.batch[i] = r.nseq
-            rec.prefill_tokens[i] = p
-        else:
-            del resume[i]
-            rec.prefill_tokens[i] += p
         if hit:
             rec.cached_tokens[i] += hit
         if left == 0:  # nothing to compute (empty prompt): the next step decodes

@@ -33,6 +33,7 @@ it ends ``failed``. Its pending completion event is made stale (it is ignored wh
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 from collections import deque
@@ -276,7 +277,14 @@ class Engine:
                 self.env.process(faultmod.health_checks(self, f.detection_s))
         if self._progress is not None:
             self.env.process(self._tick())
-        self.env.run(until=self.horizon_s + 1e-9)
+        # The world, the stream and the candidate lists are long-lived: out of the collector's
+        # sight while the run goes, its full collections stop rescanning them (about 7 % of
+        # the run's time on the default world).
+        gc.freeze()
+        try:
+            self.env.run(until=self.horizon_s + 1e-9)
+        finally:
+            gc.unfreeze()
         if self._sink is not None:
             self.flush(final=True)
         return self.records
