@@ -59,6 +59,9 @@ _REJECT_REASON = {Reject.NO_CAPABLE_SITE: Reason.NO_CAPABLE_SITE, Reject.POLICY:
                   Reject.SOVEREIGNTY: Reason.SOVEREIGNTY, Reject.QUOTA: Reason.QUOTA}
 
 INF = float("inf")
+# Codes as plain ints on the hot path (an IntEnum member costs ~0.2 us to look up).
+_OK = int(Status.OK)
+_QUEUED, _FULL, _TOO_LONG = int(Admit.QUEUED), int(Admit.FULL), int(Admit.TOO_LONG)
 
 
 @dataclass
@@ -510,13 +513,13 @@ class Engine:
         enter = self._pool_enter[s]
         if enter is not None:
             code = enter(i)
-            if code <= Admit.QUEUED:
+            if code <= _QUEUED:
                 return
             rec = self.records
-            if code == Admit.FULL:
+            if code == _FULL:
                 rec.status[i] = Status.REJECTED
                 rec.reason[i] = Reason.QUEUE_FULL
-            elif code == Admit.TOO_LONG:
+            elif code == _TOO_LONG:
                 rec.status[i] = Status.REJECTED
                 rec.reason[i] = Reason.CONTEXT_TOO_LONG
             else:  # sent to a dead site (before its failure was detected)
@@ -539,7 +542,7 @@ class Engine:
 
     def _served(self, i: int) -> None:
         """Request ``i`` has its last token (called by its site's replica pool)."""
-        self.records.status[i] = Status.OK
+        self.records.status[i] = _OK
         if self._closed:
             self._release()
 
@@ -574,7 +577,7 @@ class Engine:
         if ins.get(i) != tok:
             return  # interrupted by a failure meanwhile
         del ins[i]
-        self.records.status[i] = Status.OK
+        self.records.status[i] = _OK
         if self._closed:
             self._release()
         self.busy[s] -= 1

@@ -61,12 +61,13 @@ class CheapestFeasible(BasePolicy):
     def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
         best, best_ms = -1, float("inf")
         slo = request.slo_ms
-        o, cap, k = request.origin, request.capability, self.per_tier
+        o, cap, k, avoid = request.origin, request.capability, self.per_tier, request.avoid
+        cands, is_up, predict = view.tier_candidates, view.is_up, view.predict_ms
         for tier in _TIERS:
-            for s in view.tier_candidates(o, cap, tier)[:k]:
-                if not view.is_up(s) or s == request.avoid:
+            for s in cands(o, cap, tier)[:k]:
+                if not is_up(s) or s == avoid:
                     continue
-                ms = view.predict_ms(request, s)
+                ms = predict(request, s)
                 if ms <= slo:
                     return s
                 if ms < best_ms:
