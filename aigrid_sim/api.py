@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigrid_sim import config as cfgmod
 from aigrid_sim.errors import ConfigError
+from aigrid_sim.sim import cascade as cascademod
 from aigrid_sim.sim import control
 from aigrid_sim.sim.engine import Engine, Records
 from aigrid_sim.sim.faults import FaultSchedule, build_schedule
@@ -103,13 +104,18 @@ def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,
     world = world or build_world(cfg)
     stream = stream if stream is not None else make_stream(cfg, world)
     # The control plane (sovereignty, tenant quotas) only when a scenario uses it.
-    policy = control.wrap(policy, control.build_rules(cfg, world, [a.name for a in stream.apps]))
+    names = [a.name for a in stream.apps]
+    policy = control.wrap(policy, control.build_rules(cfg, world, names))
+    # Cascades (escalation to a bigger model) only when an app is served as one.
+    policy = cascademod.wrap(policy, cascademod.build_cascades(cfg, world, names), cfg.seed)
     horizon = cfg.duration_s + cfg.drain_s
     if faults is None:
         faults = build_schedule(cfg.faults, world, cfg.seed, horizon)
     engine = Engine(world, stream, policy, seed=cfg.seed, k_nearest=cfg.routing.k_nearest,
                     staleness_s=cfg.routing.staleness_s, horizon_s=horizon, progress=progress,
                     faults=faults)
+    if isinstance(policy, cascademod.Cascade):
+        policy.attach(engine)
     return world, stream, engine.run(), horizon
 
 
@@ -196,12 +202,19 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
     out = cfg.output
     apps, wins, info = make_windows(cfg, world)
     # The control plane (sovereignty, tenant quotas) only when a scenario uses it.
-    policy = control.wrap(policy, control.build_rules(cfg, world, [a.name for a in apps]))
+    names = [a.name for a in apps]
+    policy = control.wrap(policy, control.build_rules(cfg, world, names))
+    # Cascades (escalation to a bigger model) only when an app is served as one.
+    policy = cascademod.wrap(policy, cascademod.build_cascades(cfg, world, names), cfg.seed)
     online = OnlineSummary(world, [a.name for a in apps], warmup_s=cfg.warmup_s,
                            window_s=cfg.duration_s, time_origin_s=cfg.start_utc_h * 3600.0,
                            time_bin_s=time_bin_s(cfg.duration_s, out.time_bin_s),
                            horizon_s=horizon,
                            faults=schedule.table if schedule.active else None)
+    if cfg.tenants:  # the tenants' bill, block by block (no requests table needed)
+        from aigrid_sim.results.billing import Bill
+
+        online.bill = Bill(cfg.tenants)
     resolved = OmegaConf.create(OmegaConf.to_container(dcfg, resolve=True))
     if "hydra" in resolved:
         del resolved["hydra"]
@@ -216,6 +229,8 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
                         k_nearest=cfg.routing.k_nearest, staleness_s=cfg.routing.staleness_s,
                         horizon_s=horizon, progress=progress, faults=schedule, windows=wins,
                         sink=sink)
+        if isinstance(policy, cascademod.Cascade):
+            policy.attach(engine)
         engine.run()
         sink.close()
         sites = online.sites_table(world)
@@ -225,12 +240,10 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
                                                      detection_s=schedule.detection_s,
                                                      retries=schedule.retries)
         info["requests"] = sink.rows
+        if online.bill is not None:
+            summary["tenants"] = online.bill.result(sites)
         if keep:
             stream, rec, reqs = sink.result()
-            if cfg.tenants:  # billing reads the requests table (kept in memory)
-                from aigrid_sim.results.billing import billing
-
-                summary["tenants"] = billing(reqs, sites, cfg.tenants)
         else:
             stream = rec = None
             reqs = pd.DataFrame()

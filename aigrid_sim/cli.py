@@ -100,7 +100,28 @@ def summary_table(s: dict) -> str:
         from aigrid_sim.results.billing import billing_lines
 
         lines += [""] + billing_lines(s["tenants"])
+    if s.get("cascade"):
+        lines += [""] + cascade_lines(s["cascade"])
     return "\n".join(lines)
+
+
+def cascade_lines(c: dict) -> list[str]:
+    """Console lines for the ``cascade`` block of a summary: escalation rate, each path."""
+    rate = c.get("escalation_rate")
+    lines = [f"cascade: {c['requests']:,} requests, {c['escalated']:,} escalated"
+             + (f" ({fmt_pct(rate)} of the small model's answers)" if rate is not None else ""),
+             f"{'path':<12}{'requests':>9}{'ok':>9}{'SLO met':>9}{'TTFT p50':>10}"
+             f"{'lat p50':>9}{'lat p99':>9}{'$ / 1k':>9}"]
+    for path, b in c["by_path"].items():
+        if not b["requests"]:
+            continue
+        cp = b.get("cost_per_1k_requests_usd")
+        lines.append(f"{path:<12}{b['requests']:>9,}{b['completed']:>9,}"
+                     f"{fmt_pct(b.get('slo_attainment')):>9}"
+                     f"{fmt_ms(b['ttft_ms']['p50']):>10}{fmt_ms(b['latency_ms']['p50']):>9}"
+                     f"{fmt_ms(b['latency_ms']['p99']):>9}"
+                     f"{'-' if cp is None else f'{cp:.3f}':>9}")
+    return lines
 
 
 def provisioned_lines(s: dict) -> list[str]:

@@ -184,6 +184,33 @@ class TokensConfig:
 
 
 @dataclass
+class DifficultyConfig:
+    """A cascade app's per-request difficulty: Beta(alpha, beta) on [0, 1]."""
+
+    alpha: float = 2.0
+    beta: float = 5.0
+
+
+@dataclass
+class CascadeConfig:
+    """Serve an app as a cascade: a small model answers first, some requests are escalated.
+
+    The first attempt needs the app's ``capability`` (the small model, usually at the edge);
+    an escalated request is sent again, after the first answer is back at its origin, to a site
+    hosting ``capability`` (by default the biggest model of ``to_tier``), paying both trips and
+    both services (aigrid_sim/sim/cascade.py).
+    """
+
+    to_tier: str | None = None  # tier escalated requests go to (null = no cascade): regional | core
+    capability: int | None = None  # escalated requests need this; null = the biggest at to_tier
+    mode: str = "fixed"  # fixed | length | difficulty
+    fraction: float = 0.2  # fixed: share of requests escalated (drawn per request)
+    length_tokens: int = 2000  # length: prompts longer than this are escalated
+    difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
+    threshold: float = 0.7  # difficulty: escalated when the confidence 1 - difficulty is below
+
+
+@dataclass
 class AppConfig:
     """A request class: its traffic share, the capability it needs and its latency target."""
 
@@ -200,6 +227,8 @@ class AppConfig:
     # Data residency: areas (ISO country code, group such as EU, or continent); a request from
     # a city inside one of them is served only by sites inside that same area.
     sovereignty: list[str] = field(default_factory=list)
+    # Prompt-aware escalation: a small model first, some requests escalated (CascadeConfig).
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
 
 
 @dataclass
@@ -582,6 +611,12 @@ DOMAINS: dict[str, Dom] = {
     "workload.apps[].tokens.in_max": ONE_UP, "workload.apps[].tokens.out_max": ONE_UP,
     "workload.apps[].system_prompt_tokens": NONNEG,
     "workload.apps[].sovereignty": ANY, "workload.apps[].sovereignty[]": NONEMPTY,
+    "workload.apps[].cascade.to_tier": one_of("regional", "core"),
+    "workload.apps[].cascade.capability": ONE_UP,
+    "workload.apps[].cascade.mode": one_of("fixed", "length", "difficulty"),
+    "workload.apps[].cascade.fraction": Dom(0, 1), "workload.apps[].cascade.length_tokens": NONNEG,
+    "workload.apps[].cascade.difficulty.alpha": POS, "workload.apps[].cascade.difficulty.beta": POS,
+    "workload.apps[].cascade.threshold": Dom(0, 1),
     # tenants (cross-key rules in _check_tenants)
     "tenants": ANY, "tenants[].name": NONEMPTY, "tenants[].apps": ANY,
     "tenants[].apps[]": NONEMPTY, "tenants[].priority": ANY, "tenants[].sovereignty": ANY,
@@ -1061,6 +1096,13 @@ def _check(c: SimConfig) -> None:
             _need(sp < a.tokens.in_mean and sp < a.tokens.in_max, f"{k}.system_prompt_tokens",
                   f"a prefix longer than the prompt: {sp} tokens, but tokens.in_mean is "
                   f"{a.tokens.in_mean:g} (and in_max {a.tokens.in_max})")
+        if a.cascade.to_tier:
+            kc = f"{k}.cascade"
+            _need(a.service.kind == "tokens", f"{kc}.to_tier",
+                  "only generative apps (service.kind: tokens) can be served as a cascade")
+            cc = a.cascade.capability
+            _need(cc is None or cc > a.capability, f"{kc}.capability",
+                  f"must be above the app's capability {a.capability} (a bigger model; got {cc})")
     _check_faults(c.faults)
     o = c.output
     _need(o.requests in REQUEST_MODES, "output.requests",

@@ -71,9 +71,31 @@ def requests_table(world: World, stream: RequestStream, rec: Records,
     gpu_share = np.array([d.gpus_per_replica / d.max_batch for d in world.site_deployment])
     used = np.where(started, rec.service_s, 0.0)
     cost_usd = np.where(routed, used * price[s0], 0.0)
+    gpu_s = used * np.where(routed, gpu_share[s0], 0.0)
     site_names = np.array(world.site_id + [""], dtype=object)
     tiers = np.where(routed, world.site_tier[s0], -1)
-    return pd.DataFrame({
+    cascade = None
+    if any(getattr(a, "cascade", False) for a in stream.apps):
+        # The small model's attempt of escalated requests: its tier, time and GPU cost (part of
+        # the request's cost_usd and gpu_s, which cover both attempts).
+        from aigrid_sim.sim.cascade import PATH_OF_CODE, PATHS
+
+        es = rec.esc_site.astype(np.int64)
+        esc = es >= 0
+        e0 = np.where(esc, es, 0)
+        e_used = np.where(esc & ~np.isnan(rec.esc_service_s), rec.esc_service_s, 0.0)
+        edge_cost = np.where(esc, e_used * price[e0], 0.0)
+        cost_usd = cost_usd + edge_cost
+        gpu_s = gpu_s + np.where(esc, e_used * gpu_share[e0], 0.0)
+        cascade = {
+            "cascade": pd.Categorical.from_codes(PATH_OF_CODE[rec.cascade.astype(np.int64)],
+                                                 categories=list(PATHS)),
+            "edge_tier": pd.Categorical.from_codes(np.where(esc, world.site_tier[e0], -1),
+                                                   categories=TIER_LABELS),
+            "edge_ms": rec.esc_s * 1000.0,
+            "edge_cost_usd": edge_cost,
+        }
+    table = pd.DataFrame({
         "request_id": np.arange(id0, id0 + n, dtype=np.int64),
         "arrival_s": stream.t,
         "origin": pd.Categorical.from_codes(stream.origin, categories=world.origin_name),
@@ -105,7 +127,7 @@ def requests_table(world: World, stream: RequestStream, rec: Records,
         "tpot_ms": tpot_ms,
         "slo_ms": slo_ms,
         "slo_met": slo_met,
-        "gpu_s": used * np.where(routed, gpu_share[s0], 0.0),
+        "gpu_s": gpu_s,
         "cost_usd": cost_usd,
         "preemptions": rec.preemptions if rec.preemptions is not None else np.zeros(n, np.int16),
         "prefill_tokens": rec.prefill_tokens if rec.prefill_tokens is not None
@@ -113,6 +135,10 @@ def requests_table(world: World, stream: RequestStream, rec: Records,
         "cached_tokens": rec.cached_tokens if rec.cached_tokens is not None
         else np.zeros(n, np.int32),
     })
+    if cascade is not None:
+        for k, v in cascade.items():
+            table[k] = v
+    return table
 
 
 def busy_slot_seconds(world: World, rec: Records, t0: float, t1: float) -> np.ndarray:
@@ -120,7 +146,13 @@ def busy_slot_seconds(world: World, rec: Records, t0: float, t1: float) -> np.nd
     started = ~np.isnan(rec.service_s) & (rec.site >= 0)
     a = np.clip(rec.t_start[started], t0, t1)
     b = np.clip(rec.t_start[started] + rec.service_s[started], t0, t1)
-    return np.bincount(rec.site[started], weights=b - a, minlength=world.n_sites)
+    busy = np.bincount(rec.site[started], weights=b - a, minlength=world.n_sites)
+    if rec.esc_site is not None and (rec.esc_site >= 0).any():  # cascades' first attempts
+        e = (rec.esc_site >= 0) & ~np.isnan(rec.esc_service_s)
+        a = np.clip(rec.esc_t_start[e], t0, t1)
+        b = np.clip(rec.esc_t_start[e] + rec.esc_service_s[e], t0, t1)
+        busy += np.bincount(rec.esc_site[e], weights=b - a, minlength=world.n_sites)
+    return busy
 
 
 def sites_table(world: World, rec: Records, window_s: float, reqs: pd.DataFrame) -> pd.DataFrame:
@@ -130,12 +162,18 @@ def sites_table(world: World, rec: Records, window_s: float, reqs: pd.DataFrame)
     """
     site_idx = rec.site
     routed = site_idx >= 0
+    cost = reqs["cost_usd"].to_numpy()
+    used = np.bincount(site_idx[routed], weights=cost[routed], minlength=world.n_sites)
+    if "edge_cost_usd" in reqs:  # cascades: the small model's attempt is its own site's
+        edge = reqs["edge_cost_usd"].to_numpy()
+        es = rec.esc_site >= 0
+        used -= np.bincount(site_idx[routed], weights=edge[routed], minlength=world.n_sites)
+        used += np.bincount(rec.esc_site[es], weights=edge[es], minlength=world.n_sites)
     return sites_table_from(
         world, window_s, busy_slot_seconds(world, rec, 0.0, window_s),
         np.bincount(site_idx[routed], minlength=world.n_sites),
         np.bincount(site_idx[routed & (rec.status == Status.OK)], minlength=world.n_sites),
-        np.bincount(site_idx[routed], weights=reqs["cost_usd"].to_numpy()[routed],
-                    minlength=world.n_sites))
+        used)
 
 
 def sites_table_from(world: World, window_s: float, busy: np.ndarray, requests: np.ndarray,

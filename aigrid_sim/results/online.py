@@ -312,12 +312,15 @@ class OnlineSummary:
         self.site_price_h = np.array([d.gpu.price_per_hour for d in world.site_deployment])
         self.city_tier = np.zeros((len(self.city_names), len(TIER_LABELS)), np.int64)
         self._world = world
+        self.bill = None  # a Bill to feed (runs with tenants), set by the caller
 
     # ------------------------------------------------------------------ feeding
     def update(self, reqs: pd.DataFrame, rec=None) -> None:
         """Add a block of ended requests (rows of the requests table; ``rec``: their records)."""
         if not len(reqs):
             return
+        if self.bill is not None:  # tenants' bill (aigrid_sim.results.billing.Bill)
+            self.bill.update(reqs)
         status = np.asarray(reqs["status"].cat.codes, np.int64)
         tier = np.asarray(reqs["tier"].cat.codes, np.int64)  # -1 = no site
         cost = reqs["cost_usd"].to_numpy(float)
@@ -338,7 +341,7 @@ class OnlineSummary:
             if lab != "" and n:
                 self.reasons[str(lab)] = self.reasons.get(str(lab), 0) + int(n)
         if rec is not None:
-            self._update_sites(rec, status, cost)
+            self._update_sites(rec, status, cost, reqs)
         m = reqs["arrival_s"].to_numpy(float) >= self.warmup_s
         if not m.any():
             return
@@ -386,6 +389,14 @@ class OnlineSummary:
         self.dims["all"].sketches["extra_ms"].add(codes["all"], extra)
         self.dims["all"].add("extra_ms", codes["all"], extra)
         self._update_serving(reqs, ok, lat, codes["all"])
+        if "cascade" in reqs:  # cascades: latency and cost per path (edge only, escalated...)
+            if "cascade" not in self.dims:
+                from aigrid_sim.sim.cascade import PATHS
+
+                self.dims["cascade"] = Dim("cascade", list(PATHS[1:]))
+            path = np.asarray(reqs["cascade"].cat.codes, np.int64) - 1
+            self._feed(self.dims["cascade"], path, ok, ended, slo, fo, lat, ttft, net, que,
+                       cost, tokens, status)
 
     def _update_serving(self, reqs: pd.DataFrame, ok: np.ndarray, lat: np.ndarray,
                         all_codes: np.ndarray) -> None:
@@ -449,19 +460,30 @@ class OnlineSummary:
             if name in d.sketches:
                 d.sketches[name].add(g, v)
 
-    def _update_sites(self, rec, status: np.ndarray, cost: np.ndarray) -> None:
+    def _update_sites(self, rec, status: np.ndarray, cost: np.ndarray, reqs=None) -> None:
         S = self.n_sites
         site = rec.site.astype(np.int64)
         routed = site >= 0
         self.site_requests += np.bincount(site[routed], minlength=S)
         self.site_completed += np.bincount(site[routed & (status == 1)], minlength=S)
-        self.site_used_cost += np.bincount(site[routed], weights=cost[routed], minlength=S)
         started = ~np.isnan(rec.service_s) & routed
-        a0, s0 = rec.t_start[started], rec.service_s[started]
+        a0, s0, g = rec.t_start[started], rec.service_s[started], site[started]
+        if reqs is not None and "edge_cost_usd" in reqs:
+            # Cascades: an escalated request's small-model attempt used its own site.
+            edge = reqs["edge_cost_usd"].to_numpy(float)
+            cost = cost - edge
+            es = rec.esc_site.astype(np.int64)
+            e = es >= 0
+            self.site_used_cost += np.bincount(es[e], weights=edge[e], minlength=S)
+            e &= ~np.isnan(rec.esc_service_s)
+            a0 = np.concatenate([a0, rec.esc_t_start[e]])
+            s0 = np.concatenate([s0, rec.esc_service_s[e]])
+            g = np.concatenate([g, es[e]])
+        self.site_used_cost += np.bincount(site[routed], weights=cost[routed], minlength=S)
         for t0, acc in ((0.0, self.site_busy), (self.warmup_s, self.site_busy_measured)):
             a = np.clip(a0, t0, self.window_s)
             b = np.clip(a0 + s0, t0, self.window_s)
-            acc += np.bincount(site[started], weights=b - a, minlength=S)
+            acc += np.bincount(g, weights=b - a, minlength=S)
 
     def _update_faults(self, reqs, ok, ended, slo, fo, lat, ttft, net, que, cost, tokens, app,
                        tier, status) -> None:
@@ -535,7 +557,30 @@ class OnlineSummary:
         }
         if getattr(self, "serving", None) is not None:  # merged states carry no serving counters
             out.update(self.serving_summary())
+        if "cascade" in self.dims:
+            out["cascade"] = self.cascade_summary()
         return out
+
+    def cascade_summary(self) -> dict:
+        """Cascades: escalation rate, and requests, latency, TTFT and cost per path.
+
+        ``escalation_rate`` = escalated / (escalated + edge-only requests whose small model
+        answered): the share of the small model's answers that were escalated.
+        """
+        d = self.dims["cascade"]
+        c = d.counters
+        by_path = {}
+        for i, lab in enumerate(d.labels):
+            b = d.block(i)
+            n = b["requests"]
+            cost = float(d.sums["cost_usd"][i])
+            b["cost_usd"] = cost
+            b["cost_per_1k_requests_usd"] = cost / n * 1000.0 if n else None
+            by_path[lab] = b
+        esc = int(c["requests"][d.index["escalated"]])
+        answered = esc + int(c["completed"][d.index["edge_only"]])
+        return {"requests": int(c["requests"].sum()), "escalated": esc,
+                "escalation_rate": esc / answered if answered else None, "by_path": by_path}
 
     def sketch_info(self) -> dict:
         """How the quantiles were estimated (``summary.json`` ``sketch``)."""
@@ -699,6 +744,7 @@ class OnlineSummary:
         Only what :meth:`summary` and the figures read is restored (no world).
         """
         self = cls.__new__(cls)
+        self.bill = None
         f = frame
         m = f[f["dim"] == "meta"]
         meta = dict(zip(m["group"], m["value"], strict=True))
@@ -712,10 +758,12 @@ class OnlineSummary:
         rs = f[f["dim"] == "reason"]
         self.reasons = {g: int(v) for g, v in zip(rs["group"], rs["value"], strict=True)}
         self.dims = {}
-        fixed = {"tier": list(TIER_LABELS)}
+        fixed = {"tier": list(TIER_LABELS), "cascade": ["edge_only", "escalated", "direct"]}
         for name in ("all", "tier", "app", "region", "city", "city_app", "time", "fault",
-                     "spill", "move"):
+                     "spill", "move", "cascade"):
             d = f[f["dim"] == name]
+            if name == "cascade" and d.empty:
+                continue
             labels = fixed.get(name) or list(dict.fromkeys(d["group"]))
             if name == "time":
                 labels = _time_labels(labels)
@@ -724,7 +772,7 @@ class OnlineSummary:
             if name == "all":
                 sketched = ("latency_ms", "ttft_ms", "network_ms", "queue_ms", "extra_ms",
                             "tpot_ms")
-            elif name in ("tier", "app", "region", "fault", "city_app"):
+            elif name in ("tier", "app", "region", "fault", "city_app", "cascade"):
                 sketched = ("latency_ms", "ttft_ms")
             dim = Dim(name, labels, CITY_ALPHA if name.startswith("city") else ALPHA,
                       sketched)

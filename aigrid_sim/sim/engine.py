@@ -88,6 +88,13 @@ class Records:
     preemptions: np.ndarray = None  # int16: times preempted (recompute)
     cached_tokens: np.ndarray = None  # int32: prompt tokens served from the prefix cache
     prefill_tokens: np.ndarray = None  # int32: prompt tokens admitted (recomputes included)
+    # Cascades (aigrid_sim.sim.cascade): the path code, and the small model's attempt of an
+    # escalated request (its site, service start and time, and arrival to its answer back home).
+    cascade: np.ndarray = None  # int8 path code (0: not a cascade app)
+    esc_site: np.ndarray = None  # int32, -1 unless escalated
+    esc_t_start: np.ndarray = None
+    esc_service_s: np.ndarray = None
+    esc_s: np.ndarray = None
 
     @classmethod
     def empty(cls, n: int) -> Records:
@@ -97,7 +104,8 @@ class Records:
                    nan, nan.copy(), nan.copy(), np.zeros(n, np.int16), np.zeros(n),
                    np.zeros(n, np.int8), np.full(n, -1, np.int32), np.zeros(n), nan.copy(),
                    nan.copy(), np.zeros(n, np.int16), np.zeros(n, np.int32),
-                   np.zeros(n, np.int32))
+                   np.zeros(n, np.int32), np.zeros(n, np.int8), np.full(n, -1, np.int32),
+                   nan.copy(), nan.copy(), nan.copy())
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -539,6 +547,16 @@ class Engine:
             self.records.reason[i] = Reason.QUEUE_FULL
             if self._closed:
                 self._release()
+
+    def hook_served(self, hook: Callable[[int], None]) -> None:
+        """Tell ``hook(i)`` instead of :meth:`_served` when request ``i`` has its last token.
+
+        For a cascade (:mod:`aigrid_sim.sim.cascade`), set before the run; the hook calls
+        :meth:`_served` when the request really ends.
+        """
+        for p in self.pools:
+            if p is not None:
+                p._done = hook
 
     def _served(self, i: int) -> None:
         """Request ``i`` has its last token (called by its site's replica pool)."""

@@ -35,7 +35,8 @@ def app_specs(apps: list[AppConfig]) -> list[AppSpec]:
     """Turn app configs into the specs the engine and policies use."""
     return [AppSpec(a.name, a.capability, a.slo_ms, a.slo_on == "ttft",
                     a.service.kind == "tokens", a.tokens.in_mean, a.tokens.out_mean,
-                    a.service.mean_s, int(getattr(a, "system_prompt_tokens", 0) or 0))
+                    a.service.mean_s, int(getattr(a, "system_prompt_tokens", 0) or 0),
+                    bool(getattr(getattr(a, "cascade", None), "to_tier", None)))
             for a in apps]
 
 

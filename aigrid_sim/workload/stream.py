@@ -21,6 +21,7 @@ class AppSpec:
         mean_out_tokens: Mean output tokens.
         mean_work_s: Mean fixed service time (non-generative apps).
         system_prompt_tokens: Leading prompt tokens shared by all its requests (prefix cache).
+        cascade: Served as a cascade (a small model first, some requests escalated).
     """
 
     name: str
@@ -32,6 +33,7 @@ class AppSpec:
     mean_out_tokens: float = 0.0
     mean_work_s: float = 0.0
     system_prompt_tokens: int = 0
+    cascade: bool = False
 
 
 @dataclass

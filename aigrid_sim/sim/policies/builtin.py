@@ -45,18 +45,59 @@ class CheapestFeasible(BasePolicy):
     meets it, the request goes to the site with the lowest predicted latency
     (``fallback="best"``) or is rejected (``fallback="reject"``).
 
+    **Cascades** (apps served as a small model first, :mod:`aigrid_sim.sim.cascade`): with
+    ``cascade_aware`` (the default), a first attempt is sent straight to the big model
+    (capability of the cascade) when the cascade is dearer in expectation: with ``p`` the
+    chance it escalates (``CascadeSpec.p_escalate``: from its prompt length, or the app's
+    fraction or difficulty distribution), ``c_small`` and ``c_big`` the expected GPU cost of
+    the request on the cheapest small and big model, the cascade costs ``c_small + p c_big``
+    against ``c_big`` direct, so it goes direct when ``p > 1 - c_small / c_big``. A prompt
+    certain to escalate (``mode: length``) then never pays the small model's trip and service.
+
     Args:
         fallback: ``"best"`` or ``"reject"``.
         per_tier: How many nearest sites of each tier to consider.
+        cascade_aware: Route cascades' first attempts by the rule above (else always the
+            small model first).
     """
 
-    def __init__(self, fallback: str = "best", per_tier: int = 3):
+    def __init__(self, fallback: str = "best", per_tier: int = 3, cascade_aware: bool = True):
         if fallback not in ("best", "reject"):
             raise ValueError(f"fallback must be 'best' or 'reject', got {fallback!r}")
         if per_tier < 1:
             raise ValueError(f"per_tier must be >= 1, got {per_tier}")
         self.fallback = fallback
         self.per_tier = per_tier
+        self.cascade_aware = bool(cascade_aware)
+
+    def bind(self, view: GridView) -> None:  # noqa: D102
+        BasePolicy.bind(self, view)
+        specs = getattr(view, "cascades", None)
+        if not (self.cascade_aware and specs):
+            return
+        # Per cascade app: the escalation chance above which a first attempt goes direct.
+        caps = view.capabilities
+        self._cascades = specs
+        self._direct_p = []
+        for spec in specs:
+            if spec is None:
+                self._direct_p.append(2.0)
+                continue
+            a = spec.app
+            cap0 = view.apps[a].capability
+            small = [view.cost_usd(a, s) for s in range(view.n_sites)
+                     if cap0 <= caps[s] < spec.capability]
+            big = [view.cost_usd(a, s) for s in range(view.n_sites) if caps[s] >= spec.capability]
+            c_small, c_big = (min(small) if small else 0.0), min(big)
+            self._direct_p.append(1.0 - c_small / c_big if small and c_big > 0 else 0.0)
+        self.choose = self._choose_cascade
+
+    def _choose_cascade(self, request: Request, view: GridView) -> int:
+        spec = self._cascades[request.app]
+        if spec is not None and request.capability < spec.capability and \
+                spec.p_escalate(request.in_tokens) > self._direct_p[request.app]:
+            request.capability = spec.capability
+        return CheapestFeasible.choose(self, request, view)
 
     def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
         best, best_ms = -1, float("inf")

@@ -24,10 +24,15 @@ if TYPE_CHECKING:
 class GridView:
     """Read-only view of the grid for policies.
 
+    ``cascades``: per app, its cascade (:class:`aigrid_sim.sim.cascade.CascadeSpec`: where an
+    escalated request goes, ``p_escalate(in_tokens)``) or None; None when no app is a cascade.
+
     Args:
         engine: The engine whose state this view reads.
         k_nearest: How many candidate sites per origin, capability (and tier) to precompute.
     """
+
+    cascades = None
 
     def __init__(self, engine: Engine, k_nearest: int):
         w = engine.world
