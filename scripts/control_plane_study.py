@@ -181,8 +181,65 @@ def study_prefix(out: Path, lines: list[str]) -> None:
               f"{_ms(a)} | {_ms(b)} | {_pct(c)} | {d:.2f} |" for p, n, h, a, b, c, d in rows]
 
 
+def study_cascade(out: Path, lines: list[str]) -> None:
+    """The reasoning app as a cascade (edge 8B first, regional 70B on escalation) vs on the 70B."""
+    import matplotlib.pyplot as plt
+
+    length = ["workload.apps.2.cascade.mode=length", "workload.apps.2.cascade.length_tokens=2000"]
+    runs = (("no cascade: reasoning on the 70B (global_agent)", "global_agent", []),
+            ("cascade, difficulty (edge_cascade)", "edge_cascade", []),
+            ("cascade, prompts > 2,000 tokens escalate, cascade_aware=false", "edge_cascade",
+             length + ["+routing.params.cascade_aware=false"]),
+            ("cascade, prompts > 2,000 tokens escalate, cascade_aware=true", "edge_cascade",
+             length))
+    rows, paths = [], []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, scen, ov in runs:
+        r = _run(scen, ov)
+        df = r.requests
+        m = (df["app"] == "reasoning") & (df["arrival_s"] >= 20)
+        sub = df[m]
+        ok = sub[sub["status"] == "ok"]
+        tt = ok["ttft_ms"].to_numpy()
+        esc = int((sub["cascade"] == "escalated").sum()) if "cascade" in sub else 0
+        direct = int((sub["cascade"] == "direct").sum()) if "cascade" in sub else 0
+        cost = sub["cost_usd"].sum() / len(sub) * 1000.0
+        slo = sub["slo_met"].mean()
+        rows.append((label, len(sub), _pct(esc / len(sub)), _pct(direct / len(sub)),
+                     _ms(np.percentile(tt, 50)), _ms(np.percentile(tt, 95)),
+                     _ms(np.percentile(ok["latency_ms"], 50)), _pct(slo), cost,
+                     r.summary["cost_usd"]))
+        ax.scatter([cost], [100 * slo], s=40)
+        ax.annotate(label.split(" (")[0].replace("cascade, ", ""), (cost, 100 * slo),
+                    fontsize=7, xytext=(4, 4), textcoords="offset points")
+        if "cascade" in sub:
+            for path in ("edge_only", "escalated", "direct"):
+                p = sub[sub["cascade"] == path]
+                if not len(p):
+                    continue
+                po = p[p["status"] == "ok"]
+                paths.append((label, path, len(p), _ms(po["ttft_ms"].median()),
+                              _ms(po["latency_ms"].median()), _pct(p["slo_met"].mean()),
+                              p["cost_usd"].sum() / len(p) * 1000.0))
+    ax.set_xlabel("GPU $ used per 1,000 reasoning requests")
+    ax.set_ylabel("reasoning SLO met (%)")
+    ax.set_title("Cascade: cost and SLO of the reasoning app (global grid, 120 s)")
+    fig.tight_layout()
+    fig.savefig(out / "control_cascade.png", dpi=120)
+    plt.close(fig)
+    lines += ["| run | reasoning requests | escalated | direct | TTFT p50 (ms) | TTFT p95 (ms) | "
+              "latency p50 (ms) | SLO met | used GPU $ / 1k | provisioned GPU $ (run) |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {a} | {b:,} | {c} | {d} | {e} | {f} | {g} | {h} | {i:.3f} | {j:.2f} |"
+              for a, b, c, d, e, f, g, h, i, j in rows]
+    lines += ["", "| run | path | requests | TTFT p50 (ms) | latency p50 (ms) | SLO met | "
+              "used GPU $ / 1k |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {a} | {b} | {c:,} | {d} | {e} | {f} | {g:.3f} |"
+              for a, b, c, d, e, f, g in paths]
+
+
 STUDIES = {"sovereignty": study_sovereignty, "kpi": study_kpi, "tenants": study_tenants,
-           "prefix": study_prefix}
+           "prefix": study_prefix, "cascade": study_cascade}
 
 
 def main(argv: list[str] | None = None) -> int:
