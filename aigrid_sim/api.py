@@ -105,7 +105,8 @@ def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,
     stream = stream if stream is not None else make_stream(cfg, world)
     # The control plane (sovereignty, tenant quotas) only when a scenario uses it.
     names = [a.name for a in stream.apps]
-    policy = control.wrap(policy, control.build_rules(cfg, world, names))
+    rules = control.build_rules(cfg, world, names)
+    policy = control.wrap(policy, rules)
     # Cascades (escalation to a bigger model) only when an app is served as one.
     policy = cascademod.wrap(policy, cascademod.build_cascades(cfg, world, names), cfg.seed)
     horizon = cfg.duration_s + cfg.drain_s
@@ -114,6 +115,7 @@ def simulate(cfg: cfgmod.SimConfig, *, world: World | None = None,
     engine = Engine(world, stream, policy, seed=cfg.seed, k_nearest=cfg.routing.k_nearest,
                     staleness_s=cfg.routing.staleness_s, horizon_s=horizon, progress=progress,
                     faults=faults)
+    control.prioritise(engine, rules)  # tenants' priorities order the queues, if they differ
     if isinstance(policy, cascademod.Cascade):
         policy.attach(engine)
     return world, stream, engine.run(), horizon
@@ -203,7 +205,8 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
     apps, wins, info = make_windows(cfg, world)
     # The control plane (sovereignty, tenant quotas) only when a scenario uses it.
     names = [a.name for a in apps]
-    policy = control.wrap(policy, control.build_rules(cfg, world, names))
+    rules = control.build_rules(cfg, world, names)
+    policy = control.wrap(policy, rules)
     # Cascades (escalation to a bigger model) only when an app is served as one.
     policy = cascademod.wrap(policy, cascademod.build_cascades(cfg, world, names), cfg.seed)
     online = OnlineSummary(world, [a.name for a in apps], warmup_s=cfg.warmup_s,
@@ -229,6 +232,7 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
                         k_nearest=cfg.routing.k_nearest, staleness_s=cfg.routing.staleness_s,
                         horizon_s=horizon, progress=progress, faults=schedule, windows=wins,
                         sink=sink)
+        control.prioritise(engine, rules)  # tenants' priorities order the queues, if they differ
         if isinstance(policy, cascademod.Cascade):
             policy.attach(engine)
         engine.run()

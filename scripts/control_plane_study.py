@@ -185,7 +185,7 @@ def study_cascade(out: Path, lines: list[str]) -> None:
     """The reasoning app as a cascade (edge 8B first, regional 70B on escalation) vs on the 70B."""
     import matplotlib.pyplot as plt
 
-    length = ["workload.apps.2.cascade.mode=length", "workload.apps.2.cascade.length_tokens=2000"]
+    length = ["workload.apps.2.cascade.mode=length", "++workload.apps.2.cascade.length_tokens=2000"]
     runs = (("no cascade: reasoning on the 70B (global_agent)", "global_agent", []),
             ("cascade, difficulty (edge_cascade)", "edge_cascade", []),
             ("cascade, prompts > 2,000 tokens escalate, cascade_aware=false", "edge_cascade",

@@ -229,6 +229,27 @@ class ControlPlane:
         return False
 
 
+def priority_levels(rules: Rules | None) -> list[int] | None:
+    """Per app, its queue level (0: the highest priority); None when all priorities are equal.
+
+    Apps no tenant owns have priority 0.
+    """
+    if rules is None:
+        return None
+    prio = [rules.tenant_priority[t] if t >= 0 else 0 for t in rules.app_tenant]
+    order = sorted(set(prio), reverse=True)
+    if len(order) < 2:
+        return None
+    return [order.index(p) for p in prio]
+
+
+def prioritise(engine, rules: Rules | None) -> None:
+    """Order the engine's waiting queues by tenant priority, if the priorities differ."""
+    levels = priority_levels(rules)
+    if levels is not None:
+        engine.set_priorities(levels)
+
+
 def wrap(policy: RoutingPolicy, rules: Rules | None) -> RoutingPolicy:
     """``policy`` behind a control plane, or ``policy`` itself when there are no rules."""
     return policy if rules is None else ControlPlane(policy, rules)

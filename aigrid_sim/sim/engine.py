@@ -548,6 +548,20 @@ class Engine:
             if self._closed:
                 self._release()
 
+    def set_priorities(self, level_of_app: list[int]) -> None:
+        """Order every waiting queue by level (0 first), FIFO within a level; before the run.
+
+        Tenants' priorities (:func:`aigrid_sim.sim.control.prioritise`); a run without them
+        keeps its plain deques.
+        """
+        from aigrid_sim.serving.queues import PriorityQueue
+
+        n = max(level_of_app) + 1
+        self.queues = [PriorityQueue(level_of_app, self._app, n) for _ in self.queues]
+        for p in self.pools:
+            if p is not None:
+                p.queue = PriorityQueue(level_of_app, self._app, n)
+
     def hook_served(self, hook: Callable[[int], None]) -> None:
         """Tell ``hook(i)`` instead of :meth:`_served` when request ``i`` has its last token.
 
