@@ -57,3 +57,33 @@ def test_revenue_penalty_cost_and_margin_by_hand():
     assert sum(t["gpu_cost_usd"] for t in b["by_tenant"].values()) == pytest.approx(7.0)
     assert b["by_tenant"]["premium"]["by_tier"]["regional"]["revenue_usd"] == \
         pytest.approx(5600 / 1e6)
+
+
+def test_streamed_bill_without_requests_table_equals_the_in_memory_one(tmp_path):
+    """output.requests=none, several windows: the bill is accumulated online, same numbers."""
+    import json
+
+    import aigrid_sim
+    from aigrid_sim.api import config_of
+
+    ov = ["duration_s=20", "drain_s=60", "world.cities.max_cities=300", "output.window_s=4",
+          "output.figures=false", "+workload.apps.0.cascade={to_tier: regional, fraction: 0.3}"]
+    mem = aigrid_sim.run("multi_tenant", ov)
+    expect = billing(mem.requests, mem.sites, config_of("multi_tenant", ov).tenants)
+    streamed = aigrid_sim.run("multi_tenant", ov + ["output.requests=none"], out_dir=tmp_path)
+    assert streamed.requests.empty and streamed.records is None
+    got = json.loads((streamed.out_dir / "summary.json").read_text())["tenants"]
+    assert expect["by_tenant"]["voice_co"]["revenue_usd"] > 0
+    assert expect["by_tenant"]["batch_co"]["throttled"] > 0
+
+    def same(a, b):
+        if isinstance(a, dict):
+            assert set(a) == set(b)
+            for k in a:
+                same(a[k], b[k])
+        elif isinstance(a, float):
+            assert a == pytest.approx(b, rel=1e-9, abs=1e-12)
+        else:
+            assert a == b
+
+    same(expect, got)
