@@ -467,6 +467,49 @@ def _union(intervals) -> list[tuple[float, float]]:
     return [(a, b) for a, b in out]
 
 
+def _fault_panels(axes, mid, failed, over, faults: pd.DataFrame, sites: pd.DataFrame,
+                  span: float, scale: float, unit: str, width: float) -> None:
+    """The fault figure's two lower panels, the outage spans on all three, and the legends.
+
+    The middle panel has failed and failed-over requests per bin, the bottom one the GPUs down
+    per tier; site outages are shaded and link cuts hatched on every panel.
+    """
+    ax1, ax2, ax3 = axes
+    ax2.bar(mid, failed, width=width / scale * 0.9, color="#c0392b", label="failed")
+    ax2.plot(mid, over, color="#34495e", marker=".", label="failed over (>= 1 retry)")
+    ax2.set_ylabel("requests per bin\n(by arrival time)")
+    ax2.set_ylim(bottom=0)
+    site_rows = faults[faults["kind"] == "site"]
+    link_rows = faults[faults["kind"] == "link"]
+    grid = np.linspace(0.0, span, 600)
+    for name, colour in TIER_COLOURS.items():
+        total = float(sites.loc[sites["tier"] == name, "gpus"].sum())
+        rows = site_rows[site_rows["tier"] == name]
+        if total <= 0 or rows.empty:
+            continue
+        down = np.zeros_like(grid)
+        for a, e, g in zip(rows["start_s"], rows["end_s"], rows["gpus_lost"], strict=True):
+            down += np.where((grid >= a) & (grid < e), g, 0.0)
+        ax3.step(grid / scale, 100.0 * down / total, where="post", color=colour, label=name)
+    ax3.set_ylabel("GPUs down (%)")
+    ax3.set_ylim(bottom=0)
+    ax3.set_xlabel(f"arrival time ({unit}); bins of {width / scale:.3g} {unit}")
+    for ax in axes:
+        for a, e in _union(zip(site_rows["start_s"], site_rows["end_s"], strict=True)):
+            ax.axvspan(a / scale, min(e, span) / scale, color="#e74c3c", alpha=0.12, lw=0)
+        for a, e in _union(zip(link_rows["start_s"], link_rows["end_s"], strict=True)):
+            ax.axvspan(a / scale, min(e, span) / scale, facecolor="none", edgecolor="#2980b9",
+                       hatch="//", alpha=0.35, lw=0)
+        ax.grid(alpha=0.3, which="both")
+        ax.set_xlim(0, span / scale)
+    n_site, n_link = len(site_rows), len(link_rows)
+    ax1.legend(fontsize=8, loc="best", ncol=4,
+               title=f"{n_site} site outage(s), {n_link} link cut(s)", title_fontsize=8)
+    ax2.legend(fontsize=8, loc="upper left")
+    if n_site:
+        ax3.legend(fontsize=8, loc="upper left", ncol=3)
+
+
 @_legacy_path
 def faults_over_time(reqs: pd.DataFrame, faults: pd.DataFrame, sites: pd.DataFrame, ax=None,
                      bins: int | None = None):
@@ -509,39 +552,7 @@ def faults_over_time(reqs: pd.DataFrame, faults: pd.DataFrame, sites: pd.DataFra
     failed = np.bincount(b[status == "failed"], minlength=nb)
     over = np.bincount(b[reqs["failed_over"].to_numpy(bool)], minlength=nb) \
         if "failed_over" in reqs else np.zeros(nb)
-    ax2.bar(mid, failed, width=width / scale * 0.9, color="#c0392b", label="failed")
-    ax2.plot(mid, over, color="#34495e", marker=".", label="failed over (>= 1 retry)")
-    ax2.set_ylabel("requests per bin\n(by arrival time)")
-    ax2.set_ylim(bottom=0)
-    site_rows = faults[faults["kind"] == "site"]
-    link_rows = faults[faults["kind"] == "link"]
-    grid = np.linspace(0.0, span, 600)
-    for name, colour in TIER_COLOURS.items():
-        total = float(sites.loc[sites["tier"] == name, "gpus"].sum())
-        rows = site_rows[site_rows["tier"] == name]
-        if total <= 0 or rows.empty:
-            continue
-        down = np.zeros_like(grid)
-        for a, e, g in zip(rows["start_s"], rows["end_s"], rows["gpus_lost"], strict=True):
-            down += np.where((grid >= a) & (grid < e), g, 0.0)
-        ax3.step(grid / scale, 100.0 * down / total, where="post", color=colour, label=name)
-    ax3.set_ylabel("GPUs down (%)")
-    ax3.set_ylim(bottom=0)
-    ax3.set_xlabel(f"arrival time ({unit}); bins of {width / scale:.3g} {unit}")
-    for ax in (ax1, ax2, ax3):
-        for a, e in _union(zip(site_rows["start_s"], site_rows["end_s"], strict=True)):
-            ax.axvspan(a / scale, min(e, span) / scale, color="#e74c3c", alpha=0.12, lw=0)
-        for a, e in _union(zip(link_rows["start_s"], link_rows["end_s"], strict=True)):
-            ax.axvspan(a / scale, min(e, span) / scale, facecolor="none", edgecolor="#2980b9",
-                       hatch="//", alpha=0.35, lw=0)
-        ax.grid(alpha=0.3, which="both")
-        ax.set_xlim(0, span / scale)
-    n_site, n_link = len(site_rows), len(link_rows)
-    ax1.legend(fontsize=8, loc="best", ncol=4,
-               title=f"{n_site} site outage(s), {n_link} link cut(s)", title_fontsize=8)
-    ax2.legend(fontsize=8, loc="upper left")
-    if n_site:
-        ax3.legend(fontsize=8, loc="upper left", ncol=3)
+    _fault_panels((ax1, ax2, ax3), mid, failed, over, faults, sites, span, scale, unit, width)
     if own:
         fig.tight_layout()
     return fig
@@ -851,41 +862,9 @@ def faults_over_time_online(online, faults: pd.DataFrame, sites: pd.DataFrame, p
     ax1.set_yscale("log")
     ax1.set_ylabel("p95 latency (ms, log)")
     ax1.set_title("Faults: p95 latency, failed requests and capacity down over time")
-    ax2.bar(mid, _coarse(d.counters["failed"], nb, 0, step, nbins), width=width / scale * 0.9,
-            color="#c0392b", label="failed")
-    ax2.plot(mid, _coarse(d.counters["failed_over"], nb, 0, step, nbins), color="#34495e",
-             marker=".", label="failed over (>= 1 retry)")
-    ax2.set_ylabel("requests per bin\n(by arrival time)")
-    ax2.set_ylim(bottom=0)
-    site_rows = faults[faults["kind"] == "site"]
-    link_rows = faults[faults["kind"] == "link"]
-    grid = np.linspace(0.0, span, 600)
-    for name, colour in TIER_COLOURS.items():
-        total = float(sites.loc[sites["tier"] == name, "gpus"].sum())
-        rows = site_rows[site_rows["tier"] == name]
-        if total <= 0 or rows.empty:
-            continue
-        down = np.zeros_like(grid)
-        for a, e, g in zip(rows["start_s"], rows["end_s"], rows["gpus_lost"], strict=True):
-            down += np.where((grid >= a) & (grid < e), g, 0.0)
-        ax3.step(grid / scale, 100.0 * down / total, where="post", color=colour, label=name)
-    ax3.set_ylabel("GPUs down (%)")
-    ax3.set_ylim(bottom=0)
-    ax3.set_xlabel(f"arrival time ({unit}); bins of {width / scale:.3g} {unit}")
-    for ax in (ax1, ax2, ax3):
-        for a, e in _union(zip(site_rows["start_s"], site_rows["end_s"], strict=True)):
-            ax.axvspan(a / scale, min(e, span) / scale, color="#e74c3c", alpha=0.12, lw=0)
-        for a, e in _union(zip(link_rows["start_s"], link_rows["end_s"], strict=True)):
-            ax.axvspan(a / scale, min(e, span) / scale, facecolor="none", edgecolor="#2980b9",
-                       hatch="//", alpha=0.35, lw=0)
-        ax.grid(alpha=0.3, which="both")
-        ax.set_xlim(0, span / scale)
-    ax1.legend(fontsize=8, loc="best", ncol=4,
-               title=f"{len(site_rows)} site outage(s), {len(link_rows)} link cut(s)",
-               title_fontsize=8)
-    ax2.legend(fontsize=8, loc="upper left")
-    if len(site_rows):
-        ax3.legend(fontsize=8, loc="upper left", ncol=3)
+    _fault_panels((ax1, ax2, ax3), mid, _coarse(d.counters["failed"], nb, 0, step, nbins),
+                  _coarse(d.counters["failed_over"], nb, 0, step, nbins), faults, sites, span,
+                  scale, unit, width)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
