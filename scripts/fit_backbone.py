@@ -26,9 +26,7 @@ Usage (from the repo root)::
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -92,15 +90,7 @@ def main(data_dir: Path) -> None:
     params["all_pairs"] = score(rtt)
 
     out = geo.BACKBONE_PARAMS_PATH
-    date = dt.date.today().isoformat()
-    if out.exists():
-        old = json.loads(out.read_text(encoding="utf-8"))
-        old_date = old.get("fit", {}).pop("date", None)
-        params["fit"].pop("date")
-        if old == params:
-            date = old_date
-    params["fit"]["date"] = date
-    out.write_text(json.dumps(params, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    rtt_fit.write_params(out, params)
     holdout[HOLDOUT_COLUMNS].sort_values(["region_a", "region_b"]).to_csv(
         HOLDOUT_CSV, index=False, lineterminator="\n")
     h, a = params["holdout"], params["all_pairs"]

@@ -30,9 +30,7 @@ Usage (from the repo root)::
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -82,17 +80,9 @@ def main(data_dir: Path) -> None:
         "straight_line_params": {"intercept_ms": line[0], "ms_per_km": line[1]},
     }
 
-    # Keep the recorded date when the content is otherwise unchanged, so re-runs are byte-exact.
+    # The recorded date is kept when the content is otherwise unchanged (re-runs are byte-exact).
     out = geo.PARAMS_PATH
-    date = dt.date.today().isoformat()
-    if out.exists():
-        old = json.loads(out.read_text(encoding="utf-8"))
-        old_date = old.get("fit", {}).pop("date", None)
-        params["fit"].pop("date")
-        if old == params:
-            date = old_date
-    params["fit"]["date"] = date
-    out.write_text(json.dumps(params, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    rtt_fit.write_params(out, params)
     h = params["holdout"]
     print(f"wrote {out.relative_to(ROOT)}: hold-out median/p90 APE "
           f"{h['with_country_codes']['median_ape_pct']}/{h['with_country_codes']['p90_ape_pct']} % "

@@ -7,6 +7,8 @@ imports this module.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,33 @@ def country_codes(names) -> np.ndarray:
     return np.array([lookup[n] for n in names], dtype=object)
 
 
+def _with_places(rtt: pd.DataFrame, servers: pd.DataFrame) -> pd.DataFrame:
+    """Measurements joined with both ends' coordinates and ISO codes, their distance and floor."""
+    for end in ("src", "dst"):
+        cols = servers.set_index("server_id")[["lat", "lon", "iso2"]].add_prefix(f"{end}_")
+        rtt = rtt.join(cols, on=f"{end}_id", how="inner")
+    rtt["km"] = geo.great_circle_km(rtt.src_lat, rtt.src_lon, rtt.dst_lat, rtt.dst_lon)
+    rtt["floor_ms"] = geo.fibre_floor_ms(rtt["km"])
+    return rtt.reset_index(drop=True)
+
+
+def write_params(path: Path, params: dict) -> None:
+    """Write fitted parameters as JSON, keeping the recorded fit date when nothing else changed.
+
+    ``params["fit"]["date"]`` is set here: today's date, or the file's own when its content is
+    otherwise the same, so re-running a fit is byte-exact.
+    """
+    date = dt.date.today().isoformat()
+    params["fit"].pop("date", None)
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        old_date = old.get("fit", {}).pop("date", None)
+        if old == params:
+            date = old_date
+    params["fit"]["date"] = date
+    path.write_text(json.dumps(params, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def load_measurements(data_dir: str | Path) -> pd.DataFrame:
     """Read the WonderProxy RTTs and attach coordinates, ISO codes and fibre floors.
 
@@ -58,12 +87,7 @@ def load_measurements(data_dir: str | Path) -> pd.DataFrame:
     servers = pd.read_csv(data_dir / SERVERS_CSV, keep_default_na=False)
     servers["iso2"] = country_codes(servers["country"])
     rtt = pd.read_csv(data_dir / MEASURED_CSV, keep_default_na=False)
-    for end in ("src", "dst"):
-        cols = servers.set_index("server_id")[["lat", "lon", "iso2"]].add_prefix(f"{end}_")
-        rtt = rtt.join(cols, on=f"{end}_id", how="inner")
-    rtt["km"] = geo.great_circle_km(rtt.src_lat, rtt.src_lon, rtt.dst_lat, rtt.dst_lon)
-    rtt["floor_ms"] = geo.fibre_floor_ms(rtt["km"])
-    return rtt.reset_index(drop=True)
+    return _with_places(rtt, servers)
 
 
 def load_shipped_holdout() -> pd.DataFrame:
@@ -77,12 +101,7 @@ def load_shipped_holdout() -> pd.DataFrame:
     data = _COUNTRIES_CSV.parent
     servers = pd.read_csv(data / HOLDOUT_SERVERS_CSV, keep_default_na=False)
     rtt = pd.read_csv(data / HOLDOUT_CSV)
-    for end in ("src", "dst"):
-        cols = servers.set_index("server_id")[["lat", "lon", "iso2"]].add_prefix(f"{end}_")
-        rtt = rtt.join(cols, on=f"{end}_id", how="inner")
-    rtt["km"] = geo.great_circle_km(rtt.src_lat, rtt.src_lon, rtt.dst_lat, rtt.dst_lon)
-    rtt["floor_ms"] = geo.fibre_floor_ms(rtt["km"])
-    return rtt.reset_index(drop=True)
+    return _with_places(rtt, servers)
 
 
 def holdout_mask(rtt: pd.DataFrame, seed: int = SPLIT_SEED, frac: float = HOLDOUT_FRACTION):
