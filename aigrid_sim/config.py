@@ -408,11 +408,17 @@ class PriceConfig:
 
 @dataclass
 class QuotaConfig:
-    """A tenant's admission quota: a token bucket per tier, or per site of a tier."""
+    """A tenant's admission quota per tier (or per site of a tier): a rate, a concurrency, or both.
+
+    ``rate_rps``/``burst`` is a token bucket; ``max_concurrency`` caps the tenant's requests held
+    at once (routed there and not yet ended). At least one of ``rate_rps`` and
+    ``max_concurrency`` must be given.
+    """
 
     tier: str = "edge"
-    rate_rps: float = 0.0  # sustained requests per second admitted
+    rate_rps: float | None = None  # sustained requests per second admitted (null: no rate cap)
     burst: float = 1.0  # bucket size, requests
+    max_concurrency: int | None = None  # requests held at once (null: no concurrency cap)
     per_site: bool = False  # one bucket per site of the tier (else one for the whole tier)
 
 
@@ -623,6 +629,7 @@ DOMAINS: dict[str, Dom] = {
     "tenants[].sovereignty[]": NONEMPTY, "tenants[].quotas": ANY,
     "tenants[].quotas[].tier": one_of(*TIERS), "tenants[].quotas[].rate_rps": NONNEG,
     "tenants[].quotas[].burst": ONE_UP, "tenants[].quotas[].per_site": ANY,
+    "tenants[].quotas[].max_concurrency": NONNEG,
     "tenants[].prices": ANY, "tenants[].sla_penalty_usd": NONNEG,
     # trace
     "trace.path": NONEMPTY, "trace.format": one_of(*TRACE_FORMATS),
@@ -1143,8 +1150,13 @@ def _check_tenants(c: SimConfig) -> None:
         for j, q in enumerate(t.quotas):
             kq = f"{k}.quotas[{j}]"
             _need(q.tier in TIERS, f"{kq}.tier", f"must be one of {TIERS} (got {q.tier!r})")
-            _need(_finite(q.rate_rps) and q.rate_rps >= 0, f"{kq}.rate_rps",
-                  f"must be a finite number >= 0 (got {q.rate_rps})")
+            _need(q.rate_rps is not None or q.max_concurrency is not None, kq,
+                  "a quota needs rate_rps (requests per second) or max_concurrency (requests "
+                  "at once), or both")
+            _need(q.rate_rps is None or (_finite(q.rate_rps) and q.rate_rps >= 0),
+                  f"{kq}.rate_rps", f"must be a finite number >= 0 (got {q.rate_rps})")
+            _need(q.max_concurrency is None or q.max_concurrency >= 0,
+                  f"{kq}.max_concurrency", f"must be an integer >= 0 (got {q.max_concurrency})")
             _need(_finite(q.burst) and q.burst >= 1, f"{kq}.burst",
                   f"must be a finite number >= 1 (got {q.burst})")
         for tier, p in t.prices.items():

@@ -13,7 +13,9 @@ lets the routing decision stand. :class:`ControlPlane` does exactly that, around
   rejected with reason ``sovereignty``.
 - **Quotas.** A tenant may have token buckets per tier (or per site of a tier): ``rate_rps``
   sustained, ``burst`` at once. A request whose chosen tier has no token left is rejected with
-  reason ``quota`` (throttled); a fail-over retry pays again.
+  reason ``quota`` (throttled); a fail-over retry pays again. A tenant may also cap its
+  requests held at once per tier (or per site): ``max_concurrency``; a request routed there
+  while the tenant holds that many is throttled the same way (reason ``quota``).
 
 The wrapper is built only when a scenario uses one of these features, so a run without them
 pays nothing on its per-request path (:func:`wrap`).
@@ -45,6 +47,7 @@ class Rules:
         tenant_names: Tenant names by index.
         tenant_priority: Tenant priorities by index.
         buckets: Per (tenant, tier): ``(rate_rps, burst, per_site)``.
+        concurrency: Per (tenant, tier): ``(max_concurrency, per_site)``.
     """
 
     app_area: list[np.ndarray | None]
@@ -54,6 +57,7 @@ class Rules:
     tenant_names: list[str]
     tenant_priority: list[int]
     buckets: dict[tuple[int, int], tuple[float, float, bool]]
+    concurrency: dict[tuple[int, int], tuple[int, bool]] | None = None
 
     @property
     def sovereign(self) -> bool:
@@ -108,13 +112,17 @@ def build_rules(cfg, world: World, app_names: list[str]) -> Rules | None:
                         f"{cap}; add a site there or drop the rule")
         app_area.append(per_origin)
     buckets: dict[tuple[int, int], tuple[float, float, bool]] = {}
+    conc: dict[tuple[int, int], tuple[int, bool]] = {}
     for ti, t in enumerate(tenants):
         for q in t.quotas:
-            buckets[(ti, int(Tier[q.tier.upper()]))] = (float(q.rate_rps), float(q.burst),
-                                                         bool(q.per_site))
+            key = (ti, int(Tier[q.tier.upper()]))
+            if q.rate_rps is not None:
+                buckets[key] = (float(q.rate_rps), float(q.burst), bool(q.per_site))
+            if q.max_concurrency is not None:
+                conc[key] = (int(q.max_concurrency), bool(q.per_site))
     return Rules(app_area, area_names, area_sites,
                  [tenant_of.get(n, -1) for n in app_names], [t.name for t in tenants],
-                 [int(t.priority) for t in tenants], buckets)
+                 [int(t.priority) for t in tenants], buckets, conc or None)
 
 
 class ScopedView(GridView):
@@ -173,6 +181,7 @@ class ControlPlane:
         self.rules = rules
         self.name = getattr(policy, "name", type(policy).__name__)
         self._tokens: dict[tuple, list[float]] = {}
+        self._held: dict[tuple, dict[int, int]] = {}  # concurrency: slot -> site, per bucket
 
     def bind(self, view: GridView) -> None:
         """Scope the view to each request's area, then bind the inner policy."""
@@ -182,6 +191,9 @@ class ControlPlane:
             view._scoped = {}
         self._view = view
         self._tiers = view.tiers
+        if self.rules.concurrency:  # who is still held: the engine's per-request state
+            self._rec = view._e.records
+            self._app = view._e._app
         self.policy.bind(view)
 
     def choose(self, request: Request, view: GridView) -> int:
@@ -207,12 +219,44 @@ class ControlPlane:
                 f"policy {self.name!r} sent request {request.id} (app {request.app}, must stay "
                 f"in {r.area_names[area]!r}) to site {view.site_ids[s]!r} outside that area")
         tenant = r.app_tenant[request.app]
-        if tenant >= 0 and r.buckets:
+        if tenant >= 0 and (r.buckets or r.concurrency):
             tier = int(self._tiers[s])
+            held = None
+            if r.concurrency:
+                cspec = r.concurrency.get((tenant, tier))
+                if cspec is not None:
+                    held = self._room(tenant, tier, s, cspec)
+                    if held is None:
+                        return Reject.QUOTA
             spec = r.buckets.get((tenant, tier))
             if spec is not None and not self._take(tenant, tier, s, spec, view.now):
                 return Reject.QUOTA
+            if held is not None:
+                held[request.id] = s
         return s
+
+    def _room(self, tenant: int, tier: int, site: int, spec) -> dict | None:
+        """The requests the tenant holds in this concurrency bucket, or None if it is full.
+
+        A request holds its place from the decision that routed it here until it ends (its
+        status leaves ``in_flight``) or is routed elsewhere (a fail-over, an escalation). Places
+        are given back lazily: the bucket is swept only when it looks full.
+        """
+        limit, per_site = spec
+        key = (tenant, tier, site if per_site else -1)
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = {}
+        if len(held) >= limit:
+            rec = self._rec
+            status, where = rec.status, rec.site
+            app, owner = self._app, self.rules.app_tenant
+            for i, hs in list(held.items()):
+                if status[i] != 0 or where[i] != hs or owner[app[i]] != tenant:
+                    del held[i]
+            if len(held) >= limit:
+                return None
+        return held
 
     def _take(self, tenant: int, tier: int, site: int, spec, now: float) -> bool:
         rate, burst, per_site = spec

@@ -115,3 +115,73 @@ def test_rate_quota_is_never_exceeded(rate, burst):
 def test_bad_tenant_config_is_one_clear_line(tenants, match):
     with pytest.raises(ConfigError, match=match):
         config_of("global_agent", SMALL + [f"tenants={tenants}"])
+
+
+def _max_held(r, app: str, tier: str, per_site: bool) -> int:
+    """Most requests of ``app`` held at once at ``tier`` (per site if ``per_site``).
+
+    A request holds its place from its routing decision to the end of its time at the site
+    (last token, or refused there); one still in flight holds it to the end of the run.
+    """
+    df = r.requests
+    rec = r.records
+    m = ((df["app"] == app) & (df["tier"] == tier) & (df["reason"] != "quota")).to_numpy()
+    start = df["arrival_s"].to_numpy() + rec.extra_s
+    ok = (df["status"] == "ok").to_numpy()
+    end = np.where(ok, rec.t_start + rec.service_s,
+                   start + df["network_ms"].to_numpy() / 2000.0)
+    end = np.where((df["status"] == "in_flight").to_numpy(), np.inf, end)
+    groups = df["site"].to_numpy() if per_site else np.zeros(len(df))
+    worst = 0
+    for g in np.unique(groups[m]):
+        k = m & (groups == g)
+        # ends sort before starts at the same instant (1 ns of float slack)
+        ev = np.concatenate([np.stack([start[k], np.ones(k.sum())], 1),
+                             np.stack([end[k] - 1e-9, -np.ones(k.sum())], 1)])
+        ev = ev[np.lexsort((ev[:, 1], ev[:, 0]))]
+        worst = max(worst, int(np.cumsum(ev[:, 1]).max()))
+    return worst
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(limit=st.integers(0, 60), per_site=st.booleans(),
+       policy=st.sampled_from(["nearest_capable", "cheapest_feasible", "least_loaded"]),
+       rate=st.sampled_from([None, 40.0]))
+def test_concurrency_quota_is_never_exceeded(limit, per_site, policy, rate):
+    """Property: the tenant never holds more than max_concurrency requests at the tier."""
+    q = f"{{tier: edge, max_concurrency: {limit}, per_site: {str(per_site).lower()}"
+    q += "}" if rate is None else f", rate_rps: {rate}, burst: 5}}"
+    r = aigrid_sim.run("global_agent", SMALL + [
+        f"tenants=[{{name: voice, apps: [voice_agent], quotas: [{q}]}}]", f"policy={policy}"])
+    s = r.summary
+    assert s["completed"] + s["rejected"] + s["failed"] + s["in_flight"] == s["requests"]
+    assert _max_held(r, "voice_agent", "edge", per_site) <= limit
+    if limit <= 10 and not per_site:
+        assert s["reasons"].get("quota", 0) > 0
+    if limit == 0:  # nothing of the tenant is ever served at the edge
+        v = r.requests[r.requests["app"] == "voice_agent"]
+        assert not (v["tier"] == "edge").any()
+
+
+def test_concurrency_quota_binds_when_a_rate_quota_would_not():
+    """Without the cap the tenant holds more at once than the cap allows; with it, never."""
+    free = aigrid_sim.run("global_agent", SMALL + ["policy=nearest_capable"])
+    held = _max_held(free, "voice_agent", "edge", False)
+    cap = held // 2
+    r = aigrid_sim.run("global_agent", SMALL + [
+        "policy=nearest_capable",
+        f"tenants=[{{name: voice, apps: [voice_agent], quotas: [{{tier: edge, "
+        f"max_concurrency: {cap}}}]}}]"])
+    assert _max_held(r, "voice_agent", "edge", False) <= cap < held
+    assert r.summary["tenants"]["by_tenant"]["voice"]["throttled"] > 0
+
+
+@pytest.mark.parametrize("quota, match", [
+    ("{tier: edge, max_concurrency: -1}", r"tenants\[0\].quotas\[0\].max_concurrency.*>= 0"),
+    ("{tier: edge}", r"tenants\[0\].quotas\[0\]'?:? a quota needs rate_rps"),
+    ("{tier: edge, rate_rps: -3}", r"tenants\[0\].quotas\[0\].rate_rps"),
+])
+def test_bad_quota_is_one_clear_line(quota, match):
+    with pytest.raises(ConfigError, match=match):
+        config_of("global_agent", SMALL + [
+            f"tenants=[{{name: a, apps: [voice_agent], quotas: [{quota}]}}]"])
