@@ -29,6 +29,8 @@ NO_TENANT = "(no tenant)"
 TIERS = ("edge", "regional", "core")
 _COUNTS = ("requests", "completed", "throttled", "met", "judged")
 _SUMS = ("in_tokens", "out_tokens", "revenue_usd", "penalty_usd", "used_cost_usd")
+#: What a bill adds up per (tenant, tier): runs merge by adding them (``sketches.parquet``).
+BILL_FIELDS = _COUNTS + _SUMS
 
 
 class Bill:

@@ -313,6 +313,7 @@ class OnlineSummary:
         self.city_tier = np.zeros((len(self.city_names), len(TIER_LABELS)), np.int64)
         self._world = world
         self.bill = None  # a Bill to feed (runs with tenants), set by the caller
+        self._bill_measured = None  # its measured part, when there is a warm-up
 
     # ------------------------------------------------------------------ feeding
     def update(self, reqs: pd.DataFrame, rec=None) -> None:
@@ -321,6 +322,13 @@ class OnlineSummary:
             return
         if self.bill is not None:  # tenants' bill (aigrid_sim.results.billing.Bill)
             self.bill.update(reqs)
+            if self.warmup_s > 0:  # what merged runs add up: the measured requests only
+                if self._bill_measured is None:
+                    from aigrid_sim.results.billing import Bill
+
+                    self._bill_measured = Bill(self.bill.tenants)
+                self._bill_measured.update(reqs[reqs["arrival_s"].to_numpy(float)
+                                                >= self.warmup_s])
         status = np.asarray(reqs["status"].cat.codes, np.int64)
         tier = np.asarray(reqs["tier"].cat.codes, np.int64)  # -1 = no site
         cost = reqs["cost_usd"].to_numpy(float)
@@ -409,8 +417,9 @@ class OnlineSummary:
         if ok.any():
             arr = reqs["arrival_s"].to_numpy(float)
             sv["output_tokens"] += float(reqs["out_tokens"].to_numpy(float)[ok].sum())
-            sv["t0"] = min(sv["t0"], float(arr[ok].min()))
-            sv["t1"] = max(sv["t1"], float((arr + lat / 1000.0)[ok].max()))
+            # absolute times (from the day's start), so time slices merge by min / max
+            sv["t0"] = min(sv["t0"], self.time_origin_s + float(arr[ok].min()))
+            sv["t1"] = max(sv["t1"], self.time_origin_s + float((arr + lat / 1000.0)[ok].max()))
         if "preemptions" not in reqs:
             return
         sv["preemptions"] += int(reqs["preemptions"].sum())
@@ -555,8 +564,10 @@ class OnlineSummary:
             "by_app": self._blocks("app"),
             "sketch": self.sketch_info(),
         }
-        if getattr(self, "serving", None) is not None:  # merged states carry no serving counters
+        if getattr(self, "serving", None) is not None:  # old states carry no serving counters
             out.update(self.serving_summary())
+        if getattr(self, "merged_bill", None) is not None:  # a state's bill (merged runs)
+            out["tenants"] = self.merged_bill.result(sites)
         if "cascade" in self.dims:
             out["cascade"] = self.cascade_summary()
         return out
@@ -732,6 +743,35 @@ class OnlineSummary:
         for metric, v in (("slots", self.site_slots), ("gpus", self.site_gpus),
                           ("tier", self.site_tier.astype(float))):
             rows("site_info", sid, metric, np.full(len(sid), -1), v)
+        sv = self.serving
+        if sv is not None:  # serving counters: t0 merges by min, t1 by max, the rest by sum
+            scal = {"preemptions": sv["preemptions"], "output_tokens": sv["output_tokens"]}
+            if sv["t1"] >= sv["t0"]:
+                scal.update(t0=sv["t0"], t1=sv["t1"])
+            rows("serving", list(scal), "value", np.full(len(scal), -1),
+                 [float(v) for v in scal.values()])
+            for key in ("app", "site"):
+                labs = list(sv[f"prefill_{key}"])
+                for what in ("prefill", "cached"):
+                    d = sv[f"{what}_{key}"]
+                    rows(f"prefix_{key}", labs, what, np.full(len(labs), -1),
+                         [float(d.get(lab, 0.0)) for lab in labs])
+        bill = self._bill_measured if self.warmup_s > 0 else self.bill
+        if self.bill is not None and bill is None:  # a warm-up and nothing measured yet
+            from aigrid_sim.results.billing import Bill
+
+            bill = Bill(self.bill.tenants)
+        if bill is not None:  # group "tenant|tier", tier 3 = no site; every tenant, in order
+            from aigrid_sim.results.billing import TIERS
+
+            labels = np.array([f"{n}|{t}" for n in bill.names for t in (*TIERS, "none")],
+                              dtype=object)
+            for k, v in bill.acc.items():
+                v = v.ravel()
+                nz = np.flatnonzero(v)
+                rows("bill", labels[nz], k, np.full(len(nz), -1), v[nz])
+            rows("bill_tenant", bill.names, "order", np.full(len(bill.names), -1),
+                 np.zeros(len(bill.names)))
         meta = {"alpha": ALPHA, "city_alpha": CITY_ALPHA, "time_bin_s": self.time_bin_s,
                 "runs": 1.0, "measured_s": meas}
         rows("meta", list(meta), "value", np.full(len(meta), -1), list(meta.values()))
@@ -791,6 +831,8 @@ class OnlineSummary:
             self.bin0 = int(str(self.dims["time"].labels[0]).split("|")[0])
         else:
             self.bin0 = 0
+        self.serving = _serving_from_state(f)
+        self.merged_bill = _bill_from_state(f)
         return self
 
     @staticmethod
@@ -804,6 +846,47 @@ class OnlineSummary:
             columns={"group": "site"})
         t["tier"] = np.array(TIER_LABELS, dtype=object)[t["tier"].astype(int)]
         return t
+
+
+def _serving_from_state(f: pd.DataFrame) -> dict | None:
+    """The serving counters of a state table (None for states written before they were kept)."""
+    sv = f[f["dim"] == "serving"]
+    if not len(sv):
+        return None
+    v = dict(zip(sv["group"], sv["value"], strict=True))
+    out = {"preemptions": int(v.get("preemptions", 0)),
+           "output_tokens": float(v.get("output_tokens", 0.0)),
+           "t0": float(v.get("t0", math.inf)), "t1": float(v.get("t1", -math.inf))}
+    for key in ("app", "site"):
+        p = f[f["dim"] == f"prefix_{key}"]
+        for what in ("prefill", "cached"):
+            q = p[p["metric"] == what]
+            out[f"{what}_{key}"] = dict(zip(q["group"], q["value"].astype(float), strict=True))
+    return out
+
+
+def _bill_from_state(f: pd.DataFrame):
+    """The tenants' bill of a state table (a ``Bill`` holding its sums), or None."""
+    from aigrid_sim.results.billing import BILL_FIELDS, Bill
+
+    bt = f[f["dim"] == "bill_tenant"]
+    if not len(bt):
+        return None
+    bill = Bill.__new__(Bill)
+    bill.names = list(dict.fromkeys(bt["group"]))
+    n = len(bill.names)
+    row = {name: i for i, name in enumerate(bill.names)}
+    bill.acc = {}
+    b = f[f["dim"] == "bill"]
+    for metric, part in b.groupby("metric", sort=False):
+        acc = bill.acc.setdefault(metric, np.zeros((n, 4)))
+        ten, tier = zip(*(str(g).rsplit("|", 1) for g in part["group"]), strict=True)
+        i = np.array([row[t] for t in ten], np.int64)
+        k = np.array([("edge", "regional", "core", "none").index(t) for t in tier], np.int64)
+        np.add.at(acc, (i, k), part["value"].to_numpy(float))
+    for metric in BILL_FIELDS:
+        bill.acc.setdefault(metric, np.zeros((n, 4)))
+    return bill
 
 
 def _time_labels(labels: list[str]) -> list[str]:

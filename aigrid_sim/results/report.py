@@ -430,9 +430,11 @@ def write_report(path: str | Path, out: str | Path | None = None, *, figures: bo
 def merge_state_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Merge the online-summary states (``sketches.parquet``) of several runs into one.
 
-    Counters, sums and sketch bins add up per ``dim, group, metric, key``; a site's static
-    facts (``site_info``: tier, slots, GPUs) and the sketch settings are taken once. Exact for
-    the counters; the sketches keep their stated accuracy (merging DDSketches loses nothing).
+    Counters, sums and sketch bins add up per ``dim, group, metric, key`` (tenants' billing
+    totals and the serving counters too); a site's static facts (``site_info``: tier, slots,
+    GPUs) and the sketch settings are taken once; the serving span takes the first arrival and
+    the last token. Exact for the counters; the sketches keep their stated accuracy (merging
+    DDSketches loses nothing).
     """
     if not frames:
         raise ConfigError("report --merge: no run with a sketches.parquet to merge")
@@ -444,9 +446,13 @@ def merge_state_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if len(bins) > 1:
         raise ConfigError(f"report --merge: runs use different output.time_bin_s {sorted(bins)}"
                           "; merge runs made with the same value")
-    a = f[~once].groupby(keys, sort=False, as_index=False)["value"].sum()
-    b = f[once].groupby(keys, sort=False, as_index=False)["value"].max()
-    return pd.concat([a, b], ignore_index=True)
+    # the serving span: first arrival (min) and last token (max), in absolute time
+    first = (f["dim"] == "serving") & (f["group"] == "t0")
+    last = (f["dim"] == "serving") & (f["group"] == "t1")
+    a = f[~once & ~first & ~last].groupby(keys, sort=False, as_index=False)["value"].sum()
+    b = f[once | last].groupby(keys, sort=False, as_index=False)["value"].max()
+    c = f[first].groupby(keys, sort=False, as_index=False)["value"].min()
+    return pd.concat([a, b, c], ignore_index=True)
 
 
 def summary_from_state(frame: pd.DataFrame) -> dict:
