@@ -110,6 +110,13 @@ def build_rules(cfg, world: World, app_names: list[str]) -> Rules | None:
                         f"key '{key}[{j}]': app {name!r} must stay in {area!r}, which has "
                         f"{int(inside.sum())} origin cities but no site serving capability "
                         f"{cap}; add a site there or drop the rule")
+                big = _cascade_capability(a, world)
+                if big is not None and not (area_sites[idx]
+                                            & (world.site_capability >= big)).any():
+                    raise ConfigError(
+                        f"key '{key}[{j}]': app {name!r} must stay in {area!r}, but its "
+                        f"escalated requests (workload.apps cascade) need capability {big} and "
+                        f"no site in {area!r} hosts it; add one there or drop the rule")
         app_area.append(per_origin)
     buckets: dict[tuple[int, int], tuple[float, float, bool]] = {}
     conc: dict[tuple[int, int], tuple[int, bool]] = {}
@@ -123,6 +130,19 @@ def build_rules(cfg, world: World, app_names: list[str]) -> Rules | None:
     return Rules(app_area, area_names, area_sites,
                  [tenant_of.get(n, -1) for n in app_names], [t.name for t in tenants],
                  [int(t.priority) for t in tenants], buckets, conc or None)
+
+
+def _cascade_capability(app, world: World) -> int | None:
+    """The capability an app's escalated requests need, or None (no cascade, or no such tier)."""
+    c = getattr(app, "cascade", None)
+    if app is None or c is None or not c.to_tier:
+        return None
+    if c.capability is not None:
+        return int(c.capability)
+    tier = int(Tier[c.to_tier.upper()])
+    at = np.asarray(world.site_capability)[np.asarray(world.site_tier) == tier]
+    big = int(at.max()) if len(at) else 0
+    return big if big > app.capability else None
 
 
 class ScopedView(GridView):

@@ -181,3 +181,27 @@ def test_bad_cascade_exits_2_on_the_cli(tmp_path):
     assert p.returncode == 2
     lines = [x for x in p.stderr.strip().splitlines() if x]
     assert len(lines) == 1 and "workload.apps[2].cascade.to_tier" in lines[0]
+
+
+def test_cascade_target_outside_a_residency_area_is_reported_before_the_run():
+    """Indian voice turns must stay in India, but no core (405B) site is there."""
+    with pytest.raises(ConfigError, match=r"workload.apps\[0\].sovereignty\[0\].*escalated "
+                                          r"requests.*capability 3"):
+        aigrid_sim.run("global_agent", SMALL + ["+workload.apps.0.sovereignty=[IN]",
+                                                cascade(to_tier="core")])
+
+
+def test_cascade_with_residency_serves_both_attempts_inside_the_area():
+    r = aigrid_sim.run("global_agent", SMALL + ["+workload.apps.0.sovereignty=[EU]",
+                                                cascade(to_tier="regional", fraction=0.9)])
+    _conserved(r)
+    from aigrid_sim.world import areas
+
+    eu = areas.resolve("EU", "x")
+    sc = dict(zip(r.world.site_id, [c or "" for c in r.world.site_country], strict=True))
+    oc = dict(zip(r.world.origin_name, [c or "" for c in r.world.origin_country], strict=True))
+    df = r.requests
+    v = df[(df["app"] == "voice_agent") & df["origin"].astype(str).map(oc).isin(eu)]
+    esc = v[(v["cascade"] == "escalated") & (v["site"] != "")]
+    assert len(esc) > 20, len(esc)
+    assert esc["site"].map(sc).isin(eu).all()
