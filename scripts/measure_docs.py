@@ -247,13 +247,13 @@ def check_plan(c: Check, args) -> list[Finding]:
     out, _ = sh(c.command, fresh())
     m_plan = re.search(r"^plan\s+(\d+)\s+([\d,]+)", out, re.M)
     m_sims = re.search(r"^(\d+) simulations, ([\d.]+) s", out, re.M)
-    m_est = re.search(r"Erlang-C estimate: (\d+) GPUs, \$([\d,]+)/month", out)
+    m_est = re.search(r"site estimate: (\d+) GPUs, \$([\d,]+)/month", out)
     found = []
     if len(cells) >= 6 and m_plan and m_sims:
         found.append(Finding(c.doc, "DE+FR plan", cells[3].split(";")[0],
                              f"{m_plan.group(1)} GPUs, ${m_plan.group(2)}/month",
                              cells[3].startswith(f"{m_plan.group(1)} GPUs, ${m_plan.group(2)}")))
-        found.append(Finding(c.doc, "DE+FR Erlang-C estimate", cells[2],
+        found.append(Finding(c.doc, "DE+FR site estimate", cells[2],
                              f"{m_est.group(1)} GPUs, ${m_est.group(2)}/month" if m_est else "-",
                              bool(m_est) and cells[2] == f"{m_est.group(1)} GPUs, "
                                                          f"${m_est.group(2)}/month"))

@@ -38,12 +38,13 @@ A site keeps at least one replica (the world has no empty sites). GPUs come in w
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigrid_sim import config as cfgmod
 from aigrid_sim.errors import ConfigError
-from aigrid_sim.studies.theory import erlang_c, erlang_c_servers_for_target
+from aigrid_sim.studies.theory import erlang_c
 
 HOURS_PER_MONTH = 730.0
 FLOOR_MARGIN = 0.005  # apps the network floor keeps below target: held to pilot - 0.5 pp
@@ -86,16 +87,16 @@ class Targets:
 
 @dataclass
 class SiteLoad:
-    """A site's routed load in the pilot (all seeds pooled), for the analytic sizing."""
+    """A site's routed load in the pilot (all seeds pooled), for the site estimate."""
 
     lam: float  # requests per second
     gen_share: float  # share of generative requests
     in_mean: float  # mean input tokens of generative requests
     out_mean: float  # mean output tokens of generative requests
     work_mean_s: float  # mean fixed work of non-generative requests
-    in_per_out: float  # in_tokens / out_tokens of the sequences in a batch (time average)
-    slack_s: np.ndarray  # per request: SLO minus latency without queueing (s)
-
+    slack_s: np.ndarray  # per measured request: SLO minus latency without queueing (s)
+    traces: list = field(default_factory=list)  # SiteTrace per seed (replicated sites)
+    span_s: float = 0.0  # time a trace covers (utilisation)
 
 @dataclass
 class Evaluation:
@@ -116,7 +117,7 @@ class PlanResult:
 
     Attributes:
         table: One row per site: site, tier, gpu, model, gpus, replicas, slots, analytic_gpus,
-            routed_rps, expected_utilisation (Erlang model), sim_utilisation, cost_per_month_usd.
+            routed_rps, expected_utilisation (site estimate), sim_utilisation, cost_per_month_usd.
         tiers: GPUs, sites and cost per month by tier.
         achieved: Metrics of the plan (worst over seeds for attainment and rejections).
         baseline: The same metrics for the scenario as configured (tier defaults), for comparison.
@@ -167,42 +168,117 @@ def _json_default(o):
     return str(o)
 
 
-# ----------------------------------------------------------------------------- analytic sizing
+# ----------------------------------------------------------------------------- site estimate
 
 
-def batch_fixed_point(load: SiteLoad, replicas: int, prefill_s_per_token: float,
-                      tpot_s: tuple[float, ...], max_batch: int, fixed: bool) -> tuple[float, int]:
-    """Mean service time and batch size at a site with ``replicas`` replicas under ``load``.
+@dataclass
+class SiteTrace:
+    """The requests the pilot sent to one site, in order of arrival at the site (one seed).
 
-    The batch a request joins is about the busy slots per replica, ``a / R`` with
-    ``a = lam E[S]``, and ``E[S]`` grows with the batch: a generative request takes
-    ``in s_pre + out (tpot[b] + s_pre (b - 1) g E[in/out])``, the engine's admission rule (decode
-    step of the batch plus the prefill stalls of the other ``b - 1`` sequences, a share ``g`` of
-    them generative, ``E[in/out]`` taken as ``E[in] / E[out]``, the time average over the batch;
-    see :mod:`aigrid_sim.serving.batching`). Iterate from batch 1 (monotone, so it
-    converges to the least fixed point).
+    Enough to replay them through the site's replicas alone (:func:`replay_site`): the engine's
+    :class:`~aigrid_sim.serving.replica.ReplicaPool`, with the network and routing held as the
+    pilot had them.
 
-    Returns:
-        ``(mean_service_s, batch)``.
+    Attributes:
+        t: Arrival at the site, s (sorted).
+        in_tokens, out_tokens: Tokens per request (lists, as the pool reads them).
+        fixed: Per request: fixed work (a non-generative app), not tokens.
+        work_s: Fixed work per request, s (0 for generative ones).
+        outside_s: Network and fail-over time outside the site, s.
+        slo_s: SLO per request, s.
+        on_ttft: Per request: the SLO is on time to first token.
+        counted: Per request: arrived after the warm-up and met its SLO in the pilot (a miss of
+            such a request at fewer replicas is due to capacity; the others are the network
+            floor's or outside the measurement).
+        measured: Requests arrived after the warm-up.
     """
-    b = 1
-    es = 0.0
-    for _ in range(64):
-        if fixed:
-            gen = 0.0
+
+    t: np.ndarray
+    in_tokens: list
+    out_tokens: list
+    fixed: np.ndarray
+    work_s: list
+    outside_s: np.ndarray
+    slo_s: np.ndarray
+    on_ttft: np.ndarray
+    counted: np.ndarray
+    measured: int
+
+
+@dataclass
+class Replay:
+    """What :func:`replay_site` found: counted requests missing their SLO, rejections, load."""
+
+    misses: int
+    rejected: int
+    requests: int
+    busy_s: float  # sequence-seconds held by requests in the replay
+
+
+def replay_site(dep, replicas: int, max_queue: int, tr: SiteTrace) -> Replay:
+    """Replay a site's pilot arrivals through ``replicas`` replicas of the engine's replica model.
+
+    The same :class:`~aigrid_sim.serving.replica.ReplicaPool` the engine runs (KV-bounded
+    admission, chunked prefill, step times of :mod:`aigrid_sim.serving.steptime`, preemption,
+    fixed-work jobs holding a sequence place), fed the site's arrivals as the pilot routed them,
+    with a minimal event loop instead of the world. It leaves out what the site does not decide:
+    a load-aware policy sending requests elsewhere when the site is busy, and prefix-cache hits
+    (the replay has none, so it errs on the slow side).
+    """
+    from types import SimpleNamespace
+
+    from aigrid_sim.serving.replica import Admit, ReplicaPool, Spec
+
+    n = len(tr.t)
+    nan = np.full(n, np.nan)
+    rec = SimpleNamespace(t_start=nan.copy(), prefill_s=nan.copy(), service_s=nan.copy(),
+                          tpot_s=nan.copy(), batch=np.zeros(n, np.int32),
+                          preemptions=np.zeros(n, np.int32), cached_tokens=np.zeros(n, np.int64),
+                          prefill_tokens=np.zeros(n, np.int64))
+    heap: list = []
+    clock = [0.0]
+    order = [0]
+
+    def at(t, fn, arg):
+        order[0] += 1
+        heapq.heappush(heap, (t, order[0], fn, arg))
+
+    pool = ReplicaPool(Spec(dep), replicas, max_queue, tr.in_tokens, tr.out_tokens, rec, at,
+                       lambda: clock[0], lambda i: None, [0], 0, work=tr.work_s,
+                       is_fixed=tr.fixed if tr.fixed.any() else None)
+    tl = tr.t.tolist()
+    refused = np.zeros(n, dtype=bool)
+    nxt = 0
+    while nxt < n or heap:
+        if heap and (nxt >= n or heap[0][0] <= tl[nxt]):
+            t, _, fn, arg = heapq.heappop(heap)
+            clock[0] = t
+            fn(arg)
         else:
-            stall = prefill_s_per_token * (b - 1) * load.gen_share * load.in_per_out
-            gen = load.in_mean * prefill_s_per_token + load.out_mean * (tpot_s[b] + stall)
-        es = load.gen_share * gen + (1.0 - load.gen_share) * load.work_mean_s
-        nb = min(max(math.ceil(load.lam * es / replicas - 1e-9), 1), max_batch)
-        if nb == b:
-            break
-        b = nb
-    return es, b
+            clock[0] = tl[nxt]
+            if pool.arrive(nxt) > Admit.QUEUED:
+                refused[nxt] = True
+            nxt += 1
+    wait = rec.t_start - tr.t
+    fixed_done = np.where(tr.fixed, np.asarray(tr.work_s, float), rec.service_s)
+    site_s = wait + np.where(tr.on_ttft & ~tr.fixed, rec.prefill_s, fixed_done)
+    miss = ~(tr.outside_s + site_s <= tr.slo_s)  # NaN (never served) is a miss
+    busy = float(np.nansum(np.where(tr.fixed, np.asarray(tr.work_s, float), rec.service_s)))
+    return Replay(int((miss & tr.counted).sum()), int(refused.sum()), n, busy)
+
+
+def saturation_rps(dep, load: SiteLoad) -> float:
+    """Generative requests/s one replica serves saturated at the site's mean token mix.
+
+    :meth:`Deployment.saturation_out_tok_s` (the closed form of the engine's scheduler) divided
+    by the mean output tokens.
+    """
+    osl = max(load.out_mean, 1.0)
+    return dep.saturation_out_tok_s(max(load.in_mean, 0.0), osl) / osl
 
 
 def predicted_queue_misses(load: SiteLoad, slots: int, mean_s: float) -> float:
-    """Share of a site's requests whose M/M/c wait exceeds their slack (Erlang C tail).
+    """Share of a fixed-work site's requests whose M/M/c wait exceeds their slack (Erlang C).
 
     ``P(W > t) = C(c, a) exp(-(c - a) t / E[S])``; requests with no slack miss anyway and are the
     network floor's, not counted here.
@@ -217,37 +293,72 @@ def predicted_queue_misses(load: SiteLoad, slots: int, mean_s: float) -> float:
     return float(c_wait * np.exp(-(slots - a) * s / mean_s).sum() / len(load.slack_s))
 
 
+def site_estimate(load: SiteLoad, dep, replicas: int, max_queue: int
+                  ) -> tuple[float, float, float]:
+    """Predicted ``(capacity misses, rejections, utilisation)`` of a site at ``replicas``.
+
+    Generative sites: the pilot's arrivals replayed through the engine's replicas
+    (:func:`replay_site`, every seed pooled): misses are requests that met their SLO in the pilot
+    and miss it here, as shares of the measured requests; rejections of all requests;
+    utilisation as the engine reports it (busy sequence-seconds over ``replicas x max_batch``
+    over the time). Fixed-work sites: Erlang C on ``replicas x max_batch`` slots.
+    """
+    if dep.fixed or not load.traces:
+        slots = replicas * dep.max_batch
+        a = load.lam * load.work_mean_s
+        if a >= slots:
+            return 1.0, 1.0, float("nan")
+        miss = predicted_queue_misses(load, slots, load.work_mean_s)
+        full = erlang_c(slots, a) * (a / slots) ** max_queue if max_queue < 10**7 else 0.0
+        return miss, full, a / slots
+    miss = rej = n = measured = 0
+    busy = 0.0
+    span = 0.0
+    for tr in load.traces:
+        r = replay_site(dep, replicas, max_queue, tr)
+        miss += r.misses
+        rej += r.rejected
+        n += r.requests
+        measured += tr.measured
+        busy += r.busy_s
+        span += load.span_s
+    util = busy / (replicas * dep.max_batch * span) if span > 0 else 0.0
+    return miss / max(measured, 1), rej / max(n, 1), util
+
+
 def size_site(load: SiteLoad, dep, max_queue: int, targets: Targets,
               max_replicas: int = 100_000) -> tuple[int, float]:
-    """Fewest replicas meeting the queueing and queue-full budgets; and the utilisation then.
+    """Fewest replicas meeting the queueing and rejection budgets; and the utilisation then.
 
-    Uses :func:`aigrid_sim.studies.theory.erlang_c_servers_for_target` for a lower bound on the
-    slots (probability of waiting within the budget at batch 1), then a binary search on replicas
-    with the batch fixed point (the predicted misses fall as replicas are added).
+    Starts from the fewest replicas that are stable (fixed work below the slots; generative load
+    below :func:`saturation_rps`, the closed-form saturation at the site's token mix), then
+    doubles and bisects on replicas with :func:`site_estimate` (misses fall as replicas are
+    added: smaller batches, shorter steps, fewer waits).
+
+    Returns:
+        ``(replicas, utilisation)``.
     """
     if load.lam <= 0:
         return 1, 0.0
     eps_q = (1.0 - targets.slo_attainment) * targets.queue_share
     eps_r = targets.max_reject / 2.0
-    args = (dep.prefill_s_per_token, dep.tpot_s, dep.max_batch, dep.fixed)
+    memo: dict[int, tuple[float, float, float]] = {}
+
+    def est(r: int) -> tuple[float, float, float]:
+        if r not in memo:
+            memo[r] = site_estimate(load, dep, r, max_queue)
+        return memo[r]
 
     def ok(r: int) -> bool:
-        es, _ = batch_fixed_point(load, r, *args)
-        c = r * dep.max_batch
-        a = load.lam * es
-        if a >= c:
-            return False
-        if predicted_queue_misses(load, c, es) > eps_q:
-            return False
-        full = erlang_c(c, a) * (a / c) ** max_queue if max_queue < 10**7 else 0.0
-        return full <= eps_r
+        miss, rej, _ = est(r)
+        return miss <= eps_q and rej <= eps_r
 
-    es1, _ = batch_fixed_point(load, max_replicas, *args)
-    c_lo = erlang_c_servers_for_target(load.lam, 1.0 / es1, target_pwait=min(1.0, eps_q * 50))
-    lo = max(1, c_lo // dep.max_batch)
+    if dep.fixed or not load.traces:
+        lo = max(1, math.floor(load.lam * load.work_mean_s / dep.max_batch))
+    else:
+        lo = max(1, math.floor(load.lam * load.gen_share / saturation_rps(dep, load)))
     if ok(lo):
-        hi = lo
-        lo = 0
+        hi, lo = lo, 0
     else:
         hi = lo * 2
         while not ok(hi):
@@ -260,8 +371,7 @@ def size_site(load: SiteLoad, dep, max_queue: int, targets: Targets,
             hi = mid
         else:
             lo = mid
-    es, _ = batch_fixed_point(load, hi, *args)
-    return hi, load.lam * es / (hi * dep.max_batch)
+    return hi, est(hi)[2]
 
 
 # ----------------------------------------------------------------------------- the search
@@ -306,6 +416,12 @@ class _Planner:
         self.pilot_site: dict[int, np.ndarray] = {}
         self.pilot_miss: dict[int, np.ndarray] = {}
         self.app_target: dict[str, float] = {}
+        self._index = {sid: i for i, sid in enumerate(self.ids)}
+        # A wait that is not queueing: an arrival at a replica with room waits for the end of
+        # the step in progress (at most one step full of prefill); fixed-work slots, none.
+        self.wait_ms = [1e-6 if d.fixed else 1000.0 * d.step.step_s(
+            d.max_num_batched_tokens, d.max_num_batched_tokens + d.kv_capacity_tokens)
+            for d in self.deps]
 
     # -- running
     def _config(self, replicas: list[int], seed: int) -> DictConfig:
@@ -343,7 +459,7 @@ class _Planner:
                 busy = (st["utilisation"] > 0.3).to_numpy()
                 q = r.requests.groupby("site", observed=True)["queue_ms"].max()
                 for s, sid in enumerate(self.ids):
-                    if busy[s] or q.get(sid, 0.0) > 1e-6:
+                    if busy[s] or q.get(sid, 0.0) > self.wait_ms[s]:
                         hot.add(s)
             self.history.append({"phase": "pilot", "sims": self.sims,
                                  "gpus": sum(self.gpus(reps).values()),
@@ -355,6 +471,7 @@ class _Planner:
                 reps[s] *= 4
         self.pilot_runs = runs
         loads: dict[int, list] = {s: [] for s in range(len(self.ids))}
+        traces: dict[int, list] = {s: [] for s in range(len(self.ids))}
         apps = self.cfg.workload.apps
         app_gen = {a.name: a.service.kind == "tokens" for a in apps}
         floor: dict[str, float] = {}
@@ -372,6 +489,8 @@ class _Planner:
             for s, sid in enumerate(self.ids):
                 sel = (m["site"] == sid).to_numpy()
                 loads[s].append((m[sel], slack[sel]))
+            for s, tr in self._traces(q, apps, app_gen).items():
+                traces[s].append(tr)
         window = (self.cfg.duration_s - self.cfg.warmup_s) * len(self.seeds)
         out = {}
         for s, parts in loads.items():
@@ -384,18 +503,41 @@ class _Planner:
                 gen_share=float(gen.mean()) if len(d) else 0.0,
                 in_mean=float(d["in_tokens"][gen].mean()) if gen.any() else 0.0,
                 out_mean=float(d["out_tokens"][gen].mean()) if gen.any() else 0.0,
-                # A sequence stays in the batch in proportion to its output, so the batch's
-                # time-average in/out is E[in] / E[out], not E[in/out] (long prompts with short
-                # answers leave quickly).
-                in_per_out=float(d["in_tokens"][gen].mean() / max(d["out_tokens"][gen].mean(), 1))
-                if gen.any() else 0.0,
                 work_mean_s=float(d["service_ms"][~gen].mean() / 1000.0) if (~gen).any()
                 else 0.0,
-                slack_s=sl)
+                slack_s=sl,
+                traces=traces[s] if not self.deps[s].fixed and gen.any() else [],
+                span_s=self.cfg.duration_s)
         t = self.targets.slo_attainment
         for a in apps:
             f = floor.get(a.name, 1.0)
             self.app_target[a.name] = t if f >= t else max(0.0, f - FLOOR_MARGIN)
+        return out
+
+    def _traces(self, q: pd.DataFrame, apps, app_gen: dict) -> dict[int, SiteTrace]:
+        """Per replicated site: the pilot's requests there, as :class:`SiteTrace` (one seed)."""
+        served = q[q["status"] == "ok"]
+        on = {a.name: a.slo_on == "ttft" for a in apps}
+        out = {}
+        for sid, d in served.groupby("site", observed=True, sort=False):
+            s = self._index.get(sid)
+            if s is None or self.deps[s].fixed:
+                continue
+            outside = (d["network_ms"].to_numpy() + d["extra_ms"].to_numpy()) / 1000.0
+            t = d["arrival_s"].to_numpy() + d["extra_ms"].to_numpy() / 1000.0 \
+                + d["network_ms"].to_numpy() / 2000.0
+            o = np.argsort(t, kind="stable")
+            gen = d["app"].map(app_gen).to_numpy(bool)[o]
+            met = d["slo_met"].to_numpy(bool)[o]
+            measured = (d["arrival_s"].to_numpy() >= self.cfg.warmup_s)[o]
+            out[s] = SiteTrace(
+                t=t[o], in_tokens=d["in_tokens"].to_numpy(np.int64)[o].tolist(),
+                out_tokens=d["out_tokens"].to_numpy(np.int64)[o].tolist(),
+                fixed=~gen, work_s=np.where(gen, 0.0, d["service_ms"].to_numpy()[o] / 1000.0)
+                .tolist(),
+                outside_s=outside[o], slo_s=d["slo_ms"].to_numpy()[o] / 1000.0,
+                on_ttft=d["app"].map(on).to_numpy(bool)[o], counted=measured & met,
+                measured=int(measured.sum()))
         return out
 
     # -- evaluating a plan
@@ -437,10 +579,6 @@ class _Planner:
                              "gpus": sum(self.gpus(replicas).values()),
                              "cost_per_month_usd": self.monthly_cost(replicas), "met": met})
         return Evaluation(self.gpus(replicas), met, atts, rej, blame, summaries, sites)
-
-
-def _util(busy: float, slots: int) -> float:
-    return busy / slots if busy < slots else float("nan")
 
 
 def _achieved(ev: Evaluation, cost_month: float, gpus: int) -> dict:
@@ -501,7 +639,7 @@ def plan(scenario: str = "global_agent", overrides: list[str] | tuple[str, ...] 
         analytic.append(r)
         util.append(u)
     reps = list(analytic)
-    log(f"Erlang-C estimate: {sum(P.gpus(reps).values())} GPUs, "
+    log(f"site estimate: {sum(P.gpus(reps).values())} GPUs, "
         f"${P.monthly_cost(reps):,.0f}/month")
 
     best: tuple[list[int], Evaluation] | None = None
@@ -573,15 +711,14 @@ def plan(scenario: str = "global_agent", overrides: list[str] | tuple[str, ...] 
     rows = []
     for s, sid in enumerate(P.ids):
         d = P.deps[s]
-        es, _ = batch_fixed_point(loads[s], final_reps[s], d.prefill_s_per_token, d.tpot_s,
-                                  d.max_batch, d.fixed)
         rows.append({
             "site": sid, "tier": st.loc[sid, "tier"], "gpu": d.gpu.name, "model": d.model.name,
             "gpus": gpus[sid], "replicas": final_reps[s], "slots": final_reps[s] * d.max_batch,
             "analytic_gpus": analytic[s] * d.gpus_per_replica,
             "routed_rps": float(st.loc[sid, "requests"]) / P.cfg.duration_s,
-            # NaN when the Erlang model has no steady state at this size (load >= slots).
-            "expected_utilisation": _util(loads[s].lam * es, final_reps[s] * d.max_batch),
+            # NaN when the model has no steady state at this size (load beyond saturation).
+            "expected_utilisation": site_estimate(loads[s], d, final_reps[s],
+                                                  int(P.world.site_max_queue[s]))[2],
             "sim_utilisation": float(st.loc[sid, "utilisation"]),
             "cost_per_month_usd": gpus[sid] * d.gpu.price_per_hour * HOURS_PER_MONTH,
         })
@@ -605,7 +742,7 @@ def plan(scenario: str = "global_agent", overrides: list[str] | tuple[str, ...] 
 def format_plan(res: PlanResult) -> str:
     """The plan and what it achieves, for the console."""
     t = res.table
-    lines = [f"{'site':<30}{'tier':<9}{'gpu':<6}{'GPUs':>6}{'Erlang':>8}{'req/s':>8}"
+    lines = [f"{'site':<30}{'tier':<9}{'gpu':<6}{'GPUs':>6}{'est.':>8}{'req/s':>8}"
              f"{'util exp':>9}{'util sim':>9}{'$ / month':>12}"]
     for r in t.itertuples(index=False):
         lines.append(f"{r.site[:29]:<30}{r.tier:<9}{r.gpu:<6}{r.gpus:>6}{r.analytic_gpus:>8}"
@@ -615,7 +752,7 @@ def format_plan(res: PlanResult) -> str:
                      f"{100 * r.sim_utilisation:>8.1f}%{r.cost_per_month_usd:>12,.0f}")
     lines.append("")
     for r in res.tiers.itertuples(index=False):
-        lines.append(f"{r.tier:<9} {r.sites:>4} sites {r.gpus:>6} GPUs (Erlang-C estimate "
+        lines.append(f"{r.tier:<9} {r.sites:>4} sites {r.gpus:>6} GPUs (site estimate "
                      f"{r.analytic_gpus})  ${r.cost_per_month_usd:,.0f}/month")
     a, b = res.achieved, res.baseline
 
@@ -647,7 +784,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="aigrid-sim-plan",
         description="Find the cheapest GPUs per site meeting SLO and rejection targets "
-                    "(Erlang-C estimate, then verified and adjusted by simulation).")
+                    "(per-site estimate, then verified and adjusted by simulation).")
     ap.add_argument("overrides", nargs="*",
                     help="scenario=NAME and Hydra-style key=value overrides (e.g. a region: "
                          "world.cities.countries=[DE,FR] world.edge.countries=[DE,FR])")
