@@ -65,14 +65,15 @@ def test_step_time_is_the_physics_divided_by_fitted_efficiencies(model, gpu):
 
 
 @pytest.mark.parametrize("model,gpu", GEN)
-def test_legacy_fields_come_from_the_step_model(model, gpu):
+def test_sequence_places_and_no_fixed_slot_speed_fields(model, gpu):
     d = CAT.deployment(model, gpu)
-    t = d.tpot_s[1:]
-    assert all(b >= a for a, b in zip(t, t[1:], strict=False))
+    # max_batch only shares utilisation and cost: sequences of kv_context_tokens that fit.
     assert d.max_batch == min(d.max_num_seqs, d.kv_capacity_tokens // d.kv_context_tokens)
-    assert d.decode_tok_s(d.max_batch) == pytest.approx(d.decode_tok_s_at_max_batch)
-    assert d.decode_tok_s(d.max_batch) > d.decode_tok_s(1)
-    assert d.tpot_s[1] == pytest.approx(d.step.step_s(1, d.kv_context_tokens / 2))
+    # The fixed-slot speed model is gone; speed comes from the step model only.
+    for legacy in ("tpot_s", "prefill_s_per_token", "prefill_tok_s", "decode_tok_s",
+                   "decode_tok_s_at_max_batch", "service_s", "legacy_saturation_out_tok_s",
+                   "kv_cache_gb"):
+        assert not hasattr(d, legacy), legacy
 
 
 @pytest.mark.parametrize("model,gpu", GEN)
@@ -162,8 +163,7 @@ def test_max_batch_override_sets_the_sequence_cap():
     cat = Catalog.default()
     base = cat.deployment("llama-3.3-70b-fp8", "H100")
     small = cat.deployment("llama-3.3-70b-fp8", "H100", max_batch=32)
-    assert small.max_num_seqs == 32 and small.max_batch == 32 and len(small.tpot_s) == 33
-    assert small.tpot_s[1:] == base.tpot_s[1:33]
+    assert small.max_num_seqs == 32 and small.max_batch == 32
     assert small.step == base.step and small.kv_capacity_tokens == base.kv_capacity_tokens
     assert small.saturation_out_tok_s(128, 128) < base.saturation_out_tok_s(128, 128)
     with pytest.raises(ConfigError, match="max_batch.*>= 1"):

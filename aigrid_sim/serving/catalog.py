@@ -13,8 +13,11 @@ fitted to published measurements (``scripts/calibrate_serving.py``). The KV cach
 limited by that memory and by ``max_num_seqs``, a step's tokens by ``max_num_batched_tokens``.
 :meth:`Deployment.saturation_out_tok_s` is the saturated steady state of that scheduler.
 
-The ``max_batch``/``tpot_s``/``prefill_s_per_token`` fields of earlier versions are still
-derived (from the step model) for callers that use them.
+``max_batch`` (sequences of ``kv_context_tokens`` that fit, capped by ``max_num_seqs``) is the
+sequence-place count the engine's utilisation and per-request cost are shared over; it plays no
+part in the speed. The fixed-slot speed fields of earlier versions (``tpot_s``,
+``prefill_s_per_token``, ``service_s``, ``legacy_saturation_out_tok_s``) are gone: use
+:meth:`Deployment.saturation_out_tok_s`, :meth:`Deployment.loaded_tpot_s` and ``step``.
 """
 
 from __future__ import annotations
@@ -93,14 +96,10 @@ class Deployment:
         model: The model.
         gpu: The GPU type.
         gpus_per_replica: GPUs one replica spans (tensor parallelism).
-        max_batch: Legacy slot count: sequences of ``kv_context_tokens`` that fit, capped by
-            ``max_num_seqs`` (used by callers of the fixed-slot model).
+        max_batch: Sequence places for accounting: sequences of ``kv_context_tokens`` that
+            fit, capped by ``max_num_seqs`` (utilisation and cost are shared over them; the
+            speed does not depend on it). Fixed-work deployments: their slots.
         fixed: True when service time comes from the app (non-generative work), not tokens.
-        prefill_s_per_token: Legacy: time per prompt token of a full prefill chunk, s.
-        tpot_s: Legacy: step time of ``b`` decoding sequences of ``kv_context_tokens / 2``
-            context each, ``tpot_s[b]`` for ``1 <= b <= max_batch``.
-        prefill_tok_s: Legacy: ``1 / prefill_s_per_token``.
-        decode_tok_s_at_max_batch: Legacy: ``max_batch / tpot_s[max_batch]``.
         calibration: Published ``(isl, osl, out_tok_s)`` saturation points the constants were
             fitted to.
         validation: Published points held out of the fit.
@@ -117,10 +116,6 @@ class Deployment:
     gpus_per_replica: int
     max_batch: int
     fixed: bool
-    prefill_s_per_token: float
-    tpot_s: tuple[float, ...]
-    prefill_tok_s: float = 0.0
-    decode_tok_s_at_max_batch: float = 0.0
     calibration: tuple[tuple[float, float, float], ...] = ()
     validation: tuple[tuple[float, float, float], ...] = ()
     step: StepTime = StepTime(0.0, 0.0, 0.0, 0.0)
@@ -132,32 +127,13 @@ class Deployment:
 
     @property
     def price_per_slot_second(self) -> float:
-        """Dollars per second of one legacy batch slot (a replica's price shared by its slots)."""
+        """Dollars per second of one sequence place (a replica's price over ``max_batch``)."""
         return self.gpu.price_per_hour * self.gpus_per_replica / self.max_batch / 3600.0
 
     @property
     def price_per_second(self) -> float:
         """Dollars per second of one replica."""
         return self.gpu.price_per_hour * self.gpus_per_replica / 3600.0
-
-    def service_s(self, in_tokens: float, out_tokens: float, batch: int = 1,
-                  others_in_per_out: float = 0.0) -> float:
-        """Legacy: service time of a request admitted into a batch of ``batch`` sequences.
-
-        Args:
-            in_tokens: Input (prompt) tokens.
-            out_tokens: Output tokens.
-            batch: Sequences in the replica's batch, this one included.
-            others_in_per_out: Sum over the other sequences of input/output tokens (their
-                prefill stalls, see :mod:`aigrid_sim.serving.batching`).
-        """
-        b = min(max(int(batch), 1), self.max_batch)
-        return in_tokens * self.prefill_s_per_token + out_tokens * (
-            self.tpot_s[b] + self.prefill_s_per_token * others_in_per_out)
-
-    def decode_tok_s(self, batch: int) -> float:
-        """Legacy: output tokens per second of ``batch`` decoding sequences (no prefill)."""
-        return batch / self.tpot_s[batch]
 
     def steady_state(self, isl: float, osl: float) -> SteadyState:
         """The saturated steady state of this replica at fixed ``isl``/``osl`` (see steptime)."""
@@ -175,11 +151,6 @@ class Deployment:
         if self.fixed:
             raise ValueError(f"{self.model.name} on {self.gpu.name} has no token speed (fixed)")
         return self.steady_state(isl, osl).out_tok_s
-
-    def legacy_saturation_out_tok_s(self, isl: float, osl: float) -> float:
-        """Saturation of the legacy fixed-slot model (``O / (I s_pre + O tpot[B] / B)``)."""
-        return osl / (isl * self.prefill_s_per_token + osl * self.tpot_s[self.max_batch]
-                      / self.max_batch)
 
     def ttft_alone_s(self, isl: float) -> float:
         """Time to first token of a lone request (chunked prefill, empty replica), s."""
@@ -201,10 +172,6 @@ class Deployment:
         return loaded_step_s(self.step, isl, osl, rate_per_s,
                              max_num_batched_tokens=self.max_num_batched_tokens,
                              block_tokens=self.block_tokens)
-
-    def kv_cache_gb(self, context_tokens: float) -> float:
-        """KV-cache memory of a legacy full batch of ``context_tokens``-token sequences, GB."""
-        return self.max_batch * context_tokens * self.model.kv_kb_per_token * KIB / GB
 
 
 def max_batch_arg(max_batch: int | None, where: str) -> int | None:
@@ -393,8 +360,7 @@ class Catalog:
                 raise ConfigError(
                     f"{where}: model {model!r} needs {m.memory_gb:g} GB but a replica of {n} x "
                     f"{gpu} has {n * g.memory_gb:g} GB")
-            return Deployment(m, g, n, slots, True, 0.0, (0.0,) * (slots + 1),
-                              max_num_seqs=slots)
+            return Deployment(m, g, n, slots, True, max_num_seqs=slots)
         if "max_num_seqs" not in sp:
             raise ConfigError(f"{entry}: missing max_num_seqs (the sequence cap)")
         engine = engine or {}
@@ -448,12 +414,9 @@ class Catalog:
                 f"for one request of kv_context_tokens={ctx}; use more GPUs per replica, "
                 f"another GPU or a shorter kv_context_tokens")
         step = step_time(m, g, n, eff, overhead)
-        # Legacy fixed-slot view (for callers of max_batch / tpot_s / prefill_s_per_token).
+        # Sequence places for accounting (utilisation, cost per request): requests of
+        # kv_context_tokens that fit, capped by the sequence cap.
         slots = max(1, min(max_seqs, kv_cap // need))
-        half = 0.5 * ctx
-        tpot = (0.0,) + tuple(step.step_s(b, b * half) for b in range(1, slots + 1))
-        chunk = float(min(budget, ctx))
-        spt = step.step_s(chunk, chunk) / chunk
-        return Deployment(m, g, n, slots, False, spt, tpot, 1.0 / spt, slots / tpot[slots],
-                          self._points(sp, "published"), self._points(sp, "validation"),
-                          step, kv_cap, BLOCK_TOKENS, max_seqs, budget, ctx)
+        return Deployment(m, g, n, slots, False, self._points(sp, "published"),
+                          self._points(sp, "validation"), step, kv_cap, BLOCK_TOKENS, max_seqs,
+                          budget, ctx)
