@@ -3,19 +3,31 @@
 ``aigrid-sim-plan [scenario=NAME] [key=value ...] --slo 0.99 --max-reject 0.001`` sizes every site
 of a scenario (best on a region, e.g. ``world.cities.countries=[DE,FR]``), in four steps:
 
-1. **Pilot** (simulation): every site gets ample GPUs (utilisation below 30 %, no queueing), so the
-   routing policy sends each request where it would go unconstrained. This gives each site's
-   routed load (arrival rate, generative share, mean tokens, fixed work) and each request's
-   *slack*: its SLO minus its latency without queueing. It also gives the best SLO attainment any
-   number of GPUs can buy (the network floor): an app whose pilot attainment is below the target
-   is held to its pilot attainment minus 0.5 percentage points instead, and the result says so.
-2. **Analytic estimate** (Erlang C, :mod:`aigrid_sim.studies.theory`): per site, the fewest model
-   replicas ``R`` such that an M/M/c queue with ``c = R x max_batch`` slots and mean service time
-   at the batch size the load implies (a fixed point: batch = busy slots / R, and decode time grows
-   with the batch) keeps the predicted share of requests whose wait exceeds their slack,
-   ``mean_i C(c, a) exp(-(c - a) slack_i / E[S])``, within half the SLO error budget
-   (``queue_share`` x (1 - target)), and the chance of a full queue ``C (a/c)^K`` within half the
-   rejection budget.
+1. **Pilot** (simulation): every site gets ample GPUs (utilisation below 30 %, no wait beyond
+   the step in progress), so the routing policy sends each request where it would go
+   unconstrained. This gives each site's routed requests (arrival at the site, tokens, fixed
+   work, time spent outside the site) and each request's *slack*: its SLO minus its latency
+   without queueing. It also gives the best SLO attainment any number of GPUs can buy (the
+   network floor): an app whose pilot attainment is below the target is held to its pilot
+   attainment minus 0.5 percentage points instead, and the result says so.
+2. **Site estimate**, per site, the fewest model replicas ``R`` that keep the predicted share of
+   requests missing their SLO because of capacity within half the SLO error budget
+   (``queue_share`` x (1 - target)) and the rejections within half the rejection budget:
+
+   - *generative sites*: the pilot's arrivals at the site are replayed through ``R`` replicas of
+     the engine's own replica model (:func:`replay_site`: the
+     :class:`~aigrid_sim.serving.replica.ReplicaPool` the engine runs, with KV-bounded
+     admission, chunked prefill, the calibrated step time and preemption, without the world
+     around it); a request that met its SLO in the pilot and misses it in the replay counts.
+     The search starts at the fewest replicas that are stable: the site's generative rate over
+     one replica's saturation, :meth:`Deployment.saturation_out_tok_s` at the site's mean token
+     mix (the closed form of the same scheduler);
+   - *fixed-work sites*: an M/M/c queue (Erlang C, :mod:`aigrid_sim.studies.theory`) with
+     ``R x max_batch`` slots, the predicted share ``mean_i C(c, a) exp(-(c - a) slack_i / E[S])``
+     and the chance of a full queue ``C (a/c)^K``.
+
+   The replay leaves out what is not the site's: a load-aware policy moving requests elsewhere
+   when the site is busy, and prefix-cache hits; step 3 simulates both.
 3. **Grow** (simulation): simulate the plan on the same request stream (same seeds: common random
    numbers). Each SLO miss or rejection is blamed on a site: the site the pilot chose for that
    request if the policy moved it elsewhere (overflow), else the site that served it (the pilot,
