@@ -140,10 +140,12 @@ def test_cheapest_feasible_sends_certain_escalations_direct():
     assert la < ln
 
 
-def test_same_seed_same_escalations():
+def test_same_seed_same_escalations_whatever_the_windows():
+    """The draws follow arrival order: a streamed run in 1.5 s windows escalates the same ones."""
     ov = SMALL + [cascade(to_tier="regional", mode="difficulty")]
     a = aigrid_sim.run("global_agent", ov)
-    b = aigrid_sim.run("global_agent", ov)
+    b = aigrid_sim.run("global_agent", ov + ["output.window_s=1.5"])
+    assert a.summary["cascade"]["escalated"] > 100
     assert a.requests["cascade"].equals(b.requests["cascade"])
     assert np.array_equal(a.requests["latency_ms"].to_numpy(), b.requests["latency_ms"].to_numpy(),
                           equal_nan=True)
