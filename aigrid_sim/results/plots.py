@@ -781,6 +781,25 @@ def _coarse_p95(d, nb: int, col: int, step: int, nbins: int, min_n: int = 10) ->
     return out
 
 
+def _time_axis(edges: np.ndarray):
+    """``(bin width s, span s, scale, unit, bin mid-points in unit)`` of a time-bin axis."""
+    width = edges[1] - edges[0]
+    span = edges[-1]
+    scale = 3600.0 if span > 4 * 3600 else (60.0 if span > 1200 else 1.0)
+    unit = {3600.0: "h", 60.0: "min", 1.0: "s"}[scale]
+    return width, span, scale, unit, (edges[:-1] + edges[1:]) / 2 / scale
+
+
+def _p95_by_tier_online(ax, d, nb: int, step: int, nbins: int, mid: np.ndarray) -> None:
+    """p95 latency per coarse time bin: all requests (dashed) and each tier that completed any."""
+    ax.plot(mid, _coarse_p95(d, nb, 0, step, nbins), color="black", lw=1.4, ls="--", zorder=3,
+            label="all")
+    for k, (name, colour) in enumerate(TIER_COLOURS.items()):
+        if _coarse(d.counters["completed"], nb, k + 1, step, nbins).any():
+            ax.plot(mid, _coarse_p95(d, nb, k + 1, step, nbins), color=colour, marker=".",
+                    label=name)
+
+
 def rate_over_time_online(online, path: Path, most: int = 60) -> Path | None:
     """Arrival rate and p95 latency over time by tier, from the online time bins."""
     ts = _time_series(online, most)
@@ -788,11 +807,7 @@ def rate_over_time_online(online, path: Path, most: int = 60) -> Path | None:
         return None
     d, nb, step, nbins, edges = ts
     plt = _plt()
-    width = edges[1] - edges[0]
-    span = edges[-1]
-    scale = 3600.0 if span > 4 * 3600 else (60.0 if span > 1200 else 1.0)
-    unit = {3600.0: "h", 60.0: "min", 1.0: "s"}[scale]
-    mid = (edges[:-1] + edges[1:]) / 2 / scale
+    width, span, scale, unit, mid = _time_axis(edges)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
     req = d.counters["requests"]
     ax1.plot(mid, _coarse(req, nb, 0, step, nbins) / width, color="black", lw=1.4, ls="--",
@@ -809,12 +824,7 @@ def rate_over_time_online(online, path: Path, most: int = 60) -> Path | None:
     ax1.set_title("Arrival rate and p95 latency over time, by tier")
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8, loc="upper left", ncol=5)
-    ax2.plot(mid, _coarse_p95(d, nb, 0, step, nbins), color="black", lw=1.4, ls="--", zorder=3,
-             label="all")
-    for k, (name, colour) in enumerate(TIER_COLOURS.items()):
-        if _coarse(d.counters["completed"], nb, k + 1, step, nbins).any():
-            ax2.plot(mid, _coarse_p95(d, nb, k + 1, step, nbins), color=colour, marker=".",
-                     label=name)
+    _p95_by_tier_online(ax2, d, nb, step, nbins, mid)
     ax2.set_yscale("log")
     ax2.set_ylabel("p95 end-to-end latency (ms, log)")
     ax2.set_xlabel(f"arrival time ({unit}); bins of {width / scale:.3g} {unit}")
@@ -846,19 +856,10 @@ def faults_over_time_online(online, faults: pd.DataFrame, sites: pd.DataFrame, p
         return None
     d, nb, step, nbins, edges = ts
     plt = _plt()
-    width = edges[1] - edges[0]
-    span = edges[-1]
-    scale = 3600.0 if span > 4 * 3600 else (60.0 if span > 1200 else 1.0)
-    unit = {3600.0: "h", 60.0: "min", 1.0: "s"}[scale]
-    mid = (edges[:-1] + edges[1:]) / 2 / scale
+    width, span, scale, unit, mid = _time_axis(edges)
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(11, 8), sharex=True,
                                         gridspec_kw={"height_ratios": [3, 2, 1.4]})
-    ax1.plot(mid, _coarse_p95(d, nb, 0, step, nbins), color="black", lw=1.4, ls="--",
-             label="all")
-    for k, (name, colour) in enumerate(TIER_COLOURS.items()):
-        if _coarse(d.counters["completed"], nb, k + 1, step, nbins).any():
-            ax1.plot(mid, _coarse_p95(d, nb, k + 1, step, nbins), color=colour, marker=".",
-                     label=name)
+    _p95_by_tier_online(ax1, d, nb, step, nbins, mid)
     ax1.set_yscale("log")
     ax1.set_ylabel("p95 latency (ms, log)")
     ax1.set_title("Faults: p95 latency, failed requests and capacity down over time")
