@@ -207,3 +207,16 @@ def test_cascade_with_residency_serves_both_attempts_inside_the_area():
     esc = v[(v["cascade"] == "escalated") & (v["site"] != "")]
     assert len(esc) > 20, len(esc)
     assert esc["site"].map(sc).isin(eu).all()
+
+
+def test_console_prints_the_escalation_rate_and_each_path():
+    from aigrid_sim.cli import summary_table
+
+    r = aigrid_sim.run("global_agent", SMALL + [cascade(to_tier="regional", fraction=0.4)])
+    c = r.summary["cascade"]
+    text = summary_table(r.summary)
+    assert f"{c['escalated']:,} escalated" in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line.split()
+            and line.split()[0] in ("edge_only", "escalated", "direct")}
+    assert set(rows) >= {"edge_only", "escalated"}
+    assert f"{c['by_path']['escalated']['requests']:,}" in rows["escalated"]
