@@ -109,6 +109,21 @@ def test_memory_estimate_stops_a_run_that_cannot_fit():
         aigrid_sim.run("global_agent", ["duration_s=1e9"])
 
 
+def test_a_billion_requests_kept_in_memory_stop_before_the_run_saying_how_much():
+    """output.requests=all without a run folder keeps every request: ~1e9 of them cannot fit."""
+    import re
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as e:
+        aigrid_sim.run("global_agent", ["duration_s=1e6", "output.requests=all"])
+    msg = str(e.value)
+    assert "\n" not in msg and "~1e+09 requests" in msg
+    need = float(re.search(r"need ~([\d,.]+) GB of memory", msg).group(1).replace(",", ""))
+    assert need > 500  # about 800 B per request kept
+    assert time.perf_counter() - t0 < 30  # stopped before building anything big
+
+
 def test_cli_refuses_a_table_bigger_than_the_disk(tmp_path):
     r = subprocess.run([sys.executable, "-m", "aigrid_sim.cli", "duration_s=1e12",
                         f"output.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT,
