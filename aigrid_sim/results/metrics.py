@@ -26,10 +26,11 @@ TIER_LABELS = [t.label for t in Tier]
 
 
 def requests_table(world: World, stream: RequestStream, rec: Records,
-                   id0: int = 0) -> pd.DataFrame:
+                   id0: int | np.ndarray = 0) -> pd.DataFrame:
     """One row per request (the ``requests.parquet`` contract of DESIGN.md section 4).
 
-    ``id0`` is the ``request_id`` of the first row (a block of a streamed run).
+    ``id0`` is the ``request_id`` of the first row (a block of a streamed run), or every row's
+    ``request_id`` (an array: a block handed over out of order).
     """
     n = len(stream)
     site = rec.site.astype(np.int64)
@@ -96,7 +97,8 @@ def requests_table(world: World, stream: RequestStream, rec: Records,
             "edge_cost_usd": edge_cost,
         }
     table = pd.DataFrame({
-        "request_id": np.arange(id0, id0 + n, dtype=np.int64),
+        "request_id": np.asarray(id0, np.int64) if np.ndim(id0) else
+        np.arange(id0, id0 + n, dtype=np.int64),
         "arrival_s": stream.t,
         "origin": pd.Categorical.from_codes(stream.origin, categories=world.origin_name),
         # The city's place, so a request can be mapped without the world (float32: ~1 m).

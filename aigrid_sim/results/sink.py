@@ -70,6 +70,9 @@ class RequestSink:
         self.mode = mode
         self.fraction = float(sample_fraction)
         self.keep = keep
+        # A summary alone takes ended requests in any order (the engine then reuses their
+        # slots one by one); a table, written or kept, takes them in request order.
+        self.unordered = self.path is None and not keep
         self.rows = 0
         self.rows_written = 0
         self._writer = None
@@ -79,8 +82,12 @@ class RequestSink:
         self._records: list = []
         self._frames: list[pd.DataFrame] = []
 
-    def __call__(self, stream, rec, first_id: int) -> None:
-        """Take a block of ended requests (``first_id``: the first one's ``request_id``)."""
+    def __call__(self, stream, rec, first_id) -> None:
+        """Take a block of ended requests.
+
+        ``first_id`` is the first one's ``request_id``, or every one's (an array) when the
+        sink is :attr:`unordered`.
+        """
         reqs = requests_table(self.world, stream, rec, first_id)
         self.rows += len(reqs)
         self.online.update(reqs, rec)

@@ -134,6 +134,16 @@ class Records:
         """A copy of rows ``a:b``."""
         return type(self)(**{name: getattr(self, name)[a:b].copy() for name in self.columns()})
 
+    def take_rows(self, rows: np.ndarray) -> Records:
+        """A copy of rows ``rows`` (an index array)."""
+        return type(self)(**{name: getattr(self, name)[rows] for name in self.columns()})
+
+    def clear_rows(self, rows: np.ndarray) -> None:
+        """Reset rows ``rows`` (an index array) to the state of :meth:`empty`."""
+        blank = type(self).empty(1)
+        for name in self.columns():
+            getattr(self, name)[rows] = getattr(blank, name)[0]
+
     @classmethod
     def concat(cls, parts: list[Records]) -> Records:
         """Rows of several records, one after the other."""
@@ -170,6 +180,10 @@ class Engine:
             of ``stream``'s requests (a streamed run; needs ``horizon_s`` and ``sink``).
         sink: ``sink(stream, records, first_id)``, called with consecutive blocks of ended
             requests (in request order) while a streamed run goes and with the rest at its end.
+            A sink with ``unordered = True`` (a summary alone, no table) takes the ended
+            requests as soon as they end, ``first_id`` then being an array of their ids, and
+            their slots are reused one by one: memory follows the requests in flight even
+            when a few long requests outlive many windows.
     """
 
     def __init__(self, world: World, stream: RequestStream, policy: RoutingPolicy, *,
@@ -194,7 +208,10 @@ class Engine:
                                (stream.t[-1] if n else 0.0))
         self._windows = windows if windows is not None else [stream]
         self._sink = sink
-        self._segments: deque = deque()  # [first id, first slot, rows, rows flushed, window]
+        # [first id, first slot, rows, rows flushed, window]; unordered sinks:
+        # [ids, slots and rows in the window of the requests not handed over yet, window]
+        self._segments: deque = deque()
+        self._free: list[int] = []  # free slots, unordered sinks
         self.n_loaded = 0  # requests loaded so far (ids 0 .. n_loaded - 1)
         self.records = Records.empty(n if windows is None else 0)
         # The engine's own events: (time, order, fn, arg), run by _loop.
@@ -241,6 +258,9 @@ class Engine:
         self._next_closed = min(self._closed, n_all) if self._closed else n_all
         # Generative sites: one replica pool each (the serving interface).
         one = isinstance(windows, list) and len(windows) == 1  # slot = request id
+        # Unordered sinks: slots reused one by one (decided here; the arrival path is the same)
+        self._scatter = (windows is not None and not one and not self._closed
+                         and bool(getattr(sink, "unordered", False)))
         units = _prefix_units(windows[0] if one else stream, self._app,
                               streamed=windows is not None and not one)
         self._units = units  # what a router can read of a request's prefix (GridView.prefix_units)
@@ -373,9 +393,9 @@ class Engine:
         for w in self._windows:
             if not len(w):
                 continue
-            nxt = self._load(w)
-            t_arr = self._t
-            end = nxt + (min(self._closed, len(w)) if self._closed else len(w))
+            order, t_arr = self._load(w)  # slot and arrival time of the window's requests
+            nxt = 0
+            end = min(self._closed, len(w)) if self._closed else len(w)
             while nxt < end:
                 ta = t_arr[nxt]
                 if heap and heap[0][0] <= ta:
@@ -393,7 +413,7 @@ class Engine:
                     p = peek()
                     continue
                 env._now = ta
-                i = nxt
+                i = order[nxt]
                 nxt += 1
                 arrive(i)
         # Every arrival is in: run the rest of the engine's events.
@@ -417,11 +437,16 @@ class Engine:
     _STREAM_LISTS = (("_t", "t"), ("_origin", "origin"), ("_app", "app"), ("_in", "in_tokens"),
                      ("_out", "out_tokens"), ("_work", "work_s"))
 
-    def _load(self, w: RequestStream) -> int:
-        """Flush what has ended, put window ``w`` into free slots; returns its first slot."""
+    def _load(self, w: RequestStream) -> tuple:
+        """Flush what has ended, put window ``w`` into free slots.
+
+        Returns the slot of each of its requests and their arrival times, by position.
+        """
         if self._sink is not None:
             self.flush()
         n = len(w)
+        if self._scatter:
+            return self._load_scattered(w, n)
         p = self._free_slots(n)
         for attr, col in self._STREAM_LISTS:
             getattr(self, attr)[p:p + n] = getattr(w, col).tolist()
@@ -429,7 +454,36 @@ class Engine:
             self.records.clear(p, p + n)
         self._segments.append([self.n_loaded, p, n, 0, w])
         self.n_loaded += n
-        return p
+        t = self._t if p == 0 and n == len(self._t) else self._t[p:p + n]
+        return range(p, p + n), t
+
+    def _load_scattered(self, w: RequestStream, n: int) -> tuple:
+        """Window ``w`` into any ``n`` free slots (unordered sinks); grows the columns if needed."""
+        free = self._free
+        if len(free) < n:
+            cap = len(self._t)
+            grow = max(n - len(free), cap // 2)
+            for attr, _ in self._STREAM_LISTS:
+                getattr(self, attr).extend([0] * grow)
+            self.records.grow(cap + grow - len(self.records.site))
+            free.extend(range(cap + grow - 1, cap - 1, -1))
+        slots = np.sort(np.array(free[len(free) - n:], np.int64))
+        del free[len(free) - n:]
+        # Free slots come in runs (most requests end in order): one slice per run.
+        cuts = np.flatnonzero(np.diff(slots) != 1) + 1
+        starts = np.concatenate([[0], cuts])
+        stops = np.concatenate([cuts, [n]])
+        cols = [(getattr(self, attr), getattr(w, col).tolist())
+                for attr, col in self._STREAM_LISTS]
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            s0 = int(slots[a])
+            for lst, vals in cols:
+                lst[s0:s0 + b - a] = vals[a:b]
+        self.records.clear_rows(slots)
+        self._segments.append([np.arange(self.n_loaded, self.n_loaded + n), slots,
+                               np.arange(n), w])
+        self.n_loaded += n
+        return slots.tolist(), cols[0][1]
 
     def _free_slots(self, n: int) -> int:
         """First of ``n`` consecutive free slots: after the newest window, else from 0, else new.
@@ -460,7 +514,10 @@ class Engine:
         """Hand the ended requests, oldest first up to the first still in flight, to the sink.
 
         ``final`` hands over every remaining request (those still in flight as ``in_flight``).
+        Unordered sinks get every ended request at once, and its slot is free again.
         """
+        if self._scatter:
+            return self._flush_scattered(final)
         rec = self.records
         segs = self._segments
         while segs:
@@ -484,6 +541,26 @@ class Engine:
             if done < n:
                 return
             segs.popleft()
+
+    def _flush_scattered(self, final: bool) -> None:
+        rec = self.records
+        keep: deque = deque()
+        for seg in self._segments:
+            ids, slots, pos, w = seg
+            ended = np.ones(len(slots), bool) if final else \
+                rec.status[slots] != Status.IN_FLIGHT
+            if not ended.any():
+                keep.append(seg)
+                continue
+            self._sink(_rows(w, pos[ended]), rec.take_rows(slots[ended]), ids[ended])
+            self._free.extend(slots[ended].tolist())
+            left = ~ended
+            if left.any():
+                pos = pos[left]
+                if 2 * len(pos) < len(w):  # a few long requests left: keep only their rows
+                    w, pos = _rows(w, pos), np.arange(len(pos))
+                keep.append([ids[left], slots[left], pos, w])
+        self._segments = keep
 
     def _arrive(self, i: int, attempt: int = 0) -> None:
         a = self._app[i]
@@ -708,6 +785,12 @@ class Engine:
 
     def _retry(self, i: int) -> None:
         self._arrive(i, int(self.records.attempts[i]))
+
+
+def _rows(w: RequestStream, q: np.ndarray) -> RequestStream:
+    """Rows ``q`` of a window (no prefix ids: windows of streamed synthetic arrivals)."""
+    return RequestStream(w.t[q], w.origin[q], w.app[q], w.in_tokens[q], w.out_tokens[q],
+                         w.work_s[q], w.apps, w.info)
 
 
 class _FixedJobs:
