@@ -72,7 +72,12 @@ def test_streamed_bill_without_requests_table_equals_the_in_memory_one(tmp_path)
     expect = billing(mem.requests, mem.sites, config_of("multi_tenant", ov).tenants)
     streamed = aigrid_sim.run("multi_tenant", ov + ["output.requests=none"], out_dir=tmp_path)
     assert streamed.requests.empty and streamed.records is None
-    got = json.loads((streamed.out_dir / "summary.json").read_text())["tenants"]
+    summary = json.loads((streamed.out_dir / "summary.json").read_text())
+    got = summary["tenants"]
+    # the cascade block too: same escalations, same requests per path
+    assert summary["cascade"]["escalated"] == mem.summary["cascade"]["escalated"] > 0
+    assert {k: v["requests"] for k, v in summary["cascade"]["by_path"].items()} == \
+        {k: v["requests"] for k, v in mem.summary["cascade"]["by_path"].items()}
     assert expect["by_tenant"]["voice_co"]["revenue_usd"] > 0
     assert expect["by_tenant"]["batch_co"]["throttled"] > 0
 
