@@ -91,3 +91,33 @@ def test_priority_queue_is_fifo_within_a_level(ops):
         assert len(q) == sum(len(m) for m in model)
         assert list(q) == [i for m in model for i in m]
     del app
+
+
+def test_unused_features_install_nothing_on_the_request_path():
+    """Unused features leave the request path alone (decided when the run is built).
+
+    No cascade, equal priorities, no concurrency quota: plain deques, the engine's own
+    completion callback, the bare policy.
+    """
+    from aigrid_sim.api import config_of
+    from aigrid_sim.sim import cascade as cascademod
+    from aigrid_sim.sim.engine import Engine
+    from aigrid_sim.sim.policies import make_policy
+    from aigrid_sim.sim.policies.builtin import CheapestFeasible
+    from aigrid_sim.workload import generate_stream
+    from aigrid_sim.world.build import build_world
+
+    cfg = config_of("global_agent", ["world.cities.max_cities=50", "duration_s=1"])
+    w = build_world(cfg)
+    stream = generate_stream(cfg, w.origin_weight, w.origin_utc_offset_h)
+    names = [a.name for a in stream.apps]
+    rules = control.build_rules(cfg, w, names)
+    assert rules is None and cascademod.build_cascades(cfg, w, names) is None
+    policy = cascademod.wrap(control.wrap(make_policy(cfg.policy), rules), None, 1)
+    assert type(policy) is CheapestFeasible
+    e = Engine(w, stream, policy)
+    control.prioritise(e, rules)
+    assert all(type(q) is deque for q in e.queues)
+    pools = [p for p in e.pools if p is not None]
+    assert pools and all(type(p.queue) is deque and p._done == e._served for p in pools)
+    assert "choose" not in vars(policy)  # cheapest_feasible kept its plain choose
