@@ -32,7 +32,7 @@ SHORTEN = {
     "aigrid-sim": ["duration_s=2", "drain_s=5", "world.cities.max_cities=150"],
     "aigrid-sim-validate": ["--quick", "--jobs", "2"],
     "aigrid-sim-bench": ["--requests", "5000", "--memory-requests", "5000"],
-    "aigrid-sim-plan": ["duration_s=30", "warmup_s=5", "drain_s=10", "--max-sims", "2"],
+    "aigrid-sim-plan": ["duration_s=30", "warmup_s=5", "drain_s=10", "--max-sims", "4"],
     "aigrid-sim-report": [],
     "aigrid_sim.headline": ["--duration", "3"],
 }
