@@ -268,11 +268,13 @@ class ReplicaPool:
         if not q:
             reps = self.alive_reps
             best = reps[0]
-            if len(reps) > 1:
-                bn = best.nseq
+            bn = best.nseq
+            if bn and len(reps) > 1:  # the first least busy replica (an idle one ends the search)
                 for r in reps:
                     if r.nseq < bn:
                         best, bn = r, r.nseq
+                        if not bn:
+                            break
             if best.nseq < sp.max_seqs:
                 now = self._now()
                 if fixed:  # holds a sequence slot, takes no part in the steps
@@ -410,10 +412,12 @@ class ReplicaPool:
             return INF
         best = reps[0]
         bn = best.nseq
-        if len(reps) > 1:
+        if bn and len(reps) > 1:  # the first least busy replica (an idle one ends the search)
             for r in reps:
                 if r.nseq < bn:
                     best, bn = r, r.nseq
+                    if not bn:
+                        break
         D = best.D
         room = self._budget - D
         if room < 1:
