@@ -271,6 +271,54 @@ def simulate_iterations(dep, arrival_s, in_tokens, out_tokens, *, units=None) ->
     return tr
 
 
+class StandalonePool:
+    """A :class:`ReplicaPool` outside the engine: its own records, clock and event heap.
+
+    What the step-by-step comparison (:func:`simulate_replica`) and the planner's site replay
+    (:func:`aigrid_sim.studies.plan.replay_site`) feed arrivals to. ``rec`` holds the columns the
+    pool writes (as the engine's records); ``pool_args`` go to :class:`ReplicaPool`.
+    """
+
+    def __init__(self, dep, n: int, replicas: int, max_queue: int, in_tokens, out_tokens, *,
+                 done=None, **pool_args):
+        nan = np.full(n, np.nan)
+        self.rec = SimpleNamespace(
+            t_start=nan.copy(), prefill_s=nan.copy(), service_s=nan.copy(), tpot_s=nan.copy(),
+            batch=np.zeros(n, np.int32), preemptions=np.zeros(n, np.int32),
+            cached_tokens=np.zeros(n, np.int64), prefill_tokens=np.zeros(n, np.int64))
+        self._heap: list = []
+        self._order = 0
+        self.now = 0.0
+        self.pool = ReplicaPool(Spec(dep), replicas, max_queue, in_tokens, out_tokens, self.rec,
+                                self._at, lambda: self.now, done or (lambda i: None), [0], 0,
+                                **pool_args)
+
+    def _at(self, t, fn, arg) -> None:
+        self._order += 1
+        heapq.heappush(self._heap, (t, self._order, fn, arg))
+
+    def run(self, arrival_s: list, arrived=None, after=None) -> None:
+        """Request ``i`` arrives at ``arrival_s[i]`` (sorted); run every event to the end.
+
+        ``arrived(i, code)`` is told each :meth:`ReplicaPool.arrive` code; ``after()`` runs after
+        every event (arrival or pool event). Ties go to the pool's events first.
+        """
+        heap, pool, n, nxt = self._heap, self.pool, len(arrival_s), 0
+        while nxt < n or heap:
+            if heap and (nxt >= n or heap[0][0] <= arrival_s[nxt]):
+                t, _, fn, arg = heapq.heappop(heap)
+                self.now = t
+                fn(arg)
+            else:
+                self.now = arrival_s[nxt]
+                code = pool.arrive(nxt)
+                if arrived is not None:
+                    arrived(nxt, code)
+                nxt += 1
+            if after is not None:
+                after()
+
+
 def simulate_replica(dep, arrival_s, in_tokens, out_tokens, *, units=None,
                      check: bool = False) -> ReplicaTrace:
     """The engine's event-cheap replica (:class:`ReplicaPool` of one replica) on the same inputs.
@@ -288,48 +336,30 @@ def simulate_replica(dep, arrival_s, in_tokens, out_tokens, *, units=None,
     """
     t_arr, n_in, n_out = _check(arrival_s, in_tokens, out_tokens)
     n = len(t_arr)
-    nan = np.full(n, np.nan)
-    rec = SimpleNamespace(t_start=nan.copy(), prefill_s=nan.copy(), service_s=nan.copy(),
-                          tpot_s=nan.copy(), batch=np.zeros(n, np.int32),
-                          preemptions=np.zeros(n, np.int32), cached_tokens=np.zeros(n, np.int64),
-                          prefill_tokens=np.zeros(n, np.int64))
-    heap: list = []
-    clock = [0.0]
-    order = [0]
-
-    def at(t, fn, arg):
-        order[0] += 1
-        heapq.heappush(heap, (t, order[0], fn, arg))
-
     done = np.zeros(n, dtype=bool)
 
     def served(i):
         done[i] = True
 
     sp = Spec(dep)
-    pool = ReplicaPool(sp, 1, 1 << 62, n_in.tolist(), n_out.tolist(), rec, at,
-                       lambda: clock[0], served, [0], 0, units=_units_fn(units))
-    tl = t_arr.tolist()
-    nxt = 0
-    max_kv = 0
-    while nxt < n or heap:
-        if heap and (nxt >= n or heap[0][0] <= tl[nxt]):
-            t, _, fn, arg = heapq.heappop(heap)
-            clock[0] = t
-            fn(arg)
-        else:
-            clock[0] = tl[nxt]
-            code = pool.arrive(nxt)
-            if code > 1:
-                raise ValueError(f"request {nxt} ({n_in[nxt]} + {n_out[nxt]} tokens) can never "
-                                 f"fit in the KV cache ({sp.cap} tokens)")
-            nxt += 1
-        if check:
-            pool.check()
-        r = pool.reps[0]
-        kv = pool.kv_blocks(r) * sp.block if check else 0
-        if kv > max_kv:
-            max_kv = kv
+    run = StandalonePool(dep, n, 1, 1 << 62, n_in.tolist(), n_out.tolist(), done=served,
+                         units=_units_fn(units))
+    pool, rec = run.pool, run.rec
+    max_kv = [0]
+
+    def arrived(i, code):
+        if code > 1:
+            raise ValueError(f"request {i} ({n_in[i]} + {n_out[i]} tokens) can never "
+                             f"fit in the KV cache ({sp.cap} tokens)")
+
+    def after():
+        pool.check()
+        kv = pool.kv_blocks(pool.reps[0]) * sp.block
+        if kv > max_kv[0]:
+            max_kv[0] = kv
+
+    run.run(t_arr.tolist(), arrived, after if check else None)
+    max_kv = max_kv[0]
     t_first = rec.t_start + rec.prefill_s
     t_done = rec.t_start + rec.service_s
     c = pool.reps[0].cache

@@ -50,7 +50,6 @@ A site keeps at least one replica (the world has no empty sites). GPUs come in w
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import math
 import sys
@@ -237,40 +236,20 @@ def replay_site(dep, replicas: int, max_queue: int, tr: SiteTrace) -> Replay:
     a load-aware policy sending requests elsewhere when the site is busy, and prefix-cache hits
     (the replay has none, so it errs on the slow side).
     """
-    from types import SimpleNamespace
-
-    from aigrid_sim.serving.replica import Admit, ReplicaPool, Spec
+    from aigrid_sim.serving.batching import StandalonePool
+    from aigrid_sim.serving.replica import Admit
 
     n = len(tr.t)
-    nan = np.full(n, np.nan)
-    rec = SimpleNamespace(t_start=nan.copy(), prefill_s=nan.copy(), service_s=nan.copy(),
-                          tpot_s=nan.copy(), batch=np.zeros(n, np.int32),
-                          preemptions=np.zeros(n, np.int32), cached_tokens=np.zeros(n, np.int64),
-                          prefill_tokens=np.zeros(n, np.int64))
-    heap: list = []
-    clock = [0.0]
-    order = [0]
-
-    def at(t, fn, arg):
-        order[0] += 1
-        heapq.heappush(heap, (t, order[0], fn, arg))
-
-    pool = ReplicaPool(Spec(dep), replicas, max_queue, tr.in_tokens, tr.out_tokens, rec, at,
-                       lambda: clock[0], lambda i: None, [0], 0, work=tr.work_s,
-                       is_fixed=tr.fixed if tr.fixed.any() else None)
-    tl = tr.t.tolist()
+    run = StandalonePool(dep, n, replicas, max_queue, tr.in_tokens, tr.out_tokens,
+                         work=tr.work_s, is_fixed=tr.fixed if tr.fixed.any() else None)
+    rec = run.rec
     refused = np.zeros(n, dtype=bool)
-    nxt = 0
-    while nxt < n or heap:
-        if heap and (nxt >= n or heap[0][0] <= tl[nxt]):
-            t, _, fn, arg = heapq.heappop(heap)
-            clock[0] = t
-            fn(arg)
-        else:
-            clock[0] = tl[nxt]
-            if pool.arrive(nxt) > Admit.QUEUED:
-                refused[nxt] = True
-            nxt += 1
+
+    def arrived(i, code):
+        if code > Admit.QUEUED:
+            refused[i] = True
+
+    run.run(tr.t.tolist(), arrived)
     wait = rec.t_start - tr.t
     fixed_done = np.where(tr.fixed, np.asarray(tr.work_s, float), rec.service_s)
     site_s = wait + np.where(tr.on_ttft & ~tr.fixed, rec.prefill_s, fixed_done)
