@@ -26,13 +26,14 @@ from pathlib import Path
 import pandas as pd
 
 from aigrid_sim import api, config
+from aigrid_sim.results.online import read_state
 from aigrid_sim.results.report import merge_state_frames, summary_from_state
 
 
 def _state(overrides: list[str], out: Path) -> tuple[dict, pd.DataFrame]:
     r = api.run_config(config.compose("global_agent", overrides), out_dir=out,
                        keep_requests=False)
-    return r.summary, pd.read_parquet(r.out_dir / "sketches.parquet")
+    return r.summary, read_state(r.out_dir / "sketches.parquet")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -168,15 +168,13 @@ class GroupedSketch:
         s._count = float(self.counts[g].sum() + self.zeros[g])
         return s
 
-    def frame(self, labels: list[str]) -> pd.DataFrame:
-        """Non-zero bins as rows ``group, key, count`` (the zero bin's key is ``ZERO_KEY``)."""
+    def coded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Non-zero bins as arrays ``group index, key, count`` (zero bin: key ``ZERO_KEY``)."""
         g, k = np.nonzero(self.counts)
         zg = np.flatnonzero(self.zeros)
-        lab = np.asarray(labels, dtype=object)
-        return pd.DataFrame({
-            "group": np.concatenate([lab[g], lab[zg]]) if len(lab) else np.zeros(0, object),
-            "key": np.concatenate([k + self.kmin, np.full(len(zg), ZERO_KEY)]).astype(np.int64),
-            "count": np.concatenate([self.counts[g, k], self.zeros[zg]]).astype(np.int64)})
+        return (np.concatenate([g, zg]),
+                np.concatenate([k + self.kmin, np.full(len(zg), ZERO_KEY)]).astype(np.int64),
+                np.concatenate([self.counts[g, k], self.zeros[zg]]).astype(np.int64))
 
 
 ZERO_KEY = -(2 ** 31)
@@ -702,26 +700,47 @@ class OnlineSummary:
         Counters and sums have ``key = -1``; sketch bins have metric ``sketch:<metric>`` and the
         DDSketch bin key (``ZERO_KEY`` for the zero bin). ``dim = "meta"`` rows carry the
         settings (accuracy, bin width, warm-up, windows) and ``dim = "total"`` the run totals.
-        Summing ``value`` over equal ``dim, group, metric, key`` merges runs.
+        Summing ``value`` over equal ``dim, group, metric, key`` merges runs. The same rows
+        as :meth:`state_table`, with plain string columns.
         """
+        return state_to_frame(self.state_table())
+
+    def state_table(self):
+        """:meth:`state_frame` as a ``pyarrow.Table`` with dictionary-encoded labels.
+
+        What ``sketches.parquet`` holds. A day's run has millions of sketch bins (cities x
+        keys, time bins x keys); as dictionary indices they take about 24 bytes a row, where
+        a pandas table of Python strings took several times that at the end of the run.
+        """
+        import pyarrow as pa
+
         parts = []
 
+        def coded(dim, groups, labels, metric, keys, values):
+            """Rows of ``dim`` whose groups are indices ``groups`` into ``labels``."""
+            n = len(groups)
+            parts.append(pa.table({
+                "dim": pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(n, np.int32)), pa.array([dim], pa.string())),
+                "group": pa.DictionaryArray.from_arrays(
+                    pa.array(np.asarray(groups, np.int32)),
+                    pa.array([str(x) for x in labels], pa.string())),
+                "metric": pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(n, np.int32)), pa.array([metric], pa.string())),
+                "key": pa.array(np.asarray(keys, np.int64)),
+                "value": pa.array(np.asarray(values, np.float64))}))
+
         def rows(dim, groups, metric, keys, values):
-            parts.append(pd.DataFrame({"dim": dim, "group": np.asarray(groups, dtype=object),
-                                       "metric": metric, "key": np.asarray(keys, np.int64),
-                                       "value": np.asarray(values, np.float64)}))
+            groups = list(groups)
+            coded(dim, np.arange(len(groups)), groups, metric, keys, values)
 
         for name, d in self.dims.items():
-            labels = np.asarray(d.labels, dtype=object)
-            for c, v in d.counters.items():
+            for c, v in (*d.counters.items(), *d.sums.items()):
                 nz = np.flatnonzero(v)
-                rows(name, labels[nz], c, np.full(len(nz), -1), v[nz])
-            for c, v in d.sums.items():
-                nz = np.flatnonzero(v)
-                rows(name, labels[nz], c, np.full(len(nz), -1), v[nz])
+                coded(name, nz, d.labels, c, np.full(len(nz), -1), v[nz])
             for m, sk in d.sketches.items():
-                f = sk.frame(d.labels)
-                rows(name, f["group"].to_numpy(), f"sketch:{m}", f["key"], f["count"])
+                g, k, cnt = sk.coded()
+                coded(name, g, d.labels, f"sketch:{m}", k, cnt)
         T = dict(self.totals)
         T["used_cost_usd"] = self.used_cost_usd
         rows("total", list(T), "value", np.full(len(T), -1), list(T.values()))
@@ -775,7 +794,7 @@ class OnlineSummary:
         meta = {"alpha": ALPHA, "city_alpha": CITY_ALPHA, "time_bin_s": self.time_bin_s,
                 "runs": 1.0, "measured_s": meas}
         rows("meta", list(meta), "value", np.full(len(meta), -1), list(meta.values()))
-        return pd.concat(parts, ignore_index=True)
+        return pa.concat_tables(parts)
 
     @classmethod
     def from_state(cls, frame: pd.DataFrame) -> OnlineSummary:
@@ -903,3 +922,23 @@ def _util(sites: pd.DataFrame, window_s: float) -> float:
     slot_s = float(sites["slot_s"].sum()) if "slot_s" in sites else \
         float(sites["slots"].sum()) * window_s
     return float(sites["busy_slot_s"].sum() / slot_s) if slot_s > 0 else 0.0
+
+
+def state_to_frame(table) -> pd.DataFrame:
+    """A state table (``pyarrow``, dictionary-encoded labels) as pandas with string columns."""
+    import pyarrow as pa
+
+    cols = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())
+        cols[name] = col.to_numpy(zero_copy_only=False)
+    return pd.DataFrame(cols)
+
+
+def read_state(path) -> pd.DataFrame:
+    """A run's ``sketches.parquet`` as the table :meth:`OnlineSummary.state_frame` gives."""
+    import pyarrow.parquet as pq
+
+    return state_to_frame(pq.read_table(path))

@@ -479,8 +479,10 @@ def merge_runs(path: str | Path, out: str | Path | None = None) -> dict:
     traffic. Writes ``summary.json`` and ``sketches.parquet`` under ``out``
     (default ``PATH/merged``).
     """
+    from aigrid_sim.results.online import read_state
+
     runs, _ = find_runs(path)
-    frames = [pd.read_parquet(r / "sketches.parquet") for r in runs
+    frames = [read_state(r / "sketches.parquet") for r in runs
               if (r / "sketches.parquet").exists()]
     merged = merge_state_frames(frames)
     summary = summary_from_state(merged)

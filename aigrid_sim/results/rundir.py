@@ -60,6 +60,14 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+def write_arrow(table, path: str | Path) -> Path:
+    """Write a ``pyarrow.Table`` as parquet, stamped like :func:`write_table`."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table.replace_schema_metadata(stamp_schema(table.schema).metadata), path)
+    return Path(path)
+
+
 def stamp_schema(schema):
     """``schema`` (a ``pyarrow.Schema``) with :func:`stamp` added to its metadata."""
     meta = dict(schema.metadata or {})
@@ -371,7 +379,7 @@ def finish_run(result: RunResult, tmp: Path, final: Path, online, *,
         cities = result.cities if result.cities is not None else \
             online.cities_table(result.world)
         write_table(cities, tmp / "cities.parquet")
-        write_table(online.state_frame(), tmp / "sketches.parquet")
+        write_arrow(online.state_table(), tmp / "sketches.parquet")
         faults = getattr(result, "faults", None)
         if faults is not None and len(faults):
             write_table(faults, tmp / "faults.parquet")
