@@ -794,7 +794,7 @@ class OnlineSummary:
         meta = {"alpha": ALPHA, "city_alpha": CITY_ALPHA, "time_bin_s": self.time_bin_s,
                 "runs": 1.0, "measured_s": meas}
         rows("meta", list(meta), "value", np.full(len(meta), -1), list(meta.values()))
-        return pa.concat_tables(parts)
+        return pa.concat_tables(parts).unify_dictionaries().combine_chunks()
 
     @classmethod
     def from_state(cls, frame: pd.DataFrame) -> OnlineSummary:
