@@ -29,7 +29,7 @@ import numpy as np
 
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.sim.policies.base import Reject, Request, RoutingPolicy
-from aigrid_sim.sim.policies.view import GridView, _tuples
+from aigrid_sim.sim.policies.view import GridView
 from aigrid_sim.world import areas as areamod
 from aigrid_sim.world.build import Tier, World
 
@@ -181,11 +181,7 @@ class ScopedView(GridView):
         self._scoped.clear()
 
     def _scoped_lists(self, capability: int, area: int, tier: int | None):
-        caps = np.asarray(self.capabilities)
-        ok = (caps >= capability) & self._rules.area_sites[area]
-        if tier is not None:
-            ok &= np.asarray([int(t) for t in self.tiers]) == tier
-        return _tuples(self._e.world.nearest_sites(np.flatnonzero(ok), self._k)[0])
+        return self._nearest(capability, tier, self._rules.area_sites[area])
 
 
 class ControlPlane:

@@ -104,9 +104,14 @@ class CheapestFeasible(BasePolicy):
         slo = request.slo_ms
         o, cap, k, avoid = request.origin, request.capability, self.per_tier, request.avoid
         cands, is_up, predict = view.tier_candidates, view.is_up, view.predict_ms
+        rtt = view.rtt_ms
         for tier in _TIERS:
             for s in cands(o, cap, tier)[:k]:
                 if not is_up(s) or s == avoid:
+                    continue
+                # A prediction is the round trip plus a wait >= 0: a site whose round trip alone
+                # reaches the best so far (which missed the SLO) can neither meet it nor win.
+                if best >= 0 and rtt(o, s) >= best_ms:
                     continue
                 ms = predict(request, s)
                 if ms <= slo:

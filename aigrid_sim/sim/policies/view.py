@@ -76,18 +76,17 @@ class GridView:
         """A random stream for a policy, seeded from the run's seed and ``name``."""
         return rngs.py_random(self._e.seed, f"policy/{name}")
 
-    def _ensure(self, capability: int) -> None:
+    def _nearest(self, capability: int, tier: int | None,
+                 allowed: np.ndarray | None = None) -> list[tuple[int, ...]]:
         # The world answers nearest-site questions without an origins x sites matrix when it is
         # big (k-d tree and bounded shortest paths); lists of tuples keep the per-request path
-        # to plain indexing.
-        w = self._e.world
-        caps = np.asarray(self.capabilities)
-        tiers = np.asarray([int(t) for t in self.tiers])
-        ok = np.flatnonzero(caps >= capability)
-        self._cand[capability] = _tuples(w.nearest_sites(ok, self._k)[0])
-        for t in Tier:
-            self._tier_cand[(capability, int(t))] = _tuples(
-                w.nearest_sites(ok[tiers[ok] == int(t)], self._k)[0])
+        # to plain indexing. Built on first use, one list per (capability, tier) asked for.
+        ok = np.asarray(self.capabilities) >= capability
+        if tier is not None:
+            ok &= np.asarray([int(t) for t in self.tiers]) == tier
+        if allowed is not None:
+            ok &= allowed
+        return _tuples(self._e.world.nearest_sites(np.flatnonzero(ok), self._k)[0])
 
     def candidates(self, origin: int, capability: int) -> tuple[int, ...]:
         """The k nearest sites (by RTT) whose model reaches ``capability``, nearest first.
@@ -96,16 +95,14 @@ class GridView:
         """
         c = self._cand.get(capability)
         if c is None:
-            self._ensure(capability)
-            c = self._cand[capability]
+            c = self._cand[capability] = self._nearest(capability, None)
         return c[origin]
 
     def tier_candidates(self, origin: int, capability: int, tier: int) -> tuple[int, ...]:
         """Like :meth:`candidates`, restricted to one tier."""
         c = self._tier_cand.get((capability, tier))
         if c is None:
-            self._ensure(capability)
-            c = self._tier_cand[(capability, tier)]
+            c = self._tier_cand[(capability, tier)] = self._nearest(capability, int(tier))
         return c[origin]
 
     def invalidate(self) -> None:
