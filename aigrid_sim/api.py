@@ -233,9 +233,11 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
                         horizon_s=horizon, progress=progress, faults=schedule, windows=wins,
                         sink=sink)
         control.prioritise(engine, rules)  # tenants' priorities order the queues, if they differ
+        engine.track_busy([(0.0, cfg.duration_s), (cfg.warmup_s, cfg.duration_s)])
         if isinstance(policy, cascademod.Cascade):
             policy.attach(engine)
         engine.run()
+        online.set_replica_busy(*engine.replica_busy_s())
         sink.close()
         sites = online.sites_table(world)
         summary = online.summary(sites)

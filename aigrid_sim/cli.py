@@ -47,21 +47,23 @@ def summary_table(s: dict) -> str:
         f" {s['in_flight']:>9,} {fmt_pct(s['slo_attainment']):>8}",
         "",
         f"{'latency (ms)':<16}{'requests':>9}{'p50':>8}{'p95':>8}{'p99':>8}{'TTFT p50':>9}"
-        f"{'SLO met':>9}{'util':>7}{'cost $':>10}",
+        f"{'SLO met':>9}{'util':>7}{'busy':>7}{'cost $':>10}",
     ]
 
-    def row(label: str, b: dict, util=None, cost=None) -> str:
+    def row(label: str, b: dict, util=None, cost=None, busy=None) -> str:
         lat, tt = b.get("latency_ms", {}), b.get("ttft_ms", {})
         return (f"{label:<16}{b.get('requests', 0):>9,}{fmt_ms(lat.get('p50')):>8}"
                 f"{fmt_ms(lat.get('p95')):>8}{fmt_ms(lat.get('p99')):>8}"
                 f"{fmt_ms(tt.get('p50')):>9}{fmt_pct(b.get('slo_attainment')):>9}"
                 f"{'' if util is None else fmt_pct(util):>7}"
+                f"{'' if busy is None else fmt_pct(busy):>7}"
                 f"{'' if cost is None else f'{cost:,.2f}':>10}")
 
     lines.append(row("all", {**s, "requests": s.get("measured_requests", s["requests"])},
-                     s.get("utilisation"), s.get("cost_usd")))
+                     s.get("utilisation"), s.get("cost_usd"), s.get("replica_busy")))
     for tier, b in s.get("by_tier", {}).items():
-        lines.append(row(f"  {tier}", b, b.get("utilisation"), b.get("cost_usd")))
+        lines.append(row(f"  {tier}", b, b.get("utilisation"), b.get("cost_usd"),
+                         b.get("replica_busy")))
     for title in ("by_region", "by_app"):
         if s.get(title):
             lines.append(f"{title.replace('_', ' ')}:")

@@ -179,14 +179,30 @@ def sites_table(world: World, rec: Records, window_s: float, reqs: pd.DataFrame)
 
 
 def sites_table_from(world: World, window_s: float, busy: np.ndarray, requests: np.ndarray,
-                     completed: np.ndarray, used_cost: np.ndarray) -> pd.DataFrame:
-    """The per-site table from per-site totals (what a streamed run accumulates)."""
+                     completed: np.ndarray, used_cost: np.ndarray, *,
+                     replicas: np.ndarray | None = None,
+                     replica_busy: np.ndarray | None = None) -> pd.DataFrame:
+    """The per-site table from per-site totals (what a streamed run accumulates).
+
+    With ``replicas`` and ``replica_busy`` (seconds in ``[0, window_s]`` with at least one
+    sequence or job in a replica's batch, summed over the site's replicas) it also has
+    ``replica_busy_s`` and ``replica_busy``: the share of replica time with work, what keeps
+    the GPUs stepping (``utilisation`` is the share of sequence slots held, much lower when
+    replicas batch hundreds of sequences). NaN for fixed-slot sites.
+    """
     t = world.sites_table()
     price_gpu_h = np.array([d.gpu.price_per_hour for d in world.site_deployment])
     t["requests"] = np.asarray(requests, np.int64)
     t["completed"] = np.asarray(completed, np.int64)
     t["busy_slot_s"] = busy
     t["utilisation"] = busy / (t["slots"].to_numpy() * window_s) if window_s > 0 else 0.0
+    if replica_busy is not None:
+        reps = np.asarray(replicas, float)
+        t["replicas"] = reps
+        t["replica_busy_s"] = np.where(reps > 0, replica_busy, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t["replica_busy"] = np.where(reps > 0, replica_busy / (reps * window_s), np.nan) \
+                if window_s > 0 else np.nan
     t["price_per_gpu_hour"] = price_gpu_h
     t["cost_usd"] = world.site_gpus * price_gpu_h * window_s / 3600.0
     t["used_cost_usd"] = used_cost

@@ -304,6 +304,12 @@ class OnlineSummary:
         self.site_busy = np.zeros(self.n_sites)
         self.site_busy_measured = np.zeros(self.n_sites)
         self.site_used_cost = np.zeros(self.n_sites)
+        # Replica busy time (replica-seconds with a non-empty batch) in the same two windows,
+        # and the replicas it is over; from the engine at the end (set_replica_busy). Sites
+        # of the fixed-slot model have none (0 replicas here).
+        self.site_replicas = np.zeros(self.n_sites)
+        self.site_replica_busy = None
+        self.site_replica_busy_measured = np.zeros(self.n_sites)
         self.site_ids = [str(x) for x in world.site_id]
         self.site_slots = np.asarray(world.site_slots, float)
         self.site_gpus = np.asarray(world.site_gpus, float)
@@ -516,13 +522,26 @@ class OnlineSummary:
         mv = self.dims["move"]
         mv.count("requests", np.where(ok & fo & (first >= 0) & (tier >= 0), first * 3 + tier, -1))
 
+    def set_replica_busy(self, replicas: np.ndarray, busy: np.ndarray) -> None:
+        """Replica busy seconds per site in ``[0, window_s]`` and ``[warmup_s, window_s]``.
+
+        Args:
+            replicas: Replicas per site (0 for fixed-slot sites: not counted).
+            busy: Shape (sites, 2): the two windows (:meth:`Engine.replica_busy_s`).
+        """
+        self.site_replicas = np.asarray(replicas, float)
+        self.site_replica_busy = np.asarray(busy[:, 0], float)
+        self.site_replica_busy_measured = np.asarray(busy[:, 1], float)
+
     # ------------------------------------------------------------------ reading
     def sites_table(self, world) -> pd.DataFrame:
         """The per-site table (``sites.parquet``) from the accumulators."""
         from aigrid_sim.results.metrics import sites_table_from
 
         return sites_table_from(world, self.window_s, self.site_busy, self.site_requests,
-                                self.site_completed, self.site_used_cost)
+                                self.site_completed, self.site_used_cost,
+                                replicas=self.site_replicas if self.site_replica_busy is not None
+                                else None, replica_busy=self.site_replica_busy)
 
     def summary(self, sites: pd.DataFrame) -> dict:
         """The run summary (the ``summary.json`` contract; quantiles from the sketches)."""
@@ -540,6 +559,9 @@ class OnlineSummary:
                 continue
             block = dt.block(i)
             block["utilisation"] = _util(st, window_s)
+            busy = _replica_busy(st, window_s)
+            if busy is not None:
+                block["replica_busy"] = busy
             block["cost_usd"] = float(st["cost_usd"].sum())
             block["sites"] = int(len(st))
             block["gpus"] = int(st["gpus"].sum())
@@ -556,6 +578,7 @@ class OnlineSummary:
             "cost_per_1k_requests_usd": cost / completed * 1000.0 if completed else None,
             "cost_per_million_tokens_usd": cost / tokens * 1e6 if tokens else None,
             "utilisation": _util(sites, window_s),
+            **({"replica_busy": b} if (b := _replica_busy(sites, window_s)) is not None else {}),
             "reasons": {k: v for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])},
             "by_tier": by_tier,
             "by_region": self._blocks("region"),
@@ -757,7 +780,9 @@ class OnlineSummary:
         for metric, v in (("busy_slot_s", self.site_busy_measured),
                           ("slot_s", self.site_slots * meas),
                           ("cost_usd", self.site_gpus * self.site_price_h * meas / 3600.0),
-                          ("requests", self.site_requests), ("completed", self.site_completed)):
+                          ("requests", self.site_requests), ("completed", self.site_completed),
+                          ("replica_busy_s", self.site_replica_busy_measured),
+                          ("replica_s", self.site_replicas * meas)):
             rows("site_window", sid, metric, np.full(len(sid), -1), v)
         for metric, v in (("slots", self.site_slots), ("gpus", self.site_gpus),
                           ("tier", self.site_tier.astype(float))):
@@ -915,6 +940,20 @@ def _time_labels(labels: list[str]) -> list[str]:
         return []
     return [f"{b}|{t}" for b in range(bins[0], bins[-1] + 1)
             for t in ("all", *TIER_LABELS, "none")]
+
+
+def _replica_busy(sites: pd.DataFrame, window_s: float) -> float | None:
+    """Replica busy seconds over replica-seconds (``replica_s`` when given: merged runs).
+
+    None when the table has no replica busy time (fixed-slot sites only, or not kept).
+    """
+    if "replica_busy_s" not in sites:
+        return None
+    rs = sites["replica_s"].to_numpy(float) if "replica_s" in sites else \
+        sites["replicas"].to_numpy(float) * window_s
+    ok = rs > 0
+    return float(sites["replica_busy_s"].to_numpy(float)[ok].sum() / rs[ok].sum()) \
+        if ok.any() else None
 
 
 def _util(sites: pd.DataFrame, window_s: float) -> float:

@@ -164,8 +164,7 @@ class Replica:
 
     __slots__ = ("k", "t0", "V", "D", "P", "C", "U", "nseq", "running", "dec", "pre", "cache",
                  "nf", "nl", "kf", "k1", "k_next", "t_next", "t_pend", "version", "dec_count",
-                 "alive",
-                 "preemptions")
+                 "alive", "since", "preemptions")
 
     def __init__(self, k: int):
         self.k = k
@@ -190,6 +189,7 @@ class Replica:
         self.version = 0
         self.dec_count = 0
         self.alive = True
+        self.since = 0.0  # when the batch last became non-empty (busy time, see busy_windows)
         self.preemptions = 0
 
 
@@ -238,6 +238,10 @@ class ReplicaPool:
         self._s = site
         self._wake = self.wake
         self._tok = 0
+        # Replica busy time: replica-seconds with at least one sequence (or fixed job) in the
+        # batch, clipped to each window of busy_windows (set by the engine; none: not kept).
+        self.busy_windows: tuple = ()
+        self.busy_s: list[float] = []
         self._st = spec.step_s
         self._cap = spec.cap
         self._b1 = spec.block - 1
@@ -323,6 +327,8 @@ class ReplicaPool:
         self._settle(r)
 
     def _start_fixed(self, r: Replica, i: int, t: float) -> None:
+        if not r.nseq:
+            r.since = t
         r.nseq += 1
         self._busy[self._s] += 1
         rec = self.rec
@@ -342,6 +348,8 @@ class ReplicaPool:
         r = w[0]
         now = self._now()
         r.nseq -= 1
+        if not r.nseq:
+            self._idle(r, now)
         self._busy[self._s] -= 1
         rec = self.rec
         rec.service_s[i] = now - w[2]
@@ -441,6 +449,27 @@ class ReplicaPool:
                 run += r.D + len(r.pre)
             own += (q + 1) * (out_tokens + pre_steps) * step / (run or 1)
         return own
+
+    def _idle(self, r: Replica, t: float) -> None:
+        """``r``'s batch became empty at ``t``: add its busy stretch to each window."""
+        a = r.since
+        for w, (lo, hi) in enumerate(self.busy_windows):
+            b = t if t < hi else hi
+            a0 = a if a > lo else lo
+            if b > a0:
+                self.busy_s[w] += b - a0
+
+    def track_busy(self, windows) -> None:
+        """Keep replica busy time within each ``(start, end)`` of ``windows`` (before a run)."""
+        self.busy_windows = tuple((float(a), float(b)) for a, b in windows)
+        self.busy_s = [0.0] * len(self.busy_windows)
+
+    def close_busy(self, t: float) -> None:
+        """Count the busy stretches still open at ``t`` (the end of a run)."""
+        for r in self.reps:
+            if r.alive and r.nseq:
+                self._idle(r, t)
+                r.since = t
 
     # ------------------------------------------------------------------ the scheduler
     def _T(self, r: Replica, k: int) -> float:
@@ -556,6 +585,8 @@ class ReplicaPool:
         steps = r.V - s.v0
         r.D -= 1
         r.nseq -= 1
+        if not r.nseq:
+            self._idle(r, r.t0)
         del r.running[i]
         r.U -= s.priv + self._b1 + steps
         r.C -= s.ctx0 + steps
@@ -616,6 +647,8 @@ class ReplicaPool:
         if s.units:
             r.cache.release(s.units)
         r.nseq -= 1
+        if not r.nseq:
+            self._idle(r, r.t0)
         self._busy[self._s] -= 1
         r.preemptions += 1
         self.preemptions += 1
@@ -688,6 +721,8 @@ class ReplicaPool:
             del resume[i]
             rec.prefill_tokens[i] += p
         r.running[i] = s
+        if not r.nseq:
+            r.since = r.t0
         r.nseq += 1
         r.C += hit
         r.P += left
@@ -754,6 +789,8 @@ class ReplicaPool:
 
     def _reset(self, r: Replica) -> None:
         """Empty a lost replica."""
+        if r.nseq:
+            self._idle(r, self._now())
         self._busy[self._s] -= r.nseq
         r.running.clear()
         r.dec.clear()

@@ -316,9 +316,34 @@ class Engine:
             self.env.run(until=self.horizon_s + 1e-9)
         finally:
             gc.unfreeze()
+        for p in self.pools:
+            if p is not None and p.busy_windows:
+                p.close_busy(self.env.now)
         if self._sink is not None:
             self.flush(final=True)
         return self.records
+
+    def track_busy(self, windows) -> None:
+        """Keep each replica pool's busy time within each ``(start, end)`` window (before run)."""
+        self._busy_windows = tuple(windows)
+        for p in self.pools:
+            if p is not None:
+                p.track_busy(windows)
+
+    def replica_busy_s(self) -> tuple[np.ndarray, np.ndarray]:
+        """Replicas per site (0 for fixed-slot sites) and their busy seconds per window.
+
+        Returns:
+            ``(replicas, busy)``: busy has shape (sites, windows of :meth:`track_busy`).
+        """
+        n = len(getattr(self, "_busy_windows", ()))
+        reps = np.zeros(self.world.n_sites)
+        busy = np.zeros((self.world.n_sites, n))
+        for s, p in enumerate(self.pools):
+            if p is not None:
+                reps[s] = len(p.reps)
+                busy[s] = p.busy_s
+        return reps, busy
 
     def queue_len(self, s: int) -> int:
         """Requests waiting at site ``s``."""
