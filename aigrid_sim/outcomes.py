@@ -31,6 +31,7 @@ class Reason(IntEnum):
     SOVEREIGNTY = 6  # no capable site inside its data-residency area
     QUOTA = 7  # throttled: its tenant's quota at the chosen tier was used up
     CONTEXT_TOO_LONG = 8  # its prompt + output can never fit in a replica's KV cache
+    DISPLACED = 9  # it waited in a full queue and a higher-priority request took its place
 
     @property
     def label(self) -> str:

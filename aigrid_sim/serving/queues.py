@@ -4,9 +4,12 @@ Tenants have a ``priority`` (higher is admitted first, :mod:`aigrid_sim.sim.cont
 has tenants of different priorities, every waiting queue (a replica pool's and a slot-model
 site's) is a :class:`PriorityQueue` instead of a ``deque``: one deque per priority level, the
 highest level served first, first come first served inside a level. A preempted request goes
-back to the head of its own level. The queue is set before the run
-(:meth:`aigrid_sim.sim.engine.Engine.set_priorities`); a run whose priorities are all equal
-keeps the plain deques and pays nothing.
+back to the head of its own level. When the queue is full, a newcomer displaces the newest
+request of the lowest level below its own (:meth:`PriorityQueue.displace`; that request is
+rejected with reason ``displaced``); a newcomer whose level is the lowest waiting is refused
+(``queue_full``), as with a plain queue. A preempted request, partly served, is never displaced.
+The queue is set before the run (:meth:`aigrid_sim.sim.engine.Engine.set_priorities`); a run
+whose priorities are all equal keeps the plain deques and pays nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +44,24 @@ class PriorityQueue:
         """Put request ``i`` at the head of its level (a preempted request)."""
         self._qs[self._level[self._app[i]]].appendleft(i)
         self._n += 1
+
+    def displace(self, i: int, keep=None) -> int:
+        """Make room for request ``i``: remove the newest request of the lowest level below it.
+
+        Args:
+            i: The newcomer (not queued by this call).
+            keep: Requests that must not be removed (e.g. preempted ones, partly served).
+
+        Returns:
+            The removed request, or -1 when every waiting request has ``i``'s level or higher.
+        """
+        mine = self._level[self._app[i]]
+        for lv in range(len(self._qs) - 1, mine, -1):
+            q = self._qs[lv]
+            if q and (keep is None or q[-1] not in keep):
+                self._n -= 1
+                return q.pop()
+        return -1
 
     def popleft(self) -> int:
         """The head: the oldest request of the highest level waiting."""

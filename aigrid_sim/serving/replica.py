@@ -234,6 +234,8 @@ class ReplicaPool:
         self._at = at
         self._now = now
         self._done = done
+        # Priority queues only: reject(i) rejects request i displaced from the full queue.
+        self._displaced = None
         self._busy = busy
         self._s = site
         self._wake = self.wake
@@ -297,7 +299,12 @@ class ReplicaPool:
                 if ok:
                     return _STARTED
         if len(q) >= self.max_queue:
-            return _FULL
+            if self._displaced is None:
+                return _FULL
+            v = q.displace(i, self.resume)
+            if v < 0:
+                return _FULL
+            self._displaced(v)
         q.append(i)
         return _QUEUED
 

@@ -254,6 +254,7 @@ class Engine:
         self._closed_stream = windows[0] if isinstance(windows, list) and windows else stream
         info = self._closed_stream.info
         self._closed = int(info.get("concurrency", 0) or 0)
+        self._displace = False  # full queues displace lower priorities (set_priorities)
         n_all = len(windows[0]) if isinstance(windows, list) and windows else n
         self._next_closed = min(self._closed, n_all) if self._closed else n_all
         # Generative sites: one replica pool each (the serving interface).
@@ -644,6 +645,9 @@ class Engine:
             self.queues[s].append(i)
         elif not self.alive[s]:  # sent to a dead site (before its failure was detected)
             self._fail_over(i, s)
+        elif self._displace and (v := self.queues[s].displace(i)) >= 0:
+            self._displaced(v)
+            self.queues[s].append(i)
         else:
             self.records.status[i] = Status.REJECTED
             self.records.reason[i] = Reason.QUEUE_FULL
@@ -660,9 +664,11 @@ class Engine:
 
         n = max(level_of_app) + 1
         self.queues = [PriorityQueue(level_of_app, self._app, n) for _ in self.queues]
+        self._displace = True
         for p in self.pools:
             if p is not None:
                 p.queue = PriorityQueue(level_of_app, self._app, n)
+                p._displaced = self._displaced
 
     def hook_served(self, hook: Callable[[int], None]) -> None:
         """Tell ``hook(i)`` instead of :meth:`_served` when request ``i`` has its last token.
@@ -673,6 +679,13 @@ class Engine:
         for p in self.pools:
             if p is not None:
                 p._done = hook
+
+    def _displaced(self, i: int) -> None:
+        """Request ``i`` lost its place in a full queue to a higher-priority one: rejected."""
+        self.records.status[i] = Status.REJECTED
+        self.records.reason[i] = Reason.DISPLACED
+        if self._closed:
+            self._release()
 
     def _served(self, i: int) -> None:
         """Request ``i`` has its last token (called by its site's replica pool)."""

@@ -64,7 +64,7 @@ def test_equal_priorities_keep_the_plain_queues():
 
 
 @settings(max_examples=50, deadline=None)
-@given(ops=st.lists(st.tuples(st.sampled_from(["append", "appendleft", "popleft"]),
+@given(ops=st.lists(st.tuples(st.sampled_from(["append", "appendleft", "popleft", "displace"]),
                               st.integers(0, 2)), max_size=60))
 def test_priority_queue_is_fifo_within_a_level(ops):
     """Against a model: one deque per level, highest level first."""
@@ -83,6 +83,12 @@ def test_priority_queue_is_fifo_within_a_level(ops):
             got = q.popleft()
             want = next(m for m in model if m).popleft()
             assert got == want == head
+        elif op == "displace":  # a newcomer of app a: the newest of the lowest level below
+            i = len(app_of)
+            app_of.append(a)
+            lower = [m for lv, m in enumerate(model) if lv > level_of_app[a] and m]
+            want = lower[-1].pop() if lower else -1
+            assert q.displace(i) == want
         else:
             i = len(app_of)
             app_of.append(a)
@@ -121,3 +127,28 @@ def test_unused_features_install_nothing_on_the_request_path():
     pools = [p for p in e.pools if p is not None]
     assert pools and all(type(p.queue) is deque and p._done == e._served for p in pools)
     assert "choose" not in vars(policy)  # cheapest_feasible kept its plain choose
+
+
+def test_a_full_queue_displaces_lower_priorities():
+    """Waiting room of 30 per site, overloaded: premium newcomers take best effort's places.
+
+    Premium is refused only when the queue holds premium alone; best effort loses places it
+    already had (``displaced``); every request is accounted for.
+    """
+    small = [x for x in BASE if not x.startswith("world.edge.max_queue")] + \
+        ["world.edge.max_queue=30"]
+    prio = aigrid_sim.run("global_agent", small + [tenants(1, 0)])
+    same = aigrid_sim.run("global_agent", small + [tenants(0, 0)])
+    for r in (prio, same):
+        s = r.summary
+        assert s["completed"] + s["rejected"] + s["failed"] + s["in_flight"] == s["requests"]
+    df, dq = prio.requests, same.requests
+    rej = df["status"] == "rejected"
+    gold, bronze = df["app"] == "gold", df["app"] == "bronze"
+    assert (rej & gold & (df["reason"] == "displaced")).sum() == 0
+    assert (rej & bronze & (df["reason"] == "displaced")).sum() > 100
+    assert (dq["reason"] == "displaced").sum() == 0  # equal priorities: plain queues
+    # premium is refused far less than with equal priorities, best effort far more
+    gold_same = ((dq["status"] == "rejected") & (dq["app"] == "gold")).mean()
+    assert (rej & gold).mean() < 0.25 * gold_same
+    assert (rej & bronze).mean() > ((dq["status"] == "rejected") & (dq["app"] == "bronze")).mean()
