@@ -187,17 +187,43 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+#: Seconds of wall time between progress lines when stderr is not a terminal (a log file, a
+#: batch job): ``output.progress=true`` and the default (lines only for runs that last).
+LOG_EVERY_S = {True: 10.0, None: 60.0}
+
+
 def _progress_bar(horizon_s: float, enabled: bool | None):
-    """A tqdm bar in simulated seconds, with requests per second (wall) and memory."""
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
+    """Progress in simulated seconds, with requests per second (wall) and memory.
+
+    A tqdm bar on a terminal; elsewhere (stderr redirected to a file) plain lines, one every
+    :data:`LOG_EVERY_S` seconds of wall time, so a long run's log shows how far it is.
+    ``output.progress=false`` shows nothing.
+    """
+    if enabled is False:
         return None, None
     import time
 
+    t0 = time.perf_counter()
+    if not sys.stderr.isatty():
+        every = LOG_EVERY_S[True if enabled else None]
+        last = [t0]
+
+        def log(now: float, requests: int = 0) -> None:
+            t = time.perf_counter()
+            if t - last[0] < every:
+                return
+            last[0] = t
+            wall = max(t - t0, 1e-9)
+            print(f"simulating: {now:,.0f}/{horizon_s:,.0f} sim-s "
+                  f"({100 * now / max(horizon_s, 1e-9):.1f} %), {requests:,} requests, "
+                  f"{requests / wall:,.0f} req/s, {rss_mb():,.0f} MB, {wall:,.0f} s wall",
+                  file=sys.stderr, flush=True)
+
+        return None, log
     from tqdm import tqdm
 
     bar = tqdm(total=round(horizon_s), unit="sim-s", desc="simulating", leave=False,
                file=sys.stderr, mininterval=0.5)
-    t0 = time.perf_counter()
 
     def update(now: float, requests: int = 0) -> None:
         bar.update(max(0, round(now) - bar.n))

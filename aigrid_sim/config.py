@@ -443,7 +443,7 @@ class OutputConfig:
     write: bool = True
     figures: bool = True
     resume: bool = True  # skip a run whose complete folder already exists
-    progress: bool | None = None  # None = only on a terminal
+    progress: bool | None = None  # None: a bar on a terminal, a line a minute in a log
     requests: str = "all"  # requests.parquet: all | sample | none (summary stays exact/sketched)
     sample_fraction: float = 0.01  # share of requests written when requests=sample
     window_s: float = 60.0  # arrivals generated and ended requests flushed every this many s
