@@ -119,3 +119,20 @@ def test_cli_runs_a_users_own_scenario_from_config_dir(tmp_path):
     assert "run folder: results/tiny" in p.stdout.replace(str(tmp_path) + "/", "")
     bad = cli(["--config-dir", "my_scenarios", "scenario=tiny", "world.edge.gpuz=1"], tmp_path)
     assert bad.returncode == 2 and "world.edge.gpuz" in bad.stderr, bad.stderr
+
+
+def test_progress_in_a_log_is_plain_lines(monkeypatch, capsys):
+    """stderr not a terminal: no bar, a line per interval with time, requests, rate, memory."""
+    from aigrid_sim import cli
+
+    monkeypatch.setattr(cli, "LOG_EVERY_S", {True: 0.0, None: 3600.0})
+    bar, update = cli._progress_bar(1000.0, True)
+    assert bar is None
+    update(250.0, 12_345)
+    err = capsys.readouterr().err
+    assert err.startswith("simulating: 250/1,000 sim-s (25.0 %), 12,345 requests,")
+    assert err.endswith(" s wall\n") and " MB, " in err
+    _, quiet = cli._progress_bar(1000.0, None)  # default: a line an hour here, none yet
+    quiet(500.0, 1)
+    assert capsys.readouterr().err == ""
+    assert cli._progress_bar(1000.0, False) == (None, None)
