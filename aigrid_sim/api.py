@@ -156,7 +156,8 @@ def keeps_requests(cfg: cfgmod.SimConfig, out_dir, keep_requests: bool | None) -
     from aigrid_sim.results.resources import expected_requests
 
     return cfg.output.requests == "all" and (
-        out_dir is None or expected_requests(cfg) <= KEEP_MAX_REQUESTS)
+        out_dir is None or (expected_requests(cfg) <= KEEP_MAX_REQUESTS
+                            and cfg.output.requests_order == "arrival"))
 
 
 def run_config(dcfg: DictConfig, *, out_dir: str | Path | None = None,
@@ -226,7 +227,8 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
         final, tmp = rundir.begin_run(Path(out_dir), resolved)
     sink = RequestSink(world, apps, online,
                        path=tmp / "requests.parquet" if tmp is not None else None,
-                       mode=out.requests, sample_fraction=out.sample_fraction, keep=keep)
+                       mode=out.requests, sample_fraction=out.sample_fraction, keep=keep,
+                       order=out.requests_order)
     try:
         engine = Engine(world, concat([], apps), policy, seed=cfg.seed,
                         k_nearest=cfg.routing.k_nearest, staleness_s=cfg.routing.staleness_s,
@@ -259,6 +261,8 @@ def _run_config(dcfg: DictConfig, *, out_dir, progress, world, keep_requests) ->
             "start_utc_h": cfg.start_utc_h, "sites": world.n_sites,
             "origins": world.n_origins, "stream": info,
             "output_requests": {"mode": out.requests, "rows_written": sink.rows_written,
+                                **({"order": "end"} if out.requests != "none"
+                                   and out.requests_order == "end" else {}),
                                 **({"sample_fraction": out.sample_fraction}
                                    if out.requests == "sample" else {})},
             "provisioned": {**(world.provisioned or {}), "gpus": int(world.site_gpus.sum())},

@@ -446,6 +446,7 @@ class OutputConfig:
     progress: bool | None = None  # None: a bar on a terminal, a line a minute in a log
     requests: str = "all"  # requests.parquet: all | sample | none (summary stays exact/sketched)
     sample_fraction: float = 0.01  # share of requests written when requests=sample
+    requests_order: str = "arrival"  # rows of requests.parquet: arrival | end (flat memory)
     window_s: float = 60.0  # arrivals generated and ended requests flushed every this many s
     time_bin_s: float | None = None  # online summary time bins; None = 60 s (< 1 h runs: finer)
 
@@ -485,6 +486,7 @@ ARRIVAL_KINDS = ("poisson", "diurnal", "trace", "closed")
 TRACE_FORMATS = ("azure", "mooncake", "servegen")
 TIME_UNITS = ("datetime", "s", "ms", "us")
 REQUEST_MODES = ("all", "sample", "none")
+REQUEST_ORDERS = ("arrival", "end")
 
 # ----------------------------------------------------------------------------- domains
 #
@@ -653,6 +655,7 @@ DOMAINS: dict[str, Dom] = {
     # output
     "output.dir": NONEMPTY, "output.write": ANY, "output.figures": ANY, "output.resume": ANY,
     "output.progress": ANY, "output.requests": Dom(choices=REQUEST_MODES),
+    "output.requests_order": Dom(choices=REQUEST_ORDERS),
     "output.sample_fraction": Dom(0, 1, lo_open=True), "output.window_s": POS,
     "output.time_bin_s": POS, "slice.index": NONNEG, "slice.length_s": POS,
     "slice.warmup_s": NONNEG,
@@ -1116,6 +1119,8 @@ def _check(c: SimConfig) -> None:
           f"must be one of {REQUEST_MODES} (got {o.requests!r})")
     _need(0 < o.sample_fraction <= 1, "output.sample_fraction",
           f"must be in (0, 1] (got {o.sample_fraction})")
+    _need(o.requests_order in REQUEST_ORDERS, "output.requests_order",
+          f"must be one of {REQUEST_ORDERS} (got {o.requests_order!r})")
     _need(o.window_s > 0, "output.window_s", f"must be > 0 (got {o.window_s})")
     _need(o.time_bin_s is None or o.time_bin_s > 0, "output.time_bin_s",
           f"must be > 0 or null (got {o.time_bin_s})")

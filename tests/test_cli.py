@@ -122,7 +122,7 @@ def test_cli_runs_a_users_own_scenario_from_config_dir(tmp_path):
 
 
 def test_progress_in_a_log_is_plain_lines(monkeypatch, capsys):
-    """stderr not a terminal: no bar, a line per interval with time, requests, rate, memory."""
+    """Stderr not a terminal: no bar, a line per interval with time, requests, rate, memory."""
     from aigrid_sim import cli
 
     monkeypatch.setattr(cli, "LOG_EVERY_S", {True: 0.0, None: 3600.0})

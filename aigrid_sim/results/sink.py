@@ -12,6 +12,12 @@ on ``output.requests``:
   hash, so the sample does not depend on the window or on the block sizes);
 * ``none``: no per-request table; counts, sums and sketches are still exact / as accurate.
 
+Rows are written in request order (``output.requests_order=arrival``, the default): a request
+that lasts minutes holds back every row after it, so memory grows with the rate times the
+longest request's life. ``end`` writes each request's row as it ends instead (sort by
+``request_id`` for arrival order): the engine then reuses every slot at once and memory stays
+flat in the number of requests, as with ``none``.
+
 With ``keep=True`` the blocks are also kept in memory, and :meth:`RequestSink.result` gives the
 whole stream, records and requests table, exactly as an all-in-memory run makes them (small
 runs, ``aigrid_sim.run()`` without ``out_dir``).
@@ -57,10 +63,15 @@ class RequestSink:
         mode: ``all``, ``sample`` or ``none`` (what goes to the file).
         sample_fraction: Share of requests kept by ``sample``.
         keep: Also keep every block in memory (:meth:`result`).
+        order: ``arrival`` (rows in request order) or ``end`` (as requests end; ignored when
+            ``keep``: kept tables are in request order).
     """
 
     def __init__(self, world, apps: list, online: OnlineSummary, *, path: Path | None = None,
-                 mode: str = "all", sample_fraction: float = 1.0, keep: bool = False):
+                 mode: str = "all", sample_fraction: float = 1.0, keep: bool = False,
+                 order: str = "arrival"):
+        if order not in ("arrival", "end"):
+            raise ValueError(f"order must be 'arrival' or 'end' (got {order!r})")
         if mode not in REQUEST_MODES:
             raise ValueError(f"mode must be one of {REQUEST_MODES} (got {mode!r})")
         self.world = world
@@ -71,8 +82,10 @@ class RequestSink:
         self.fraction = float(sample_fraction)
         self.keep = keep
         # A summary alone takes ended requests in any order (the engine then reuses their
-        # slots one by one); a table, written or kept, takes them in request order.
-        self.unordered = self.path is None and not keep
+        # slots one by one); a table kept in memory, or written with order=arrival, takes them
+        # in request order.
+        self.unordered = not keep and (self.path is None or order == "end")
+        self.order = order
         self.rows = 0
         self.rows_written = 0
         self._writer = None

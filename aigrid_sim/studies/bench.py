@@ -17,7 +17,8 @@ The engine and the minimal model run in ``--rounds`` interleaved pairs (default 
 printed is the median pair's, with the spread of all pairs.
 
 Usage: ``aigrid-sim-bench [--requests 200000] [--rounds 3] [--memory] [--memory-requests 1000000]
-[--world big] [--streamed N[,N...]] [--streamed-requests all|sample|none]``
+[--world big] [--streamed N[,N...]] [--streamed-requests all|sample|none]
+[--streamed-order arrival|end]``
 """
 
 from __future__ import annotations
@@ -95,12 +96,13 @@ def streamed(n: int, seed: int = 1, requests: str = "none", out_dir: str | None 
             "engine_free_wall_s": r.summary["wall_s"]}
 
 
-def _streamed_child(n: int, requests: str) -> None:
+def _streamed_child(n: int, requests: str, order: str = "arrival") -> None:
     import resource
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        out = streamed(n, requests=requests, out_dir=d if requests != "none" else None)
+        out = streamed(n, requests=requests, out_dir=d if requests != "none" else None,
+                       extra=(f"output.requests_order={order}",))
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({**out, "peak_rss_mb": peak_kb / 1024}))
 
@@ -132,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--streamed-requests", default="all", choices=["all", "sample", "none"],
                     help="output.requests of the --streamed runs (all: written to a temporary "
                          "run folder)")
+    ap.add_argument("--streamed-order", default="arrival", choices=["arrival", "end"],
+                    help="output.requests_order of the --streamed runs (end: rows written as "
+                         "requests end, memory flat)")
     ap.add_argument("--world", choices=["default", "big"], default="default",
                     help="big: build time and memory of a 5,000-PoP, 34,006-city world and the "
                          "engine's speed on it against the default world")
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         _peak_rss_child(a._child)
         return
     if a._streamed_child:
-        _streamed_child(a._streamed_child, a.streamed_requests)
+        _streamed_child(a._streamed_child, a.streamed_requests, a.streamed_order)
         return
     # Interleaved rounds: each pair runs back to back, so a machine busy with something else
     # slows both models alike; the ratio of each pair is the figure, its median the headline.
@@ -181,13 +186,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"peak memory, {m['requests']:,} requests (simulate + requests table): "
               f"{m['peak_rss_mb']:,.0f} MB")
     if a.streamed:
-        print(f"streamed runs (output.requests={a.streamed_requests}, figures off; whole run "
+        print(f"streamed runs (output.requests={a.streamed_requests}, "
+              f"output.requests_order={a.streamed_order}, figures off; whole run "
               f"incl. world build, one process each):")
         print(f"{'requests':>12}{'wall s':>9}{'req/s':>10}{'peak MB':>9}")
         for n in (int(float(x)) for x in a.streamed.split(",")):
             out = subprocess.run([sys.executable, "-m", "aigrid_sim.studies.bench",
                                   "--_streamed_child", str(n), "--streamed-requests",
-                                  a.streamed_requests], capture_output=True, text=True,
+                                  a.streamed_requests, "--streamed-order", a.streamed_order],
+                                 capture_output=True, text=True,
                                  check=True)
             m = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"{m['requests']:>12,}{m['wall_s']:>9.1f}{m['requests'] / m['wall_s']:>10,.0f}"

@@ -198,3 +198,29 @@ def test_unordered_sink_reuses_slots_one_by_one_and_changes_no_outcome():
     # by one, only the requests in flight hold slots.
     assert slots_u < slots_o
     assert slots_u < 0.4 * n
+
+
+def test_requests_in_end_order_are_the_same_rows(tmp_path):
+    """output.requests_order=end: each row written as its request ends; sorted, the same table.
+
+    The engine reuses slots one by one (as with output.requests=none), so a long request no
+    longer holds back the rows after it.
+    """
+    mem = aigrid_sim.run("global_agent", SMALL)
+    end = aigrid_sim.run("global_agent", SMALL + ["output.window_s=7",
+                                                  "output.requests_order=end"],
+                         out_dir=tmp_path)
+    assert end.requests.empty  # not kept in memory: the file is the table
+    disk = pd.read_parquet(end.out_dir / "requests.parquet")
+    assert not disk["request_id"].is_monotonic_increasing  # really in end order
+    disk = disk.sort_values("request_id", kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(disk, mem.requests, check_exact=True)
+    for k in COUNTS:
+        assert end.summary[k] == mem.summary[k], k
+    assert end.summary["output_requests"]["order"] == "end"
+    assert end.summary["output_requests"]["rows_written"] == mem.summary["requests"]
+
+
+def test_bad_requests_order_is_one_line():
+    with pytest.raises(ConfigError, match=r"output.requests_order.*arrival"):
+        config_of("global_agent", ["output.requests_order=random"])
