@@ -247,16 +247,15 @@ def check_plan(c: Check, args) -> list[Finding]:
     out, _ = sh(c.command, fresh())
     m_plan = re.search(r"^plan\s+(\d+)\s+([\d,]+)", out, re.M)
     m_sims = re.search(r"^(\d+) simulations, ([\d.]+) s", out, re.M)
-    m_est = re.search(r"site estimate: (\d+) GPUs, \$([\d,]+)/month", out)
+    est = [int(x) for x in re.findall(r"GPUs \(site estimate (\d+)\)", out)]  # per tier
     found = []
     if len(cells) >= 6 and m_plan and m_sims:
         found.append(Finding(c.doc, "DE+FR plan", cells[3].split(";")[0],
                              f"{m_plan.group(1)} GPUs, ${m_plan.group(2)}/month",
                              cells[3].startswith(f"{m_plan.group(1)} GPUs, ${m_plan.group(2)}")))
         found.append(Finding(c.doc, "DE+FR site estimate", cells[2],
-                             f"{m_est.group(1)} GPUs, ${m_est.group(2)}/month" if m_est else "-",
-                             bool(m_est) and cells[2] == f"{m_est.group(1)} GPUs, "
-                                                         f"${m_est.group(2)}/month"))
+                             f"{sum(est)} GPUs" if est else "-",
+                             bool(est) and cells[2].startswith(f"{sum(est)} GPUs")))
         found.append(Finding(c.doc, "DE+FR simulations", cells[4], m_sims.group(1),
                              cells[4] == m_sims.group(1)))
         wall_doc = re.match(r"([\d.]+) s", cells[5])
