@@ -4,11 +4,11 @@ The ``replica`` scenario (one replica on the normal engine path, no network), Po
 at 1.3x the catalogue's saturation rate with fixed token counts; throughput is output tokens of
 the requests completing between 30 % and 90 % of the arrival window, over that window.
 
-Measured (``python -m pytest tests/serving/test_saturation.py``; engine / catalogue):
-8B L40S 400/60 0.997 (token budget bound), 8B L40S 128/128 0.996 (max_num_seqs), 70B H100 TP2
-2048/128 0.987 (KV memory), 8B L40S 20000/2000 0.986 (KV memory). Not within 5 %: KV-bound
-deployments with outputs as long as prompts (1000/1000: 8B H100 0.84, 70B H100 0.74, 405B H200
-0.78): admissions come in bursts at the completions, the batch overshoots the memory and the
+Measured (:func:`measured_out_tok_s`, commit 470df66; engine / catalogue):
+8B L40S 400/60 1.002 (token budget bound), 8B L40S 128/128 0.990 (max_num_seqs), 70B H100 TP2
+2048/128 0.990 (KV memory), 8B L40S 20000/2000 0.953 (KV memory). Not within 5 %: KV-bound
+deployments with outputs as long as prompts (1000/1000: 8B H100 0.854, 70B H100 0.800, 405B H200
+0.784): admissions come in bursts at the completions, the batch overshoots the memory and the
 scheduler preempts (recompute), which the fluid steady state does not have (see
 docs/inference.md, "Event-cheap replica").
 """
