@@ -446,7 +446,7 @@ class OutputConfig:
     progress: bool | None = None  # None: a bar on a terminal, a line a minute in a log
     requests: str = "all"  # requests.parquet: all | sample | none (summary stays exact/sketched)
     sample_fraction: float = 0.01  # share of requests written when requests=sample
-    requests_order: str = "arrival"  # rows of requests.parquet: arrival | end (flat memory)
+    requests_order: str = "arrival"  # rows of requests.parquet: arrival | end (less memory)
     window_s: float = 60.0  # arrivals generated and ended requests flushed every this many s
     time_bin_s: float | None = None  # online summary time bins; None = 60 s (< 1 h runs: finer)
 

@@ -15,8 +15,8 @@ on ``output.requests``:
 Rows are written in request order (``output.requests_order=arrival``, the default): a request
 that lasts minutes holds back every row after it, so memory grows with the rate times the
 longest request's life. ``end`` writes each request's row as it ends instead (sort by
-``request_id`` for arrival order): the engine then reuses every slot at once and memory stays
-flat in the number of requests, as with ``none``.
+``request_id`` for arrival order): the engine then reuses every slot at once, as with
+``none``, which took about a third less memory on 1 M and 10 M requests (docs/streaming.md).
 
 With ``keep=True`` the blocks are also kept in memory, and :meth:`RequestSink.result` gives the
 whole stream, records and requests table, exactly as an all-in-memory run makes them (small

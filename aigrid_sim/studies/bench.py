@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
                          "run folder)")
     ap.add_argument("--streamed-order", default="arrival", choices=["arrival", "end"],
                     help="output.requests_order of the --streamed runs (end: rows written as "
-                         "requests end, memory flat)")
+                         "requests end)")
     ap.add_argument("--world", choices=["default", "big"], default="default",
                     help="big: build time and memory of a 5,000-PoP, 34,006-city world and the "
                          "engine's speed on it against the default world")
