@@ -204,6 +204,9 @@ class Cascade:
         rec.t_start[i] = rec.service_s[i] = rec.prefill_s[i] = rec.tpot_s[i] = math.nan
         rec.batch[i] = 0
         rec.cached_tokens[i] = 0
+        # On its way home it holds no site: a tenant's concurrency place at the small model's
+        # site is free from now (the control plane sweeps places whose request left the site).
+        rec.site[i] = -1
         rec.cascade[i] = ESCALATED
         self.escalations += 1
         e._at(back, e._arrive, i)

@@ -220,3 +220,32 @@ def test_console_prints_the_escalation_rate_and_each_path():
             and line.split()[0] in ("edge_only", "escalated", "direct")}
     assert set(rows) >= {"edge_only", "escalated"}
     assert f"{c['by_path']['escalated']['requests']:,}" in rows["escalated"]
+
+
+def test_escalated_first_attempt_frees_its_concurrency_place_on_the_way_home():
+    """An escalated request's edge concurrency place ends with its small-model answer.
+
+    Not at the end of its trip home: the cap is never exceeded when places end at the answer,
+    and places are reused during trips home (counted to the end of the trip, the cap would be
+    exceeded). Without the release the second count stays within the cap too.
+    """
+    cap = 10
+    r = aigrid_sim.run("global_agent", SMALL + [
+        "policy=nearest_capable", cascade(to_tier="regional", mode="fixed", fraction=1.0),
+        f"tenants=[{{name: voice, apps: [voice_agent], quotas: [{{tier: edge, "
+        f"max_concurrency: {cap}}}]}}]"])
+    _conserved(r)
+    df, rec = r.requests, r.records
+    esc = (df["cascade"] == "escalated").to_numpy()
+    assert esc.sum() > 100 and r.summary["reasons"].get("quota", 0) > 0
+    start = df["arrival_s"].to_numpy()
+    answer = rec.esc_t_start[esc] + rec.esc_service_s[esc]  # the small model's last token
+    home = start[esc] + rec.esc_s[esc]  # its answer back at the user
+
+    def most(ends):
+        ev = np.concatenate([np.stack([start[esc], np.ones(esc.sum())], 1),
+                             np.stack([ends - 1e-9, -np.ones(esc.sum())], 1)])
+        ev = ev[np.lexsort((ev[:, 1], ev[:, 0]))]
+        return int(np.cumsum(ev[:, 1]).max())
+
+    assert most(answer) <= cap < most(home)
