@@ -53,11 +53,8 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     ``pd.read_parquet`` reads the table back unchanged.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    pq.write_table(table.replace_schema_metadata(stamp_schema(table.schema).metadata), path)
-    return Path(path)
+    return write_arrow(pa.Table.from_pandas(df, preserve_index=False), path)
 
 
 def write_arrow(table, path: str | Path) -> Path:

@@ -37,6 +37,7 @@ from aigrid_sim.results.online import OnlineSummary
 ROW_GROUP_ROWS = 262_144
 
 REQUEST_MODES = ("all", "sample", "none")
+REQUEST_ORDERS = ("arrival", "end")
 
 
 def sample_mask(request_id: np.ndarray, fraction: float) -> np.ndarray:
@@ -70,8 +71,8 @@ class RequestSink:
     def __init__(self, world, apps: list, online: OnlineSummary, *, path: Path | None = None,
                  mode: str = "all", sample_fraction: float = 1.0, keep: bool = False,
                  order: str = "arrival"):
-        if order not in ("arrival", "end"):
-            raise ValueError(f"order must be 'arrival' or 'end' (got {order!r})")
+        if order not in REQUEST_ORDERS:
+            raise ValueError(f"order must be one of {REQUEST_ORDERS} (got {order!r})")
         if mode not in REQUEST_MODES:
             raise ValueError(f"mode must be one of {REQUEST_MODES} (got {mode!r})")
         self.world = world

@@ -234,7 +234,7 @@ class ReplicaPool:
         self._at = at
         self._now = now
         self._done = done
-        # Priority queues only: reject(i) rejects request i displaced from the full queue.
+        # Priority queues only: _displaced(i) rejects request i, displaced from the full queue.
         self._displaced = None
         self._busy = busy
         self._s = site

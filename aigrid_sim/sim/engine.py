@@ -255,6 +255,7 @@ class Engine:
         info = self._closed_stream.info
         self._closed = int(info.get("concurrency", 0) or 0)
         self._displace = False  # full queues displace lower priorities (set_priorities)
+        self._busy_windows: tuple = ()  # replica busy time kept in these windows (track_busy)
         n_all = len(windows[0]) if isinstance(windows, list) and windows else n
         self._next_closed = min(self._closed, n_all) if self._closed else n_all
         # Generative sites: one replica pool each (the serving interface).
@@ -337,7 +338,7 @@ class Engine:
         Returns:
             ``(replicas, busy)``: busy has shape (sites, windows of :meth:`track_busy`).
         """
-        n = len(getattr(self, "_busy_windows", ()))
+        n = len(self._busy_windows)
         reps = np.zeros(self.world.n_sites)
         busy = np.zeros((self.world.n_sites, n))
         for s, p in enumerate(self.pools):
