@@ -145,6 +145,10 @@ class WorldConfig:
     # auto: a dense origins x sites RTT matrix for small worlds, per-origin nearest sites for big
     # ones (thousands of sites); dense | sparse force one (same candidates, same round trips).
     rtt_matrix: str = "auto"
+    # Admission of every replica's scheduler: forecast (admits only what fits at every future
+    # step, never preempts) | vllm (admits on free memory, preempts by recompute); None = the
+    # catalogue's (forecast).
+    admission: str | None = None
     cities: CitiesConfig = field(default_factory=CitiesConfig)
     edge: EdgeConfig = field(default_factory=lambda: EdgeConfig(
         gpu="L40S", model="llama-3.1-8b-fp8", gpus=1, max_queue=64))
@@ -562,6 +566,7 @@ DOMAINS: dict[str, Dom] = {
     # world
     "world.topology": one_of("grid", "custom"), "world.catalog": NONEMPTY,
     "world.rtt_matrix": one_of("auto", "dense", "sparse"),
+    "world.admission": one_of("forecast", "vllm"),
     "world.edge.source": one_of(*EDGE_SOURCES), "world.edge.file": NONEMPTY,
     "world.edge.min_population": ONE_UP,
     "world.network": one_of("geo", "zero"),

@@ -100,6 +100,23 @@ def test_model_whose_weights_do_not_fit_is_a_config_error():
         Catalog(raw, "test.yaml").deployment("llama-3.1-405b-fp8", "H200")
 
 
+def test_admission_comes_from_the_entry_the_catalogue_or_the_run():
+    raw = _raw()
+    assert Catalog(raw, "test.yaml").deployment("llama-3.1-8b-fp8", "H100").admission == \
+        "forecast"
+    raw["models"]["llama-3.1-8b-fp8"]["speeds"]["H100"]["admission"] = "vllm"
+    cat = Catalog(raw, "test.yaml")
+    assert cat.deployment("llama-3.1-8b-fp8", "H100").admission == "vllm"
+    assert cat.deployment("llama-3.1-8b-fp8", "L40S").admission == "forecast"
+    cat.admission_override = "forecast"  # world.admission wins over the entry
+    assert cat.deployment("llama-3.1-8b-fp8", "H100").admission == "forecast"
+    raw["models"]["llama-3.1-8b-fp8"]["speeds"]["H100"]["admission"] = "greedy"
+    with pytest.raises(ConfigError, match=r"test.yaml: models.llama-3.1-8b-fp8.speeds.H100: "
+                                          r"admission must be one of \['forecast', 'vllm'\], "
+                                          r"got 'greedy'"):
+        Catalog(raw, "test.yaml").deployment("llama-3.1-8b-fp8", "H100")
+
+
 def test_kv_budget_too_small_is_a_config_error():
     raw = _raw()  # 70.6 GB of weights on one 80 GB H100: 1.4 GB left, 8,960 KV tokens
     raw["models"]["llama-3.3-70b-fp8"]["speeds"]["H100"]["gpus_per_replica"] = 1

@@ -50,6 +50,7 @@ def test_cli_runs_prints_summary_and_writes_folder(tmp_path):
     (["nosuchkey=1"], "unknown key 'nosuchkey'"),
     (["scenario=atlantis"], "unknown scenario 'atlantis'"),
     (["world.regional.gpus=0"], "world.regional.gpus"),
+    (["world.admission=greedy"], "key 'world.admission': must be one of forecast, vllm"),
     (["--multirun", "policy=centralised,nope"], "unknown policy 'nope'"),
 ])
 def test_cli_config_errors_exit_2_without_traceback(tmp_path, args, text):

@@ -32,7 +32,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from aigrid_sim.serving.prefix_cache import PrefixCache
-from aigrid_sim.serving.replica import WATERMARK, ReplicaPool, Spec
+from aigrid_sim.serving.replica import WATERMARK, ReplicaPool, Spec, peak_fits
 
 
 @dataclass
@@ -96,6 +96,32 @@ def _units_fn(units):
     if units is None:
         return None
     return units.__getitem__ if not callable(units) else units
+
+
+def _forecast(running, gen, n_out, cached: int, evictable: int, cap: int, need: int,
+              left: int, rem: int, B: int, M: int) -> bool:
+    """The ``forecast`` admission of the reference: KV held, each running sequence bounded by
+    its tokens + ``B - 1`` (as the event-cheap replica does), stays within ``cap`` at every
+    future step if a request holding ``need`` tokens now, with ``left`` prompt tokens to prefill
+    and ``rem`` output tokens to come, joins (:func:`~aigrid_sim.serving.replica.peak_fits`)."""
+    decoding = sum(1 for q in running if q["left"] == 0)
+    room = max(M - decoding, 1)
+    held = cached + need
+    ends = []
+    cum = 0
+    for q in running:
+        i = q["i"]
+        h = q["priv_now"] + B - 1
+        held += h
+        if q["left"] == 0:
+            k = int(n_out[i] - gen[i])
+        else:  # prefilling: counted as growing from now
+            cum += q["left"]
+            k = -(-cum // room) + int(n_out[i] - gen[i]) - 1
+        ends.append((k, h + k))
+    k = -(-(cum + left) // room) + rem - 1
+    ends.append((k, need + k))
+    return peak_fits(held - cap - evictable, ends)
 
 
 def simulate_iterations(dep, arrival_s, in_tokens, out_tokens, *, units=None) -> ReplicaTrace:
@@ -187,12 +213,19 @@ def simulate_iterations(dep, arrival_s, in_tokens, out_tokens, *, units=None) ->
                 avail = free_blocks() + (cache.evictable - held) // B
                 if running:
                     avail -= wm_blocks
-                    # The running sequences' growth until the next completion.
-                    dec = [int(n_out[q["i"]] - gen[q["i"]]) for q in running if q["left"] == 0]
-                    k = min(dec) if dec else min(int(n_out[q["i"]] - gen[q["i"]])
-                                                 for q in running)
-                    avail -= -(-len(running) * k // B)
+                    if not sp.forecast:
+                        # The running sequences' growth until the next completion.
+                        dec = [int(n_out[q["i"]] - gen[q["i"]]) for q in running
+                               if q["left"] == 0]
+                        k = min(dec) if dec else min(int(n_out[q["i"]] - gen[q["i"]])
+                                                     for q in running)
+                        avail -= -(-len(running) * k // B)
                 if blocks + new // B > avail:
+                    break
+                if running and sp.forecast and not _forecast(
+                        running, gen, n_out, cache.tokens, cache.evictable - held,
+                        sp.cap - wm_blocks * B, p - shared + B - 1 + new, p - hit,
+                        int(n_out[i] - gen[i]), B, M):
                     break
                 waiting.popleft()
                 if us:

@@ -37,6 +37,8 @@ from aigrid_sim.serving.steptime import SteadyState, StepTime, loaded_step_s, st
 KIB = 1024.0
 GB = 1e9
 BLOCK_TOKENS = 16  # KV block size, as vLLM's default
+# Admission rules of a replica's scheduler (Deployment.admission; the catalogue's `admission`).
+ADMISSIONS = ("forecast", "vllm")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,11 @@ class Deployment:
         max_num_seqs: Sequence cap.
         max_num_batched_tokens: Per-step token budget (chunked prefill).
         kv_context_tokens: Longest context a request is declared to need (legacy sizing).
+        admission: The scheduler's admission rule (:data:`ADMISSIONS`): ``forecast`` admits a
+            request only if the KV held stays within memory at every future step, given each
+            request's output length (``max_tokens``, as benchmarks set it): it never runs out
+            of memory; ``vllm`` admits on the memory free now, less the running sequences'
+            growth until the next completion, and preempts (recompute) when memory runs out.
     """
 
     model: Model
@@ -124,6 +131,7 @@ class Deployment:
     max_num_seqs: int = 1
     max_num_batched_tokens: int = 8192
     kv_context_tokens: int = 0
+    admission: str = "forecast"
 
     @property
     def price_per_slot_second(self) -> float:
@@ -244,6 +252,9 @@ class Catalog:
         self._raw = raw
         try:
             self.usable_memory_fraction = float(raw.get("usable_memory_fraction", 1.0))
+            self.admission = raw.get("admission", "forecast")
+            # A run's world.admission: every deployment's, whatever its entry says.
+            self.admission_override: str | None = None
             self.gpus = {}
             for n, g in raw["gpus"].items():
                 self.gpus[n] = GPU(
@@ -370,6 +381,11 @@ class Catalog:
                         engine.get("max_num_batched_tokens",
                                    sp.get("max_num_batched_tokens", 8192)))
         fraction = float(engine.get("usable_memory_fraction", self.usable_memory_fraction))
+        admission = engine.get("admission") or self.admission_override or \
+            sp.get("admission", self.admission)
+        if admission not in ADMISSIONS:
+            raise ConfigError(f"{entry}: admission must be one of {list(ADMISSIONS)}, got "
+                              f"{admission!r}")
         ctx = _count(entry, "kv_context_tokens", sp.get("kv_context_tokens", 2048))
         gentry = f"{self.source}: gpus.{gpu}"
         _positive(gentry, "memory_gb", g.memory_gb)
@@ -419,4 +435,4 @@ class Catalog:
         slots = max(1, min(max_seqs, kv_cap // need))
         return Deployment(m, g, n, slots, False, self._points(sp, "published"),
                           self._points(sp, "validation"), step, kv_cap, BLOCK_TOKENS, max_seqs,
-                          budget, ctx)
+                          budget, ctx, admission)

@@ -82,7 +82,8 @@ class Spec:
         ConfigError: a KV budget of zero, or a token budget below the sequence cap.
     """
 
-    __slots__ = ("step_s", "cap", "block", "max_seqs", "budget", "ctx_slope", "watermark")
+    __slots__ = ("step_s", "cap", "block", "max_seqs", "budget", "ctx_slope", "watermark",
+                 "forecast")
 
     def __init__(self, dep, where: str = "site"):
         step = dep.step
@@ -104,6 +105,7 @@ class Spec:
         # Attention cost per context token: the step time is linear in the context.
         self.ctx_slope = (self.step_s(1.0, 1e6) - self.step_s(1.0, 0.0)) / 1e6
         self.watermark = int(WATERMARK * self.cap)
+        self.forecast = dep.admission == "forecast"
 
 
 def _fast_step(step):
@@ -140,10 +142,32 @@ def _fast_step(step):
     return f
 
 
+def peak_fits(over: int, ends: list) -> bool:
+    """Whether KV held, ``over`` above the memory now (<= 0), stays at or below it from now on.
+
+    ``ends`` holds ``(step, tokens)`` for every sequence held: the step (from now) it emits its
+    last token and the tokens it holds then. Each sequence grows by one token per step until
+    then, and nothing else joins: KV held then rises between ends and drops at each, so its
+    peaks are just before the ends. Sorts ``ends`` in place.
+    """
+    ends.sort()
+    g = len(ends)
+    u = over
+    kp = 0
+    for k, a in ends:
+        u += g * (k - kp)
+        if u > 0:
+            return False
+        u -= a
+        g -= 1
+        kp = k
+    return True
+
+
 class Seq:
     """A request admitted into a replica's batch."""
 
-    __slots__ = ("i", "priv", "ctx0", "left", "v0", "units", "dead", "gen", "t1", "ttft")
+    __slots__ = ("i", "priv", "ctx0", "left", "v0", "units", "dead", "gen", "t1", "ttft", "fin")
 
     def __init__(self, i: int, priv: int, ctx0: int, left: int, units, gen: int, t1: float,
                  ttft: float):
@@ -157,6 +181,7 @@ class Seq:
         self.gen = gen  # output tokens emitted so far
         self.t1 = t1  # first admission (service start), kept here so the hot path reads no array
         self.ttft = ttft  # first admission to first token (NaN until then)
+        self.fin = -1  # step counter at its last token, once decoding (-1 before)
 
 
 class Replica:
@@ -164,7 +189,7 @@ class Replica:
 
     __slots__ = ("k", "t0", "V", "D", "P", "C", "U", "nseq", "running", "dec", "pre", "cache",
                  "nf", "nl", "kf", "k1", "k_next", "t_next", "t_pend", "version", "dec_count",
-                 "alive", "since", "preemptions")
+                 "alive", "since", "preemptions", "G", "Gp")
 
     def __init__(self, k: int):
         self.k = k
@@ -191,6 +216,8 @@ class Replica:
         self.alive = True
         self.since = 0.0  # when the batch last became non-empty (busy time, see busy_windows)
         self.preemptions = 0
+        self.G = 0  # sum of the decoding sequences' last-token steps (their growth: G - D V)
+        self.Gp = 0  # output tokens to come of the prefilling sequences
 
 
 class ReplicaPool:
@@ -572,10 +599,11 @@ class ReplicaPool:
     def _prefilled(self, r: Replica, s: Seq) -> None:
         """``s`` finished its prefill at ``r.t0``: it emits a token and starts decoding."""
         i = s.i
+        o = self._out[i]
+        r.Gp -= o - s.gen
         s.gen += 1
         if s.gen == 1:
             s.ttft = self.rec.prefill_s[i] = r.t0 - s.t1
-        o = self._out[i]
         if s.gen >= o:
             s.v0 = r.V
             r.D += 1  # undone by _finish
@@ -584,13 +612,17 @@ class ReplicaPool:
         s.v0 = r.V
         r.D += 1
         r.dec_count += 1
-        heapq.heappush(r.dec, (r.V + o - s.gen, r.dec_count, s))
+        s.fin = fin = r.V + o - s.gen
+        r.G += fin
+        heapq.heappush(r.dec, (fin, r.dec_count, s))
 
     def _finish(self, r: Replica, s: Seq) -> None:
         """``s`` emitted its last token at ``r.t0``."""
         i = s.i
         steps = r.V - s.v0
         r.D -= 1
+        if s.fin >= 0:
+            r.G -= s.fin
         r.nseq -= 1
         if not r.nseq:
             self._idle(r, r.t0)
@@ -642,6 +674,7 @@ class ReplicaPool:
         s = r.running.pop(i)
         if s.v0 < 0:  # still prefilling
             r.pre.remove(s)
+            r.Gp -= self._out[i] - s.gen
             r.P -= s.left
             r.U -= s.priv + self.spec.block - 1
             r.C -= s.ctx0 - s.left
@@ -649,6 +682,8 @@ class ReplicaPool:
             steps = r.V - s.v0
             r.D -= 1
             s.dead = True
+            if s.fin >= 0:
+                r.G -= s.fin
             r.U -= s.priv + self.spec.block - 1 + steps
             r.C -= s.ctx0 + steps
         if s.units:
@@ -697,13 +732,31 @@ class ReplicaPool:
         free = sp.cap - r.U + r.cache.evictable - held
         if r.nseq:
             free -= sp.watermark
-            # Leave room for the running sequences' growth until the next completion.
-            if r.dec:
-                free -= (r.D + len(r.pre)) * (r.dec[0][0] - r.V)
-            elif r.pre:
-                out = self._out
-                free -= len(r.pre) * min(out[q.i] - q.gen for q in r.pre)
-        if need > free:
+            if sp.forecast:
+                over = need - free
+                if over > 0:
+                    return False
+                # Fast: KV held stays within memory even if every sequence grew to its end
+                # before any of them ended. Else forecast the peak.
+                room = self._budget - r.D
+                if room < 1:
+                    room = 1
+                left = p - hit
+                rem = self._out[i] - gen
+                if (over + r.G - r.D * r.V + r.Gp + rem
+                        + (len(r.pre) + 1) * (-(-(r.P + left) // room)) > 0
+                        and not self._fits_ahead(r, over, left, rem, need)):
+                    return False
+            else:
+                # Leave room for the running sequences' growth until the next completion.
+                if r.dec:
+                    free -= (r.D + len(r.pre)) * (r.dec[0][0] - r.V)
+                elif r.pre:
+                    out = self._out
+                    free -= len(r.pre) * min(out[q.i] - q.gen for q in r.pre)
+                if need > free:
+                    return False
+        elif need > free:
             return False
         U = r.U + need
         c = r.cache
@@ -734,6 +787,7 @@ class ReplicaPool:
         r.C += hit
         r.P += left
         r.pre.append(s)
+        r.Gp += self._out[i] - gen
         self._busy[self._s] += 1
         if hit:
             rec.cached_tokens[i] += hit
@@ -741,6 +795,29 @@ class ReplicaPool:
             r.pre.pop()
             self._prefilled(r, s)
         return True
+
+    def _fits_ahead(self, r: Replica, over: int, left: int, rem: int, need: int) -> bool:
+        """Whether ``r``'s KV held stays within memory at every future step if a request joins.
+
+        ``over`` is KV held after admitting it minus the memory (<= 0), ``need`` what it holds
+        then, ``left`` its prompt tokens to prefill, ``rem`` its output tokens to come. Prefilling
+        sequences count as growing from now (an upper bound); see :func:`peak_fits`.
+        """
+        V = r.V
+        b1 = self._b1
+        ev = [(fin - V, s.priv + b1 + fin - s.v0) for fin, _, s in r.dec if not s.dead]
+        room = self._budget - r.D
+        if room < 1:
+            room = 1
+        out = self._out
+        cum = 0
+        for s in r.pre:
+            cum += s.left
+            k = -(-cum // room) + out[s.i] - s.gen - 1
+            ev.append((k, s.priv + b1 + k))
+        k = -(-(cum + left) // room) + rem - 1
+        ev.append((k, need + k))
+        return peak_fits(over, ev)
 
     def _project(self, r: Replica) -> None:
         """Project ``r``'s next change and schedule its event."""
@@ -803,7 +880,7 @@ class ReplicaPool:
         r.dec.clear()
         r.pre.clear()
         r.cache = PrefixCache()
-        r.D = r.P = r.C = r.U = r.nseq = 0
+        r.D = r.P = r.C = r.U = r.nseq = r.G = r.Gp = 0
         r.k_next = r.k1 = r.kf = INF
         r.t_next = r.t_pend = INF
 
@@ -828,3 +905,5 @@ class ReplicaPool:
             assert self.kv_blocks(r) * sp.block <= r.U + sp.block * 0, (self.kv_blocks(r), r.U)
             assert r.nseq <= sp.max_seqs
             assert r.D == sum(1 for s in r.running.values() if s.v0 >= 0)
+            assert r.G == sum(s.fin for s in r.running.values() if s.v0 >= 0), r.G
+            assert r.Gp == sum(self._out[s.i] - s.gen for s in r.pre), r.Gp

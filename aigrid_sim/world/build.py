@@ -11,6 +11,7 @@ during a run.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections import Counter
 from dataclasses import dataclass, field
@@ -443,6 +444,9 @@ def build_world(cfg: SimConfig, catalog: Catalog | None = None) -> World:
     cat = catalog or (Catalog.from_file(cfg.world.catalog) if cfg.world.catalog
                       else Catalog.default())
     w = cfg.world
+    if w.admission is not None:
+        cat = copy.copy(cat)  # a caller's catalogue stays as it was
+        cat.admission_override = w.admission
     o = _origins(cfg)
     if w.topology == "custom":  # only the sites given: world.sites, and edge PoPs if asked
         sites = (_edge_sites(cfg, cat) if w.edge.source != "cloudflare" else [])
