@@ -100,10 +100,13 @@ def _units_fn(units):
 
 def _forecast(running, gen, n_out, cached: int, evictable: int, cap: int, need: int,
               left: int, rem: int, B: int, M: int) -> bool:
-    """The ``forecast`` admission of the reference: KV held, each running sequence bounded by
-    its tokens + ``B - 1`` (as the event-cheap replica does), stays within ``cap`` at every
-    future step if a request holding ``need`` tokens now, with ``left`` prompt tokens to prefill
-    and ``rem`` output tokens to come, joins (:func:`~aigrid_sim.serving.replica.peak_fits`)."""
+    """The ``forecast`` admission of the reference.
+
+    Whether KV held stays within ``cap`` at every future step if a request holding ``need``
+    tokens now, with ``left`` prompt tokens to prefill and ``rem`` output tokens to come, joins
+    (:func:`~aigrid_sim.serving.replica.peak_fits`). Each running sequence is bounded by its
+    tokens + ``B - 1``, as the event-cheap replica does.
+    """
     decoding = sum(1 for q in running if q["left"] == 0)
     room = max(M - decoding, 1)
     held = cached + need

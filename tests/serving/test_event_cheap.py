@@ -107,8 +107,10 @@ def test_event_cheap_against_reference_when_memory_is_short(rate, admission):
        admission=st.sampled_from(["forecast", "vllm"]))
 def test_kv_memory_never_exceeded_and_requests_conserved(seed, rate, isl, osl, cap_k, seqs,
                                                          budget, share, admission):
-    """Random loads and token mixes: at every event KV held <= capacity; everyone finishes;
-    the ``forecast`` admission never preempts."""
+    """Random loads and token mixes: KV held <= capacity at every event; everyone finishes.
+
+    The ``forecast`` admission never preempts.
+    """
     cap = cap_k * 1000
     dep = toy(cap=cap, seqs=seqs, budget=max(budget, seqs), admission=admission)
     t, i, o = workload(300, rate, isl=isl, osl=osl, seed=seed % 1000, in_max=cap // 3,
