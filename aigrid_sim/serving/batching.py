@@ -6,8 +6,11 @@ sequence whose next token opens a new block gets one; if the blocks are not ther
 prefix-cache blocks are dropped (LRU) and then the newest running sequence is preempted
 (recompute: back to the head of the queue, prompt + generated tokens to prefill again), and no
 request is admitted in that step. Then waiting requests are admitted FIFO while their prompt's
-blocks fit and ``max_num_seqs`` allows, keeping free a 1 % watermark and the blocks the decodes
-will add until the next of them completes (unless the replica is empty).
+blocks fit and ``max_num_seqs`` allows, keeping free a 1 % watermark and (unless the replica is
+empty) either, with the ``forecast`` admission, room for every running sequence's growth up to
+each future completion (:func:`~aigrid_sim.serving.replica.peak_fits`, each sequence bounded
+by its tokens plus a block), or, with the ``vllm`` admission, the blocks the decodes will add
+until the next of them completes.
 The step carries one token per decoding sequence, then prefill chunks FIFO up to
 ``max_num_batched_tokens``, and takes ``step.step_s(new tokens, context held)``; a prompt's last
 chunk emits its first output token. Requests reaching the replica during a step join at its end.
@@ -16,7 +19,8 @@ chunk emits its first output token. Requests reaching the replica during a step 
 replica, same inputs) with a minimal event loop, so the two can be compared request by request
 without building a world. The event-cheap replica differs from the reference in one
 approximation: it bounds each sequence's KV by its tokens plus a block (it does not track block
-boundaries between batch changes), so it preempts slightly earlier when memory is short. The
+boundaries between batch changes), so with the ``vllm`` admission it preempts slightly earlier
+when memory is short. The
 measured differences on TTFT, TPOT and latency are in ``tests/serving/test_event_cheap.py`` and
 ``docs/inference.md``.
 """

@@ -2,21 +2,31 @@
 
 What a replica does (the scheduler of ``vllm/v1/core/sched/scheduler.py``, one step at a time):
 
-- **Admission** is bounded by KV-cache memory and by ``max_num_seqs``, not by a slot count. A
-  request is admitted when its prompt's KV blocks fit (``kv_capacity_tokens``, paged in
-  ``block_tokens`` blocks), FIFO from the site's waiting queue, keeping free a 1 % watermark and
-  the blocks the running sequences will add before the next of them completes (unless the
-  replica is empty). vLLM admits on the prompt alone and preempts more often; TensorRT-LLM's
-  default reserves every sequence's whole output; this middle way leaves preemption (which
-  wastes the recompute) to real memory shortage. A request whose prompt plus output can never
-  fit is refused at once (:attr:`Admit.TOO_LONG`).
+- **Admission** is bounded by KV-cache memory and by ``max_num_seqs``, not by a slot count,
+  FIFO from the site's waiting queue, keeping free a 1 % watermark (``kv_capacity_tokens``,
+  paged in ``block_tokens`` blocks). Two rules (``Deployment.admission``):
+
+  - ``forecast`` (the default): a request is admitted only if the KV held stays within memory
+    at every future step, given every request's output length (``max_tokens``, which
+    benchmarks set to the output length). KV held grows by one token per sequence per step and
+    drops at each completion, so it peaks just before one: :func:`peak_fits` checks those
+    peaks. Such a replica never runs out of memory and never preempts; it fills memory as far
+    as the staggering of the running sequences allows. TensorRT-LLM's default
+    (``GUARANTEED_NO_EVICT``) also never evicts but reserves every sequence's whole output at
+    once, which admits fewer.
+  - ``vllm``: a request is admitted when its prompt's blocks fit, less the blocks the running
+    sequences will add before the next of them completes; when memory runs out the newest
+    sequence is preempted (below). Identical requests then come in waves that preempt each
+    other.
+
+  A request whose prompt plus output can never fit is refused at once (:attr:`Admit.TOO_LONG`).
 - **Each step** carries one decode token for every decoding sequence, then prefill chunks of the
   admitted prompts, FIFO, up to ``max_num_batched_tokens`` tokens in all (chunked prefill). Its
   wall time is ``step.step_s(new tokens, context tokens held)``
   (:mod:`aigrid_sim.serving.steptime`). The last prefill chunk of a prompt emits the first
   output token.
-- **Preemption**: decode tokens grow the KV held by one token per sequence per step; when the
-  next step would not fit, evictable prefix-cache blocks are dropped first (LRU), then the newest
+- **Preemption** (``vllm`` admission; a ``forecast`` replica never gets there): decode tokens grow
+  the KV held by one token per sequence per step; when the next step would not fit, evictable prefix-cache blocks are dropped first (LRU), then the newest
   running sequence is preempted (recompute, as vLLM does): its blocks are freed and it goes back to
   the head of the queue, to be prefilled again (prompt + tokens generated so far).
 - **Prefix caching** (:mod:`aigrid_sim.serving.prefix_cache`): leading prompt units already
