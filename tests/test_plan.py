@@ -121,12 +121,13 @@ def test_planner_reads_only_the_calibrated_serving_model(single_pilot):
     pl, loads = single_pilot
     dep = _Watched(pl.deps[0])
     P.size_site(loads[0], dep, int(pl.world.site_max_queue[0]), P.Targets(0.99, 0.001))
-    # The step-time model, the KV budget and the scheduler's limits (through the engine's
-    # replica and the closed-form saturation); max_batch only to report utilisation as the
-    # engine does. No fixed-slot speed field (tpot_s, prefill_s_per_token, ...) exists.
+    # The step-time model, the KV budget and the scheduler's limits and admission rule
+    # (through the engine's replica and the closed-form saturation); max_batch only to report
+    # utilisation as the engine does. No fixed-slot speed field (tpot_s, prefill_s_per_token,
+    # ...) exists.
     allowed = {"fixed", "step", "kv_capacity_tokens", "block_tokens", "max_num_seqs",
                "max_num_batched_tokens", "saturation_out_tok_s", "steady_state", "model",
-               "gpu", "gpus_per_replica", "max_batch"}
+               "gpu", "gpus_per_replica", "max_batch", "admission"}
     assert dep.read and dep.read <= allowed, dep.read - allowed
 
 

@@ -25,10 +25,11 @@ What a replica does (the scheduler of ``vllm/v1/core/sched/scheduler.py``, one s
   wall time is ``step.step_s(new tokens, context tokens held)``
   (:mod:`aigrid_sim.serving.steptime`). The last prefill chunk of a prompt emits the first
   output token.
-- **Preemption** (``vllm`` admission; a ``forecast`` replica never gets there): decode tokens grow
-  the KV held by one token per sequence per step; when the next step would not fit, evictable prefix-cache blocks are dropped first (LRU), then the newest
-  running sequence is preempted (recompute, as vLLM does): its blocks are freed and it goes back to
-  the head of the queue, to be prefilled again (prompt + tokens generated so far).
+- **Preemption** (``vllm`` admission; a ``forecast`` replica never gets there): decode tokens
+  grow the KV held by one token per sequence per step; when the next step would not fit,
+  evictable prefix-cache blocks are dropped first (LRU), then the newest running sequence is
+  preempted (recompute, as vLLM does): its blocks are freed and it goes back to the head of the
+  queue, to be prefilled again (prompt + tokens generated so far).
 - **Prefix caching** (:mod:`aigrid_sim.serving.prefix_cache`): leading prompt units already
   cached are not prefilled again; cached units share the KV budget.
 
