@@ -6,8 +6,7 @@ tokens):
 
 * with KV memory to spare, below and above saturation: the two agree to 1e-6 (the event-cheap
   replica runs the same integer steps, in closed form between batch changes);
-* with KV memory short (30,000 tokens, 400/200-token requests; measured on the commit that added
-  the ``forecast`` admission):
+* with KV memory short (30,000 tokens, 400/200-token requests; measured on commit 120d50c):
 
   - ``forecast`` admission (the default): exact below saturation (4 and 8 requests/s); at 20
     requests/s, 2.2x the KV-bound capacity, TTFT +0.4 % mean / -0.2 % p99, TPOT -0.0 % / -0.7 %,

@@ -4,8 +4,8 @@ The ``replica`` scenario (one replica on the normal engine path, no network), Po
 at 1.3x the catalogue's saturation rate with fixed token counts; throughput is output tokens of
 the requests completing between 30 % and 90 % of the arrival window, over that window.
 
-Measured (:func:`measured_out_tok_s`, ``forecast`` admission, on the commit that added it;
-engine / catalogue): 8B L40S 400/60 1.002 (token budget bound), 8B L40S 128/128 0.990
+Measured (:func:`measured_out_tok_s`, ``forecast`` admission, commit 120d50c; engine /
+catalogue): 8B L40S 400/60 1.002 (token budget bound), 8B L40S 128/128 0.990
 (max_num_seqs), 70B H100 TP2 2048/128 1.000 (KV memory), 8B L40S 20000/2000 0.953 (KV memory),
 and KV-bound with outputs as long as prompts (1000/1000): 8B H100 1.021, 405B H200 TP8 1.001,
 70B H100 TP2 0.922. The last is not within 5 %: identical requests admitted together still end
