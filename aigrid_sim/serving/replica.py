@@ -57,11 +57,15 @@ import heapq
 import math
 from collections import deque
 from enum import IntEnum
+from operator import itemgetter
+
+import numpy as np
 
 from aigrid_sim.errors import ConfigError
 from aigrid_sim.serving.prefix_cache import PrefixCache
 
 INF = math.inf
+_first, _fourth = itemgetter(0), itemgetter(3)
 NAN = math.nan
 WATERMARK = 0.01  # share of the KV budget kept free when admitting into a busy replica
 
@@ -175,10 +179,25 @@ def peak_fits(over: int, ends: list) -> bool:
     return True
 
 
+def _profile_fits(fc: tuple, end: int, B: int, R: int) -> bool:
+    """Whether a newcomer keeps the KV forecast ``fc`` within ``R`` tokens.
+
+    The newcomer holds ``B + x`` tokens at step ``x <= end``; ``fc`` is
+    :meth:`ReplicaPool._profile`'s. Checked just before every end up to its own, and its own.
+    """
+    xs, pm, sb, n = fc
+    j = int(xs.searchsorted(end, "right"))
+    if j and int(pm[j - 1]) + B > R:
+        return False
+    j = int(xs.searchsorted(end, "left"))
+    return int(sb[j]) + (n - j) * end + B + end <= R
+
+
 class Seq:
     """A request admitted into a replica's batch."""
 
-    __slots__ = ("i", "priv", "ctx0", "left", "v0", "units", "dead", "gen", "t1", "ttft", "fin")
+    __slots__ = ("i", "priv", "ctx0", "left", "v0", "units", "dead", "gen", "t1", "ttft", "fin",
+                 "fe")
 
     def __init__(self, i: int, priv: int, ctx0: int, left: int, units, gen: int, t1: float,
                  ttft: float):
@@ -193,6 +212,7 @@ class Seq:
         self.t1 = t1  # first admission (service start), kept here so the hot path reads no array
         self.ttft = ttft  # first admission to first token (NaN until then)
         self.fin = -1  # step counter at its last token, once decoding (-1 before)
+        self.fe = -1  # its last-token step as the replica's KV forecast assumed it (prefilling)
 
 
 class Replica:
@@ -200,7 +220,8 @@ class Replica:
 
     __slots__ = ("k", "t0", "V", "D", "P", "C", "U", "nseq", "running", "dec", "pre", "cache",
                  "nf", "nl", "kf", "k1", "k_next", "t_next", "t_pend", "version", "dec_count",
-                 "alive", "since", "preemptions", "G", "Gp")
+                 "alive", "since", "preemptions", "G", "Gp", "fc", "fc_add", "fc_exact",
+                 "fc_v")
 
     def __init__(self, k: int):
         self.k = k
@@ -212,7 +233,8 @@ class Replica:
         self.U = 0  # KV tokens held, upper bound in whole blocks (private + cached units)
         self.nseq = 0  # sequences in the batch (+ fixed-work jobs)
         self.running: dict[int, Seq] = {}  # in admission order (newest last)
-        self.dec: list = []  # heap of (end step, tie, Seq) of decoding sequences
+        # heap of (end step, tie, Seq, priv - v0) of decoding sequences (dead ones left lazily)
+        self.dec: list = []
         self.pre: deque[Seq] = deque()  # prefilling sequences, FIFO
         self.cache = PrefixCache()
         self.nf = 0  # tokens per full step of the current interval
@@ -229,6 +251,13 @@ class Replica:
         self.preemptions = 0
         self.G = 0  # sum of the decoding sequences' last-token steps (their growth: G - D V)
         self.Gp = 0  # output tokens to come of the prefilling sequences
+        # The KV forecast of the running sequences (forecast admission; see _profile): built
+        # when needed, then kept while it stays an upper bound: fc_add tokens held by
+        # sequences admitted since, fc_exact while nothing changed (exact at step fc_v).
+        self.fc = None
+        self.fc_add = 0
+        self.fc_exact = False
+        self.fc_v = 0  # the step counter when it was built
 
 
 class ReplicaPool:
@@ -625,7 +654,10 @@ class ReplicaPool:
         r.dec_count += 1
         s.fin = fin = r.V + o - s.gen
         r.G += fin
-        heapq.heappush(r.dec, (fin, r.dec_count, s))
+        if r.fc is not None and fin > s.fe:  # it ends later than the forecast assumed
+            r.fc_add += s.priv + self._b1 + fin - s.v0
+            r.fc_exact = False
+        heapq.heappush(r.dec, (fin, r.dec_count, s, s.priv - s.v0))
 
     def _finish(self, r: Replica, s: Seq) -> None:
         """``s`` emitted its last token at ``r.t0``."""
@@ -634,6 +666,7 @@ class ReplicaPool:
         r.D -= 1
         if s.fin >= 0:
             r.G -= s.fin
+        r.fc_exact = False
         r.nseq -= 1
         if not r.nseq:
             self._idle(r, r.t0)
@@ -703,6 +736,7 @@ class ReplicaPool:
         if not r.nseq:
             self._idle(r, r.t0)
         self._busy[self._s] -= 1
+        r.fc_exact = False
         r.preemptions += 1
         self.preemptions += 1
         self.rec.preemptions[i] += 1
@@ -752,12 +786,17 @@ class ReplicaPool:
                 room = self._budget - r.D
                 if room < 1:
                     room = 1
-                left = p - hit
+                kpre = -(-(r.P + p - hit) // room)  # steps to the end of its prefill, at most
                 rem = self._out[i] - gen
-                if (over + r.G - r.D * r.V + r.Gp + rem
-                        + (len(r.pre) + 1) * (-(-(r.P + left) // room)) > 0
-                        and not self._fits_ahead(r, over, left, rem, need)):
+                if (over + r.G - r.D * r.V + r.Gp + rem + (len(r.pre) + 1) * kpre > 0
+                        and not self._fits_ahead(r, over, need, r.V + kpre + rem - 1)):
                     return False
+                if r.fc is not None:  # held by the forecast's bound from now on
+                    r.fc_add += need + kpre + rem - 1
+                    r.fc_exact = False
+                    fe = r.V + kpre + rem - 1
+                else:
+                    fe = -1
             else:
                 # Leave room for the running sequences' growth until the next completion.
                 if r.dec:
@@ -769,6 +808,8 @@ class ReplicaPool:
                     return False
         elif need > free:
             return False
+        else:
+            r.fc = None  # an empty replica: no forecast to keep
         U = r.U + need
         c = r.cache
         if units:
@@ -792,6 +833,8 @@ class ReplicaPool:
             del resume[i]
             rec.prefill_tokens[i] += p
         r.running[i] = s
+        if r.fc is not None:
+            s.fe = fe
         if not r.nseq:
             r.since = r.t0
         r.nseq += 1
@@ -807,16 +850,48 @@ class ReplicaPool:
             self._prefilled(r, s)
         return True
 
-    def _fits_ahead(self, r: Replica, over: int, left: int, rem: int, need: int) -> bool:
+    def _fits_ahead(self, r: Replica, over: int, need: int, end: int) -> bool:
         """Whether ``r``'s KV held stays within memory at every future step if a request joins.
 
-        ``over`` is KV held after admitting it minus the memory (<= 0), ``need`` what it holds
-        then, ``left`` its prompt tokens to prefill, ``rem`` its output tokens to come. Prefilling
-        sequences count as growing from now (an upper bound); see :func:`peak_fits`.
+        The request holds ``need`` tokens now (``over`` above the memory, <= 0), grows by one a
+        step and ends at step ``end`` (the step counter ``V``'s scale). The running sequences'
+        forecast (:meth:`_profile`) is reused while it bounds them; when that bound is too loose
+        it is rebuilt, and the answer is then exact (:func:`peak_fits` on the same ends).
+        """
+        V = r.V
+        B = need - V  # its tokens held at step x <= end: B + x
+        R = need - over + r.U - r.cache.tokens  # memory for private tokens
+        fc = r.fc
+        if fc is not None:
+            if _profile_fits(fc, end, B + r.fc_add, R):
+                return True
+            if r.fc_exact and r.fc_v == V:
+                return False
+        fc = r.fc = self._profile(r)
+        r.fc_add = 0
+        r.fc_exact = True
+        r.fc_v = V
+        return _profile_fits(fc, end, B, R)
+
+    def _profile(self, r: Replica) -> tuple:
+        """The private KV held by ``r``'s running sequences just before each of their ends.
+
+        A sequence ending at step ``E`` and holding ``B + x`` tokens at step ``x <= E`` (``B``
+        a constant: it grows by one a step; a prefilling one counts as growing from now, an upper
+        bound) makes KV held just before step ``x`` the sum of ``B + x`` over the sequences with
+        ``E >= x``: a function of the sequences alone, not of the time. Returns the sorted ends,
+        the prefix maximum of that sum plus ``x`` (a newcomer's growth) at each end, the suffix
+        sums of ``B`` (one past the end: 0) and the number of sequences.
         """
         V = r.V
         b1 = self._b1
-        ev = [(fin - V, s.priv + b1 + fin - s.v0) for fin, _, s in r.dec if not s.dead]
+        dec = r.dec
+        if len(dec) == r.D:  # no dead entry
+            ends = list(map(_first, dec))
+            held = list(map(_fourth, dec))
+        else:
+            ends = [e[0] for e in dec if not e[2].dead]
+            held = [e[3] for e in dec if not e[2].dead]
         room = self._budget - r.D
         if room < 1:
             room = 1
@@ -824,11 +899,18 @@ class ReplicaPool:
         cum = 0
         for s in r.pre:
             cum += s.left
-            k = -(-cum // room) + out[s.i] - s.gen - 1
-            ev.append((k, s.priv + b1 + k))
-        k = -(-(cum + left) // room) + rem - 1
-        ev.append((k, need + k))
-        return peak_fits(over, ev)
+            s.fe = e = V + (-(-cum // room)) + out[s.i] - s.gen - 1
+            ends.append(e)
+            held.append(s.priv - V)
+        n = len(ends)
+        E = np.array(ends, dtype=np.int64)
+        order = np.argsort(E, kind="stable")
+        E = E[order]
+        B = np.array(held, dtype=np.int64)[order] + b1
+        sb = np.zeros(n + 1, np.int64)
+        sb[:n] = np.cumsum(B[::-1])[::-1]
+        pm = np.maximum.accumulate(sb[:n] + E * np.arange(n + 1, 1, -1)) if n else sb[:0]
+        return E, pm, sb, n
 
     def _project(self, r: Replica) -> None:
         """Project ``r``'s next change and schedule its event."""
@@ -892,6 +974,7 @@ class ReplicaPool:
         r.pre.clear()
         r.cache = PrefixCache()
         r.D = r.P = r.C = r.U = r.nseq = r.G = r.Gp = 0
+        r.fc = None
         r.k_next = r.k1 = r.kf = INF
         r.t_next = r.t_pend = INF
 
