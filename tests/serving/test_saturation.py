@@ -4,8 +4,8 @@ The ``replica`` scenario (one replica on the normal engine path, no network), Po
 at 1.3x the catalogue's saturation rate with fixed token counts, for 32 batch lifetimes;
 throughput is output tokens produced between 30 % and 90 % of the run, over that window.
 
-Measured (:func:`measured_out_tok_s`, ``forecast`` admission, on the commit that made it
-measure this way; engine / catalogue): 8B L40S 400/60
+Measured (:func:`measured_out_tok_s`, ``forecast`` admission, commit 8c93a08; engine /
+catalogue): 8B L40S 400/60
 1.002 (token budget bound), 8B L40S 128/128 1.006 (max_num_seqs), 70B H100 TP2 2048/128 0.998
 (KV memory), 8B L40S 20000/2000 0.991 (KV memory), and KV-bound with outputs as long as prompts
 (1000/1000): 8B H100 0.970, 405B H200 TP8 0.983, 70B H100 TP2 0.920. The last is not within
