@@ -228,6 +228,10 @@ class AppConfig:
     # Leading prompt tokens every request of the app shares (a system prompt): cached per
     # replica (prefix caching); prompts are at least this + 1 tokens long. 0 = none.
     system_prompt_tokens: int = 0
+    # The max_tokens its clients declare: what a replica's `forecast` admission plans each
+    # request's output with (a request producing more is planned at its own length). None =
+    # each request's own output length, as a benchmark sets max_tokens.
+    max_tokens: int | None = None
     # Data residency: areas (ISO country code, group such as EU, or continent); a request from
     # a city inside one of them is served only by sites inside that same area.
     sovereignty: list[str] = field(default_factory=list)
@@ -622,7 +626,7 @@ DOMAINS: dict[str, Dom] = {
     "workload.apps[].tokens.in_mean": ONE_UP, "workload.apps[].tokens.in_cv": NONNEG,
     "workload.apps[].tokens.out_mean": ONE_UP, "workload.apps[].tokens.out_cv": NONNEG,
     "workload.apps[].tokens.in_max": ONE_UP, "workload.apps[].tokens.out_max": ONE_UP,
-    "workload.apps[].system_prompt_tokens": NONNEG,
+    "workload.apps[].system_prompt_tokens": NONNEG, "workload.apps[].max_tokens": ONE_UP,
     "workload.apps[].sovereignty": ANY, "workload.apps[].sovereignty[]": NONEMPTY,
     "workload.apps[].cascade.to_tier": one_of("regional", "core"),
     "workload.apps[].cascade.capability": ONE_UP,
@@ -1103,6 +1107,9 @@ def _check(c: SimConfig) -> None:
                   f"must be <= tokens.in_max ({a.tokens.in_max}) (got {a.tokens.in_mean})")
             _need(a.tokens.out_mean <= a.tokens.out_max, f"{k}.tokens.out_mean",
                   f"must be <= tokens.out_max ({a.tokens.out_max}) (got {a.tokens.out_mean})")
+        if a.max_tokens is not None:
+            _need(a.service.kind == "tokens", f"{k}.max_tokens",
+                  "only generative apps (service.kind: tokens) produce tokens")
         sp = a.system_prompt_tokens
         _need(sp >= 0, f"{k}.system_prompt_tokens", f"must be >= 0 (got {sp})")
         if sp:

@@ -360,7 +360,7 @@ class StandalonePool:
 
 
 def simulate_replica(dep, arrival_s, in_tokens, out_tokens, *, units=None,
-                     check: bool = False) -> ReplicaTrace:
+                     check: bool = False, max_tokens=None) -> ReplicaTrace:
     """The engine's event-cheap replica (:class:`ReplicaPool` of one replica) on the same inputs.
 
     Args:
@@ -370,6 +370,8 @@ def simulate_replica(dep, arrival_s, in_tokens, out_tokens, *, units=None,
         out_tokens: Output tokens per request (>= 1).
         units: Optional prefix units per request (as :func:`simulate_iterations`).
         check: Check the memory invariants after every event (slow; tests).
+        max_tokens: Optional max_tokens per request (>= its output): what a ``forecast``
+            replica plans with (:class:`~aigrid_sim.serving.replica.ReplicaPool`).
 
     Returns:
         Per-request times.
@@ -382,8 +384,14 @@ def simulate_replica(dep, arrival_s, in_tokens, out_tokens, *, units=None,
         done[i] = True
 
     sp = Spec(dep)
+    mt = None
+    if max_tokens is not None:
+        mt = np.asarray(max_tokens, dtype=np.int64)
+        if mt.shape != n_out.shape or (mt < n_out).any():
+            raise ValueError("max_tokens must give each request at least its output tokens")
+        mt = mt.tolist()
     run = StandalonePool(dep, n, 1, 1 << 62, n_in.tolist(), n_out.tolist(), done=served,
-                         units=_units_fn(units))
+                         units=_units_fn(units), max_tokens=mt)
     pool, rec = run.pool, run.rec
     max_kv = [0]
 

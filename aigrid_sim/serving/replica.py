@@ -65,7 +65,7 @@ from aigrid_sim.errors import ConfigError
 from aigrid_sim.serving.prefix_cache import PrefixCache
 
 INF = math.inf
-_first, _fourth = itemgetter(0), itemgetter(3)
+_fourth, _fifth = itemgetter(3), itemgetter(4)
 NAN = math.nan
 WATERMARK = 0.01  # share of the KV budget kept free when admitting into a busy replica
 
@@ -197,7 +197,7 @@ class Seq:
     """A request admitted into a replica's batch."""
 
     __slots__ = ("i", "priv", "ctx0", "left", "v0", "units", "dead", "gen", "t1", "ttft", "fin",
-                 "fe")
+                 "fa", "fe")
 
     def __init__(self, i: int, priv: int, ctx0: int, left: int, units, gen: int, t1: float,
                  ttft: float):
@@ -212,6 +212,7 @@ class Seq:
         self.t1 = t1  # first admission (service start), kept here so the hot path reads no array
         self.ttft = ttft  # first admission to first token (NaN until then)
         self.fin = -1  # step counter at its last token, once decoding (-1 before)
+        self.fa = -1  # ... as the scheduler assumes it (its max_tokens; >= fin)
         self.fe = -1  # its last-token step as the replica's KV forecast assumed it (prefilling)
 
 
@@ -233,7 +234,8 @@ class Replica:
         self.U = 0  # KV tokens held, upper bound in whole blocks (private + cached units)
         self.nseq = 0  # sequences in the batch (+ fixed-work jobs)
         self.running: dict[int, Seq] = {}  # in admission order (newest last)
-        # heap of (end step, tie, Seq, priv - v0) of decoding sequences (dead ones left lazily)
+        # heap of (end step, tie, Seq, priv - v0, assumed end step) of decoding sequences (dead
+        # ones left lazily)
         self.dec: list = []
         self.pre: deque[Seq] = deque()  # prefilling sequences, FIFO
         self.cache = PrefixCache()
@@ -249,8 +251,8 @@ class Replica:
         self.alive = True
         self.since = 0.0  # when the batch last became non-empty (busy time, see busy_windows)
         self.preemptions = 0
-        self.G = 0  # sum of the decoding sequences' last-token steps (their growth: G - D V)
-        self.Gp = 0  # output tokens to come of the prefilling sequences
+        self.G = 0  # sum of the decoding sequences' assumed last steps (their growth: G - D V)
+        self.Gp = 0  # output tokens the prefilling sequences may still produce (max_tokens)
         # The KV forecast of the running sequences (forecast admission; see _profile): built
         # when needed, then kept while it stays an upper bound: fc_add tokens held by
         # sequences admitted since, fc_exact while nothing changed (exact at step fc_v).
@@ -280,10 +282,14 @@ class ReplicaPool:
         units: Optional ``units(i)``: request ``i``'s prefix units, ``((id, tokens), ...)``.
         work: Optional fixed service time per request id (non-generative apps: a job that holds
             a sequence slot for that long and does not take part in the steps).
+        max_tokens: Optional ``max_tokens[i]``: the most output tokens request ``i`` may
+            produce, as its client declared (>= its output): what the ``forecast`` admission
+            plans with. None: each request's own output length (as a benchmark sets it).
     """
 
     def __init__(self, spec: Spec, replicas: int, max_queue: int, in_tokens, out_tokens, rec,
-                 at, now, done, busy: list, site: int, units=None, work=None, is_fixed=None):
+                 at, now, done, busy: list, site: int, units=None, work=None, is_fixed=None,
+                 max_tokens=None):
         self.spec = spec
         self.reps = [Replica(k) for k in range(replicas)]
         self.alive_reps = list(self.reps)
@@ -294,6 +300,8 @@ class ReplicaPool:
         self.where: dict[int, tuple] = {}  # fixed-work job -> (replica, token, start time)
         self._in = in_tokens
         self._out = out_tokens
+        # What the scheduler knows of each request's output: its max_tokens (>= its output).
+        self._fore = max_tokens if max_tokens is not None else out_tokens
         self._work = work
         self._is_fixed = is_fixed
         self._units = units
@@ -334,7 +342,7 @@ class ReplicaPool:
         sp = self.spec
         fixed = self._is_fixed is not None and self._is_fixed[i]
         if not fixed:
-            o = self._out[i]
+            o = self._fore[i]
             if self._in[i] + (o if o > 1 else 1) + sp.block > sp.cap:
                 return _TOO_LONG
         q = self.queue
@@ -640,7 +648,8 @@ class ReplicaPool:
         """``s`` finished its prefill at ``r.t0``: it emits a token and starts decoding."""
         i = s.i
         o = self._out[i]
-        r.Gp -= o - s.gen
+        f = self._fore[i]
+        r.Gp -= f - s.gen
         s.gen += 1
         if s.gen == 1:
             s.ttft = self.rec.prefill_s[i] = r.t0 - s.t1
@@ -653,19 +662,20 @@ class ReplicaPool:
         r.D += 1
         r.dec_count += 1
         s.fin = fin = r.V + o - s.gen
-        r.G += fin
-        if r.fc is not None and fin > s.fe:  # it ends later than the forecast assumed
-            r.fc_add += s.priv + self._b1 + fin - s.v0
+        s.fa = fa = r.V + f - s.gen
+        r.G += fa
+        if r.fc is not None and fa > s.fe:  # it may end later than the forecast assumed
+            r.fc_add += s.priv + self._b1 + fa - s.v0
             r.fc_exact = False
-        heapq.heappush(r.dec, (fin, r.dec_count, s, s.priv - s.v0))
+        heapq.heappush(r.dec, (fin, r.dec_count, s, s.priv - s.v0, fa))
 
     def _finish(self, r: Replica, s: Seq) -> None:
         """``s`` emitted its last token at ``r.t0``."""
         i = s.i
         steps = r.V - s.v0
         r.D -= 1
-        if s.fin >= 0:
-            r.G -= s.fin
+        if s.fa >= 0:
+            r.G -= s.fa
         r.fc_exact = False
         r.nseq -= 1
         if not r.nseq:
@@ -718,7 +728,7 @@ class ReplicaPool:
         s = r.running.pop(i)
         if s.v0 < 0:  # still prefilling
             r.pre.remove(s)
-            r.Gp -= self._out[i] - s.gen
+            r.Gp -= self._fore[i] - s.gen
             r.P -= s.left
             r.U -= s.priv + self.spec.block - 1
             r.C -= s.ctx0 - s.left
@@ -726,8 +736,8 @@ class ReplicaPool:
             steps = r.V - s.v0
             r.D -= 1
             s.dead = True
-            if s.fin >= 0:
-                r.G -= s.fin
+            if s.fa >= 0:
+                r.G -= s.fa
             r.U -= s.priv + self.spec.block - 1 + steps
             r.C -= s.ctx0 + steps
         if s.units:
@@ -787,7 +797,7 @@ class ReplicaPool:
                 if room < 1:
                     room = 1
                 kpre = -(-(r.P + p - hit) // room)  # steps to the end of its prefill, at most
-                rem = self._out[i] - gen
+                rem = self._fore[i] - gen
                 if (over + r.G - r.D * r.V + r.Gp + rem + (len(r.pre) + 1) * kpre > 0
                         and not self._fits_ahead(r, over, need, r.V + kpre + rem - 1)):
                     return False
@@ -841,7 +851,7 @@ class ReplicaPool:
         r.C += hit
         r.P += left
         r.pre.append(s)
-        r.Gp += self._out[i] - gen
+        r.Gp += self._fore[i] - gen
         self._busy[self._s] += 1
         if hit:
             rec.cached_tokens[i] += hit
@@ -887,15 +897,15 @@ class ReplicaPool:
         b1 = self._b1
         dec = r.dec
         if len(dec) == r.D:  # no dead entry
-            ends = list(map(_first, dec))
+            ends = list(map(_fifth, dec))
             held = list(map(_fourth, dec))
         else:
-            ends = [e[0] for e in dec if not e[2].dead]
+            ends = [e[4] for e in dec if not e[2].dead]
             held = [e[3] for e in dec if not e[2].dead]
         room = self._budget - r.D
         if room < 1:
             room = 1
-        out = self._out
+        out = self._fore
         cum = 0
         for s in r.pre:
             cum += s.left
@@ -999,5 +1009,5 @@ class ReplicaPool:
             assert self.kv_blocks(r) * sp.block <= r.U + sp.block * 0, (self.kv_blocks(r), r.U)
             assert r.nseq <= sp.max_seqs
             assert r.D == sum(1 for s in r.running.values() if s.v0 >= 0)
-            assert r.G == sum(s.fin for s in r.running.values() if s.v0 >= 0), r.G
-            assert r.Gp == sum(self._out[s.i] - s.gen for s in r.pre), r.Gp
+            assert r.G == sum(s.fa for s in r.running.values() if s.v0 >= 0), r.G
+            assert r.Gp == sum(self._fore[s.i] - s.gen for s in r.pre), r.Gp

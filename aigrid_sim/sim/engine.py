@@ -272,6 +272,8 @@ class Engine:
             fixed_req = _FixedJobs(self._app, gen_app)
         self.pools: list[ReplicaPool | None] = [None] * S
         now = self._now
+        app_max = [getattr(a, "max_tokens", 0) or 0 for a in apps]
+        max_tokens = _MaxTokens(self._app, app_max, self._out) if any(app_max) else None
         specs: dict[int, Spec] = {}
         for s, d in enumerate(deps):
             if d.fixed:
@@ -282,7 +284,7 @@ class Engine:
             self.pools[s] = ReplicaPool(
                 sp, self.replicas[s], self.max_queue[s], self._in, self._out, self.records,
                 self._at, now, self._served, self.busy, s, units=units, work=self._work,
-                is_fixed=fixed_req)
+                is_fixed=fixed_req, max_tokens=max_tokens)
         self._pool_enter = [p.arrive if p is not None else None for p in self.pools]
         self.view = GridView(self, k_nearest)
         if staleness_s > 0:
@@ -830,6 +832,22 @@ def _rows(w: RequestStream, q: np.ndarray) -> RequestStream:
     """Rows ``q`` of a window (no prefix ids: windows of streamed synthetic arrivals)."""
     return RequestStream(w.t[q], w.origin[q], w.app[q], w.in_tokens[q], w.out_tokens[q],
                          w.work_s[q], w.apps, w.info)
+
+
+class _MaxTokens:
+    """``m[i]``: request ``i``'s max_tokens (its app's, or its own output if that is longer)."""
+
+    __slots__ = ("app", "app_max", "out")
+
+    def __init__(self, app: list, app_max: list, out: list):
+        self.app = app
+        self.app_max = app_max
+        self.out = out
+
+    def __getitem__(self, i: int) -> int:
+        m = self.app_max[self.app[i]]
+        o = self.out[i]
+        return m if m > o else o
 
 
 class _FixedJobs:

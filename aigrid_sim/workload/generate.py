@@ -36,7 +36,8 @@ def app_specs(apps: list[AppConfig]) -> list[AppSpec]:
     return [AppSpec(a.name, a.capability, a.slo_ms, a.slo_on == "ttft",
                     a.service.kind == "tokens", a.tokens.in_mean, a.tokens.out_mean,
                     a.service.mean_s, int(getattr(a, "system_prompt_tokens", 0) or 0),
-                    bool(getattr(getattr(a, "cascade", None), "to_tier", None)))
+                    bool(getattr(getattr(a, "cascade", None), "to_tier", None)),
+                    int(getattr(a, "max_tokens", 0) or 0))
             for a in apps]
 
 

@@ -22,6 +22,8 @@ class AppSpec:
         mean_work_s: Mean fixed service time (non-generative apps).
         system_prompt_tokens: Leading prompt tokens shared by all its requests (prefix cache).
         cascade: Served as a cascade (a small model first, some requests escalated).
+        max_tokens: The max_tokens its clients declare (what a ``forecast`` replica plans
+            with); 0 = each request's own output length.
     """
 
     name: str
@@ -34,6 +36,7 @@ class AppSpec:
     mean_work_s: float = 0.0
     system_prompt_tokens: int = 0
     cascade: bool = False
+    max_tokens: int = 0
 
 
 @dataclass

@@ -103,9 +103,9 @@ def test_event_cheap_against_reference_when_memory_is_short(rate, admission):
 @given(seed=st.integers(0, 2**31), rate=st.floats(1.0, 200.0), isl=st.integers(1, 3000),
        osl=st.integers(1, 400), cap_k=st.integers(6, 60), seqs=st.integers(1, 64),
        budget=st.integers(64, 4096), share=st.booleans(),
-       admission=st.sampled_from(["forecast", "vllm"]))
+       admission=st.sampled_from(["forecast", "vllm"]), slack=st.sampled_from([0, 1, 3]))
 def test_kv_memory_never_exceeded_and_requests_conserved(seed, rate, isl, osl, cap_k, seqs,
-                                                         budget, share, admission):
+                                                         budget, share, admission, slack):
     """Random loads and token mixes: KV held <= capacity at every event; everyone finishes.
 
     The ``forecast`` admission never preempts.
@@ -118,7 +118,9 @@ def test_kv_memory_never_exceeded_and_requests_conserved(seed, rate, isl, osl, c
     if share:  # half the requests share a 256-token prefix, a quarter a longer one
         units = [((1, 256),) if k % 2 and i[k] >= 256 else
                  (((1, 256), (2, 512)) if k % 4 == 2 and i[k] >= 768 else ()) for k in range(300)]
-    ev = simulate_replica(dep, t, i, o, units=units, check=True)
+    # Clients declare max_tokens above the output (slack x osl more, within memory) or not.
+    mt = np.minimum(o + slack * osl, cap // 3) if slack else None
+    ev = simulate_replica(dep, t, i, o, units=units, check=True, max_tokens=mt)
     assert not np.isnan(ev.t_done).any()  # conservation: every request completed
     assert (ev.t_first >= ev.t_start).all() and (ev.t_done >= ev.t_first).all()
     assert ev.max_kv_tokens <= cap

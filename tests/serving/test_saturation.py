@@ -87,6 +87,19 @@ def test_kv_bound_70b_within_10_percent_and_the_forecast_beats_preemption():
     assert v_thr < 0.9 * thr
 
 
+def test_a_declared_max_tokens_above_the_output_costs_throughput_not_memory():
+    """Clients declare max_tokens = 2x the output (8B H100 1000/1000).
+
+    The replica plans KV for that, admits fewer, never preempts, and every request completes.
+    """
+    case = ("llama-3.1-8b-fp8", "H100", 1, 1000, 1000)
+    thr, ss, r = measured_out_tok_s(*case, lifetimes=16)
+    m_thr, _, m = measured_out_tok_s(*case, lifetimes=16, extra=["max_tokens=2000"])
+    assert m.summary["preemptions"] == 0 and m.summary["completed"] == m.summary["requests"]
+    assert m_thr < 0.97 * thr
+    assert m.summary["tpot_ms"]["mean"] < r.summary["tpot_ms"]["mean"]  # smaller batches
+
+
 def test_below_saturation_throughput_follows_the_load():
     dep = Catalog.default().deployment("llama-3.3-70b-fp8", "H100")
     cap = dep.saturation_out_tok_s(2048, 128)
