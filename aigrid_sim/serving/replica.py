@@ -221,8 +221,7 @@ class Replica:
 
     __slots__ = ("k", "t0", "V", "D", "P", "C", "U", "nseq", "running", "dec", "pre", "cache",
                  "nf", "nl", "kf", "k1", "k_next", "t_next", "t_pend", "version", "dec_count",
-                 "alive", "since", "preemptions", "G", "Gp", "fc", "fc_add", "fc_exact",
-                 "fc_v")
+                 "alive", "since", "preemptions", "G", "Gp", "fc", "fc_add", "fc_v")
 
     def __init__(self, k: int):
         self.k = k
@@ -255,11 +254,11 @@ class Replica:
         self.Gp = 0  # output tokens the prefilling sequences may still produce (max_tokens)
         # The KV forecast of the running sequences (forecast admission; see _profile): built
         # when needed, then kept while it stays an upper bound: fc_add tokens held by
-        # sequences admitted since, fc_exact while nothing changed (exact at step fc_v).
+        # sequences admitted since (or ending later than it assumed). Built at step fc_v, it is
+        # exact while fc_add is 0 and the step counter has not moved (nothing can end then).
         self.fc = None
         self.fc_add = 0
-        self.fc_exact = False
-        self.fc_v = 0  # the step counter when it was built
+        self.fc_v = 0
 
 
 class ReplicaPool:
@@ -666,7 +665,6 @@ class ReplicaPool:
         r.G += fa
         if r.fc is not None and fa > s.fe:  # it may end later than the forecast assumed
             r.fc_add += s.priv + self._b1 + fa - s.v0
-            r.fc_exact = False
         heapq.heappush(r.dec, (fin, r.dec_count, s, s.priv - s.v0, fa))
 
     def _finish(self, r: Replica, s: Seq) -> None:
@@ -676,7 +674,6 @@ class ReplicaPool:
         r.D -= 1
         if s.fa >= 0:
             r.G -= s.fa
-        r.fc_exact = False
         r.nseq -= 1
         if not r.nseq:
             self._idle(r, r.t0)
@@ -746,7 +743,6 @@ class ReplicaPool:
         if not r.nseq:
             self._idle(r, r.t0)
         self._busy[self._s] -= 1
-        r.fc_exact = False
         r.preemptions += 1
         self.preemptions += 1
         self.rec.preemptions[i] += 1
@@ -803,7 +799,6 @@ class ReplicaPool:
                     return False
                 if r.fc is not None:  # held by the forecast's bound from now on
                     r.fc_add += need + kpre + rem - 1
-                    r.fc_exact = False
                     fe = r.V + kpre + rem - 1
                 else:
                     fe = -1
@@ -875,11 +870,10 @@ class ReplicaPool:
         if fc is not None:
             if _profile_fits(fc, end, B + r.fc_add, R):
                 return True
-            if r.fc_exact and r.fc_v == V:
+            if not r.fc_add and r.fc_v == V:  # exact: nothing changed since it was built
                 return False
         fc = r.fc = self._profile(r)
         r.fc_add = 0
-        r.fc_exact = True
         r.fc_v = V
         return _profile_fits(fc, end, B, R)
 
