@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -91,6 +92,31 @@ def test_site_replay_is_the_engine_on_a_single_site(single_pilot):
         assert miss == pytest.approx(_new_misses(pl, sim.requests), abs=1.5 / 4000)
         assert rej == 0.0
         assert util == pytest.approx(float(sim.sites["utilisation"].iloc[0]), rel=0.05)
+
+
+def test_site_replay_plans_with_the_apps_max_tokens():
+    """Clients declare max_tokens=8000 (outputs about 60).
+
+    The replay's replicas plan KV with it as the engine's do, so they still agree request by
+    request.
+    """
+    from aigrid_sim import config as cfgmod
+
+    pl = P._Planner(cfgmod.compose("replica", SINGLE + ["max_tokens=8000"]),
+                    P.Targets(0.99, 0.001), [1], 60, lambda _m: None)
+    loads = pl.pilot()
+    load, dep = loads[0], pl.deps[0]
+    assert load.traces[0].max_tokens is not None
+    q = int(pl.world.site_max_queue[0])
+    for r in (1, 3):
+        miss, rej, _ = P.site_estimate(load, dep, r, q)
+        sim = pl.simulate([r], 1)
+        assert miss == pytest.approx(_new_misses(pl, sim.requests), abs=1.5 / 4000)
+        assert rej == 0.0
+    # Planning with the outputs alone (as before max_tokens) would not see the difference.
+    no_mt = [dataclasses.replace(tr, max_tokens=None) for tr in load.traces]
+    plain = P.site_estimate(dataclasses.replace(load, traces=no_mt), dep, 1, q)[0]
+    assert plain < P.site_estimate(load, dep, 1, q)[0]
 
 
 def test_site_estimate_is_the_smallest_the_engine_accepts(single_pilot):

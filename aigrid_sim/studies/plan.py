@@ -202,6 +202,8 @@ class SiteTrace:
             such a request at fewer replicas is due to capacity; the others are the network
             floor's or outside the measurement).
         measured: Requests arrived after the warm-up.
+        max_tokens: Per request, its app's declared max_tokens (or its output, if longer), when
+            an app declares one: what a ``forecast`` replica plans with; None otherwise.
     """
 
     t: np.ndarray
@@ -214,6 +216,7 @@ class SiteTrace:
     on_ttft: np.ndarray
     counted: np.ndarray
     measured: int
+    max_tokens: list | None = None
 
 
 @dataclass
@@ -241,7 +244,8 @@ def replay_site(dep, replicas: int, max_queue: int, tr: SiteTrace) -> Replay:
 
     n = len(tr.t)
     run = StandalonePool(dep, n, replicas, max_queue, tr.in_tokens, tr.out_tokens,
-                         work=tr.work_s, is_fixed=tr.fixed if tr.fixed.any() else None)
+                         work=tr.work_s, is_fixed=tr.fixed if tr.fixed.any() else None,
+                         max_tokens=tr.max_tokens)
     rec = run.rec
     refused = np.zeros(n, dtype=bool)
 
@@ -509,6 +513,7 @@ class _Planner:
         """Per replicated site: the pilot's requests there, as :class:`SiteTrace` (one seed)."""
         served = q[q["status"] == "ok"]
         on = {a.name: a.slo_on == "ttft" for a in apps}
+        declared = {a.name: int(getattr(a, "max_tokens", None) or 0) for a in apps}
         out = {}
         for sid, d in served.groupby("site", observed=True, sort=False):
             s = self._index.get(sid)
@@ -521,9 +526,13 @@ class _Planner:
             gen = d["app"].map(app_gen).to_numpy(bool)[o]
             met = d["slo_met"].to_numpy(bool)[o]
             measured = (d["arrival_s"].to_numpy() >= self.cfg.warmup_s)[o]
+            out_tok = d["out_tokens"].to_numpy(np.int64)[o]
+            mt = None
+            if any(declared.values()):
+                mt = np.maximum(d["app"].map(declared).to_numpy(np.int64)[o], out_tok).tolist()
             out[s] = SiteTrace(
                 t=t[o], in_tokens=d["in_tokens"].to_numpy(np.int64)[o].tolist(),
-                out_tokens=d["out_tokens"].to_numpy(np.int64)[o].tolist(),
+                out_tokens=out_tok.tolist(), max_tokens=mt,
                 fixed=~gen, work_s=np.where(gen, 0.0, d["service_ms"].to_numpy()[o] / 1000.0)
                 .tolist(),
                 outside_s=outside[o], slo_s=d["slo_ms"].to_numpy()[o] / 1000.0,
