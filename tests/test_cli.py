@@ -52,6 +52,8 @@ def test_cli_runs_prints_summary_and_writes_folder(tmp_path):
     (["world.regional.gpus=0"], "world.regional.gpus"),
     (["world.admission=greedy"], "key 'world.admission': must be one of forecast, vllm"),
     (["scenario=replica", "max_tokens=0"], "key 'workload.apps[0].max_tokens': must be >= 1"),
+    (["scenario=mmc", "+workload.apps.0.max_tokens=100"],
+     "key 'workload.apps[0].max_tokens': only generative apps"),
     (["--multirun", "policy=centralised,nope"], "unknown policy 'nope'"),
 ])
 def test_cli_config_errors_exit_2_without_traceback(tmp_path, args, text):
