@@ -143,12 +143,12 @@ class Deployment:
         """Dollars per second of one replica."""
         return self.gpu.price_per_hour * self.gpus_per_replica / 3600.0
 
-    def steady_state(self, isl: float, osl: float) -> SteadyState:
+    def steady_state(self, isl: float, osl: float, kv_accounting: str = "fluid") -> SteadyState:
         """The saturated steady state of this replica at fixed ``isl``/``osl`` (see steptime)."""
         return steady_state(self.step, isl, osl, max_num_seqs=self.max_num_seqs,
                             kv_capacity_tokens=self.kv_capacity_tokens,
                             max_num_batched_tokens=self.max_num_batched_tokens,
-                            block_tokens=self.block_tokens)
+                            block_tokens=self.block_tokens, kv_accounting=kv_accounting)
 
     def saturation_out_tok_s(self, isl: float, osl: float) -> float:
         """Output tokens per second of a saturated replica serving ``isl``/``osl`` requests.

@@ -86,7 +86,7 @@ class SteadyState:
 
 def steady_state(step: StepTime, isl: float, osl: float, *, max_num_seqs: int,
                  kv_capacity_tokens: int, max_num_batched_tokens: int,
-                 block_tokens: int = 16) -> SteadyState:
+                 block_tokens: int = 16, kv_accounting: str = "fluid") -> SteadyState:
     """Saturated steady state of in-flight batching with chunked prefill (fluid model).
 
     With ``R`` requests completing per step (all ``isl`` in, ``osl`` out, the first output token
@@ -110,6 +110,11 @@ def steady_state(step: StepTime, isl: float, osl: float, *, max_num_seqs: int,
         kv_capacity_tokens: KV tokens that fit in memory.
         max_num_batched_tokens: Per-step token budget.
         block_tokens: KV block size.
+        kv_accounting: ``"fluid"`` (the KV held, as above: what the engine's scheduler
+            approaches) or ``"reserve"``: every held sequence reserves its whole ``isl + osl``
+            from admission, as TensorRT-LLM's ``GUARANTEED_NO_EVICT`` capacity scheduler does.
+            ``reserve`` is not what the engine runs; ``scripts/calibrate_serving.py
+            --kv-accounting reserve`` fits it to show that the published tables reject it.
 
     Returns:
         The steady state.
@@ -128,6 +133,9 @@ def steady_state(step: StepTime, isl: float, osl: float, *, max_num_seqs: int,
     if isl + osl + block_tokens > cap:
         raise ValueError(f"a request of {isl:g} + {osl:g} tokens does not fit in the KV cache "
                          f"({kv_capacity_tokens} tokens)")
+    if kv_accounting not in ("fluid", "reserve"):
+        raise ValueError(f"kv_accounting must be 'fluid' or 'reserve' (got {kv_accounting!r})")
+    reserve = kv_accounting == "reserve"
     dec = osl - 1.0
 
     def shape(r: float) -> tuple[float, float, float, float]:
@@ -142,6 +150,8 @@ def steady_state(step: StepTime, isl: float, osl: float, *, max_num_seqs: int,
 
     def feasible(r: float) -> bool:
         d, n, kv, tokens = shape(r)
+        if reserve:  # what admission counts; the step still reads only the KV held
+            kv = n * (isl + osl + half_block)
         return d < M and n <= max_num_seqs and kv <= cap and tokens <= M
 
     # The largest feasible rate: every constraint is monotone in r, so bisect.

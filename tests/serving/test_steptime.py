@@ -154,6 +154,27 @@ def test_more_memory_or_sequences_never_lowers_throughput():
         assert steady_state(ST, 1000, 500, **more).out_tok_s >= t0 * (1 - 1e-9), k
 
 
+def test_reserving_the_whole_request_holds_fewer_sequences_when_memory_binds():
+    """``kv_accounting="reserve"``: each held sequence counts its whole isl + osl.
+
+    Memory-bound (1000/1000 in 50,000 tokens): the fluid rule holds isl + osl / 2 per decoding
+    sequence, the reserve rule isl + osl, so it holds about 3/4 as many. Not memory-bound, the
+    rules agree.
+    """
+    kw = dict(max_num_seqs=4096, kv_capacity_tokens=50_000, max_num_batched_tokens=8192)
+    fluid = steady_state(ST, 1000, 1000, **kw)
+    res = steady_state(ST, 1000, 1000, kv_accounting="reserve", **kw)
+    assert res.limit == "kv_memory"
+    assert res.sequences == pytest.approx(50_000 / (2000 + 8), rel=1e-6)
+    assert res.sequences / fluid.sequences == pytest.approx(1508 / 2008, rel=0.02)
+    assert res.out_tok_s < fluid.out_tok_s
+    seq_bound = dict(kw, max_num_seqs=8)
+    assert steady_state(ST, 1000, 1000, kv_accounting="reserve", **seq_bound) == \
+        steady_state(ST, 1000, 1000, **seq_bound)
+    with pytest.raises(ValueError, match="kv_accounting"):
+        steady_state(ST, 1000, 1000, kv_accounting="peak", **kw)
+
+
 def test_a_request_that_can_never_fit_is_an_error():
     """Isl + osl above the KV capacity: no steady state."""
     with pytest.raises(ValueError, match="does not fit in the KV cache"):
