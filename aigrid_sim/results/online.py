@@ -53,6 +53,7 @@ MIN_MS = 0.01
 MAX_MS = 1e7
 #: Width of the time bins of the figures and of merged time slices, simulated seconds.
 TIME_BIN_S = 60.0
+SLICE_GROUPS = 4096  # sketch groups coded into one part of sketches.parquet at a time
 
 
 def time_bin_s(duration_s: float, given: float | None = None) -> float:
@@ -168,13 +169,22 @@ class GroupedSketch:
         s._count = float(self.counts[g].sum() + self.zeros[g])
         return s
 
-    def coded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Non-zero bins as arrays ``group index, key, count`` (zero bin: key ``ZERO_KEY``)."""
-        g, k = np.nonzero(self.counts)
-        zg = np.flatnonzero(self.zeros)
+    def coded(self, lo: int = 0, hi: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Non-zero bins as arrays ``group index, key, count`` (zero bin: key ``ZERO_KEY``).
+
+        Only groups ``lo`` to ``hi`` (all by default): a big sketch is coded a slice at a time.
+        """
+        counts = self.counts[lo:hi]
+        g, k = np.nonzero(counts)
+        zg = np.flatnonzero(self.zeros[lo:hi])
+        cnt = counts[g, k]
+        if lo:
+            g += lo
+            zg += lo
         return (np.concatenate([g, zg]),
                 np.concatenate([k + self.kmin, np.full(len(zg), ZERO_KEY)]).astype(np.int64),
-                np.concatenate([self.counts[g, k], self.zeros[zg]]).astype(np.int64))
+                np.concatenate([cnt, self.zeros[zg]]).astype(np.int64))
 
 
 ZERO_KEY = -(2 ** 31)
@@ -731,13 +741,24 @@ class OnlineSummary:
     def state_table(self):
         """:meth:`state_frame` as a ``pyarrow.Table`` with dictionary-encoded labels.
 
-        What ``sketches.parquet`` holds. A day's run has millions of sketch bins (cities x
-        keys, time bins x keys); as dictionary indices they take about 24 bytes a row, where
-        a pandas table of Python strings took several times that at the end of the run.
+        What ``sketches.parquet`` holds (:meth:`state_parts`, in one table).
         """
         import pyarrow as pa
 
-        parts = []
+        return pa.concat_tables(list(self.state_parts())).unify_dictionaries().combine_chunks()
+
+    def state_parts(self, slice_groups: int = SLICE_GROUPS):
+        """:meth:`state_table` in parts (``pyarrow.Table`` each, same schema), one at a time.
+
+        A day's run has millions of sketch bins (cities x keys, time bins x keys); as
+        dictionary indices they take about 24 bytes a row. Written part by part
+        (:func:`aigrid_sim.results.rundir.write_arrow_parts`), only one part and the sketch
+        slice behind it are in memory at once: the end-of-run peak no longer grows with the
+        bins a long run fills. A sketch is coded ``slice_groups`` groups at a time.
+        """
+        import pyarrow as pa
+
+        parts: list = []
 
         def coded(dim, groups, labels, metric, keys, values):
             """Rows of ``dim`` whose groups are indices ``groups`` into ``labels``."""
@@ -747,7 +768,8 @@ class OnlineSummary:
                     pa.array(np.zeros(n, np.int32)), pa.array([dim], pa.string())),
                 "group": pa.DictionaryArray.from_arrays(
                     pa.array(np.asarray(groups, np.int32)),
-                    pa.array([str(x) for x in labels], pa.string())),
+                    labels if isinstance(labels, pa.Array)
+                    else pa.array([str(x) for x in labels], pa.string())),
                 "metric": pa.DictionaryArray.from_arrays(
                     pa.array(np.zeros(n, np.int32)), pa.array([metric], pa.string())),
                 "key": pa.array(np.asarray(keys, np.int64)),
@@ -762,8 +784,14 @@ class OnlineSummary:
                 nz = np.flatnonzero(v)
                 coded(name, nz, d.labels, c, np.full(len(nz), -1), v[nz])
             for m, sk in d.sketches.items():
-                g, k, cnt = sk.coded()
-                coded(name, g, d.labels, f"sketch:{m}", k, cnt)
+                labels = pa.array([str(x) for x in d.labels], pa.string())
+                for lo in range(0, max(sk.n, 1), slice_groups):
+                    g, k, cnt = sk.coded(lo, lo + slice_groups)
+                    coded(name, g, labels, f"sketch:{m}", k, cnt)
+                    yield from parts
+                    parts.clear()
+            yield from parts
+            parts.clear()
         T = dict(self.totals)
         T["used_cost_usd"] = self.used_cost_usd
         rows("total", list(T), "value", np.full(len(T), -1), list(T.values()))
@@ -819,7 +847,7 @@ class OnlineSummary:
         meta = {"alpha": ALPHA, "city_alpha": CITY_ALPHA, "time_bin_s": self.time_bin_s,
                 "runs": 1.0, "measured_s": meas}
         rows("meta", list(meta), "value", np.full(len(meta), -1), list(meta.values()))
-        return pa.concat_tables(parts).unify_dictionaries().combine_chunks()
+        yield from parts
 
     @classmethod
     def from_state(cls, frame: pd.DataFrame) -> OnlineSummary:

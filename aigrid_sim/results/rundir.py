@@ -65,6 +65,47 @@ def write_arrow(table, path: str | Path) -> Path:
     return Path(path)
 
 
+def write_arrow_parts(parts, path: str | Path, row_group_rows: int = 1 << 18) -> Path:
+    """Write ``pyarrow.Table`` parts of one schema as one stamped parquet file, a few at a time.
+
+    Stamped like :func:`write_table`. Parts are gathered into row groups of at least
+    ``row_group_rows`` rows (the last may be smaller), so about that many rows are in memory at
+    a time; a part's dictionary-encoded columns may have dictionaries of their own.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = schema = None
+    buf: list = []
+    rows = 0
+
+    def flush() -> None:
+        nonlocal writer, schema, rows
+        table = pa.concat_tables(buf) if len(buf) > 1 else buf[0]
+        if writer is None:
+            schema = stamp_schema(table.schema)
+            writer = pq.ParquetWriter(path, schema)
+        writer.write_table(table.replace_schema_metadata(schema.metadata),
+                           row_group_size=max(table.num_rows, 1))
+        buf.clear()
+        rows = 0
+
+    try:
+        for part in parts:
+            buf.append(part)
+            rows += part.num_rows
+            if rows >= row_group_rows:
+                flush()
+        if buf or writer is None:
+            if not buf:
+                raise ValueError(f"{path}: no part to write")
+            flush()
+    finally:
+        if writer is not None:
+            writer.close()
+    return Path(path)
+
+
 def stamp_schema(schema):
     """``schema`` (a ``pyarrow.Schema``) with :func:`stamp` added to its metadata."""
     meta = dict(schema.metadata or {})
@@ -376,7 +417,7 @@ def finish_run(result: RunResult, tmp: Path, final: Path, online, *,
         cities = result.cities if result.cities is not None else \
             online.cities_table(result.world)
         write_table(cities, tmp / "cities.parquet")
-        write_arrow(online.state_table(), tmp / "sketches.parquet")
+        write_arrow_parts(online.state_parts(), tmp / "sketches.parquet")
         faults = getattr(result, "faults", None)
         if faults is not None and len(faults):
             write_table(faults, tmp / "faults.parquet")
