@@ -143,16 +143,20 @@ class GroupedSketch:
         if not len(rows):
             return out
         lo, hi = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, 1)
-        c, z = c[rows, lo:hi], z[rows]  # only the groups and bins that hold values
-        cum = np.cumsum(c, axis=1, dtype=np.int64)
-        tot = cum[:, -1] + z
-        for i, q in enumerate(qs):
-            rank = q * (tot - 1)
-            # first bin whose cumulative count exceeds the rank (past the zero bin)
-            idx = (cum <= (rank - z)[:, None]).sum(axis=1)
-            idx = np.minimum(idx, hi - lo - 1) + lo
-            vals = self._value(idx + self.kmin)
-            out[i, rows] = np.where(rank < z, 0.0, vals)
+        # A slice of groups at a time: the cumulative counts of a city x app sketch would
+        # otherwise take about 100 MB at once.
+        for a in range(0, len(rows), SLICE_GROUPS):
+            part = rows[a:a + SLICE_GROUPS]
+            zp = z[part]
+            cum = np.cumsum(c[part, lo:hi], axis=1, dtype=np.int64)  # groups, bins with values
+            tot = cum[:, -1] + zp
+            for i, q in enumerate(qs):
+                rank = q * (tot - 1)
+                # first bin whose cumulative count exceeds the rank (past the zero bin)
+                idx = (cum <= (rank - zp)[:, None]).sum(axis=1)
+                idx = np.minimum(idx, hi - lo - 1) + lo
+                vals = self._value(idx + self.kmin)
+                out[i, part] = np.where(rank < zp, 0.0, vals)
         return out
 
     def _value(self, keys: np.ndarray) -> np.ndarray:

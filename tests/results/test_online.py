@@ -132,3 +132,23 @@ def test_online_cities_table_agrees_with_the_exact_one(small_run):
         assert (online[col].to_numpy() == ref[col].to_numpy()).all(), col
     for col in ("slo_attainment", "share_edge", "share_regional", "share_core"):
         np.testing.assert_allclose(online[col], ref[col], rtol=1e-12, equal_nan=True)
+
+
+def test_quantiles_do_not_depend_on_the_slice_of_groups(monkeypatch):
+    """Quantiles are computed a slice of groups at a time (memory); any slice gives the same."""
+    from aigrid_sim.results import online
+
+    rng = np.random.default_rng(1)
+    sk = online.GroupedSketch(1000)
+    g = rng.integers(0, 1000, 200_000)
+    v = rng.lognormal(5, 2, 200_000)
+    v[::50] = 0.0  # the zero bin
+    keep = g % 3 != 0  # a third of the groups stay empty (NaN)
+    sk.add(g[keep], v[keep])
+    some = np.arange(0, 1000, 7)
+    monkeypatch.setattr(online, "SLICE_GROUPS", 10**9)
+    whole, whole_some = sk.quantiles((0.5, 0.95, 0.99)), sk.quantiles((0.5,), some)
+    monkeypatch.setattr(online, "SLICE_GROUPS", 7)
+    assert np.array_equal(sk.quantiles((0.5, 0.95, 0.99)), whole, equal_nan=True)
+    assert np.array_equal(sk.quantiles((0.5,), some), whole_some, equal_nan=True)
+    assert np.isnan(whole).any() and (sk.zeros > 0).any()
