@@ -196,8 +196,8 @@ def _profile_fits(fc: tuple, end: int, B: int, R: int) -> bool:
 class Seq:
     """A request admitted into a replica's batch."""
 
-    __slots__ = ("i", "priv", "ctx0", "left", "v0", "units", "dead", "gen", "t1", "ttft", "fin",
-                 "fa", "fe")
+    __slots__ = ("i", "priv", "ctx0", "left", "v0", "units", "dead", "gen", "t1", "ttft", "fa",
+                 "fe")
 
     def __init__(self, i: int, priv: int, ctx0: int, left: int, units, gen: int, t1: float,
                  ttft: float):
@@ -211,8 +211,7 @@ class Seq:
         self.gen = gen  # output tokens emitted so far
         self.t1 = t1  # first admission (service start), kept here so the hot path reads no array
         self.ttft = ttft  # first admission to first token (NaN until then)
-        self.fin = -1  # step counter at its last token, once decoding (-1 before)
-        self.fa = -1  # ... as the scheduler assumes it (its max_tokens; >= fin)
+        self.fa = -1  # step counter at its last token as the scheduler assumes it (max_tokens)
         self.fe = -1  # its last-token step as the replica's KV forecast assumed it (prefilling)
 
 
@@ -646,26 +645,25 @@ class ReplicaPool:
     def _prefilled(self, r: Replica, s: Seq) -> None:
         """``s`` finished its prefill at ``r.t0``: it emits a token and starts decoding."""
         i = s.i
-        o = self._out[i]
+        gen = s.gen
         f = self._fore[i]
-        r.Gp -= f - s.gen
-        s.gen += 1
-        if s.gen == 1:
+        r.Gp -= f - gen
+        gen += 1
+        s.gen = gen
+        if gen == 1:
             s.ttft = self.rec.prefill_s[i] = r.t0 - s.t1
-        if s.gen >= o:
-            s.v0 = r.V
-            r.D += 1  # undone by _finish
+        o = self._out[i]
+        V = s.v0 = r.V
+        r.D += 1  # undone by _finish if this was its last token
+        if gen >= o:
             self._finish(r, s)
             return
-        s.v0 = r.V
-        r.D += 1
         r.dec_count += 1
-        s.fin = fin = r.V + o - s.gen
-        s.fa = fa = r.V + f - s.gen
+        s.fa = fa = V + f - gen
         r.G += fa
         if r.fc is not None and fa > s.fe:  # it may end later than the forecast assumed
-            r.fc_add += s.priv + self._b1 + fa - s.v0
-        heapq.heappush(r.dec, (fin, r.dec_count, s, s.priv - s.v0, fa))
+            r.fc_add += s.priv + self._b1 + fa - V
+        heapq.heappush(r.dec, (V + o - gen, r.dec_count, s, s.priv - V, fa))
 
     def _finish(self, r: Replica, s: Seq) -> None:
         """``s`` emitted its last token at ``r.t0``."""

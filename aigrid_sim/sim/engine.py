@@ -615,15 +615,14 @@ class Engine:
         if self._log_net:
             rec.net_ms[i] = one_way * 2000.0
         if one_way > 0:
-            heapq.heappush(self._heap, (self.env._now + one_way, self._order(), self._at_site,
+            heapq.heappush(self._heap, (self.env._now + one_way, self._order(), self._enter,
                                         (i, s)))
         else:
-            self._enter(i, s)
+            self._enter((i, s))
 
-    def _at_site(self, arg) -> None:
-        self._enter(arg[0], arg[1])
-
-    def _enter(self, i: int, s: int) -> None:
+    def _enter(self, arg: tuple[int, int]) -> None:
+        """Request ``i`` reaches site ``s`` (``arg = (i, s)``, as the event heap passes it)."""
+        i, s = arg
         enter = self._pool_enter[s]
         if enter is not None:
             code = enter(i)
