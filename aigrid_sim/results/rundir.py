@@ -81,7 +81,8 @@ def write_arrow_parts(parts, path: str | Path, row_group_rows: int = 1 << 18) ->
 
     def flush() -> None:
         nonlocal writer, schema, rows
-        table = pa.concat_tables(buf) if len(buf) > 1 else buf[0]
+        # one dictionary per column in a row group, so that parquet keeps its dictionary encoding
+        table = pa.concat_tables(buf).unify_dictionaries().combine_chunks()
         if writer is None:
             schema = stamp_schema(table.schema)
             writer = pq.ParquetWriter(path, schema)

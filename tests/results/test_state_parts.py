@@ -9,7 +9,7 @@ import pytest
 
 import aigrid_sim
 from aigrid_sim.results.online import read_state, state_to_frame
-from aigrid_sim.results.rundir import write_arrow_parts
+from aigrid_sim.results.rundir import write_arrow, write_arrow_parts
 
 
 def _sorted(f: pd.DataFrame) -> pd.DataFrame:
@@ -41,3 +41,14 @@ def test_parts_hold_the_rows_of_the_state_table(run, tmp_path):
 def test_no_part_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no part"):
         write_arrow_parts(iter(()), tmp_path / "empty.parquet")
+
+
+def test_parts_keep_the_dictionary_encoding(run, tmp_path):
+    """Labels stay dictionary-encoded in the file: no bigger than the whole table's file.
+
+    (Chunks with dictionaries of their own in one row group made parquet write plain strings:
+    twice the size.)
+    """
+    whole = write_arrow(run.online.state_table(), tmp_path / "whole.parquet")
+    parts = write_arrow_parts(run.online.state_parts(slice_groups=97), tmp_path / "p.parquet")
+    assert parts.stat().st_size <= 1.1 * whole.stat().st_size
