@@ -784,11 +784,11 @@ class OnlineSummary:
             coded(dim, np.arange(len(groups)), groups, metric, keys, values)
 
         for name, d in self.dims.items():
+            labels = pa.array([str(x) for x in d.labels], pa.string())  # once per dim
             for c, v in (*d.counters.items(), *d.sums.items()):
                 nz = np.flatnonzero(v)
-                coded(name, nz, d.labels, c, np.full(len(nz), -1), v[nz])
+                coded(name, nz, labels, c, np.full(len(nz), -1), v[nz])
             for m, sk in d.sketches.items():
-                labels = pa.array([str(x) for x in d.labels], pa.string())
                 for lo in range(0, max(sk.n, 1), slice_groups):
                     g, k, cnt = sk.coded(lo, lo + slice_groups)
                     coded(name, g, labels, f"sketch:{m}", k, cnt)

@@ -97,10 +97,10 @@ def write_arrow_parts(parts, path: str | Path, row_group_rows: int = 1 << 18) ->
             rows += part.num_rows
             if rows >= row_group_rows:
                 flush()
-        if buf or writer is None:
-            if not buf:
-                raise ValueError(f"{path}: no part to write")
+        if buf:
             flush()
+        if writer is None:
+            raise ValueError(f"{path}: no part to write")
     finally:
         if writer is not None:
             writer.close()
