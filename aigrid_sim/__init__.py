@@ -7,8 +7,9 @@ Quick use::
     result.summary["latency_ms"], result.requests.head()
 """
 
-from aigrid_sim import _compat
+from aigrid_sim import _compat, _native
 
+_native.install()  # the compiled per-request path, if built from these very sources
 _compat.install()  # old module paths (aigrid_sim.engine, aigrid_sim.policies, ...) keep working
 
 from aigrid_sim.api import RunResult, run, run_config  # noqa: E402

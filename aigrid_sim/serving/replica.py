@@ -58,6 +58,7 @@ import math
 from collections import deque
 from enum import IntEnum
 from operator import itemgetter
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,7 @@ from aigrid_sim.errors import ConfigError
 from aigrid_sim.serving.prefix_cache import PrefixCache
 
 INF = math.inf
+KINF = 1 << 60  # "no change ahead", in steps (an int, for compiled code)
 _fourth, _fifth = itemgetter(3), itemgetter(4)
 NAN = math.nan
 WATERMARK = 0.01  # share of the KV budget kept free when admitting into a busy replica
@@ -239,9 +241,9 @@ class Replica:
         self.cache = PrefixCache()
         self.nf = 0  # tokens per full step of the current interval
         self.nl = 0  # tokens of its last step (the one ending a prefill)
-        self.kf = INF  # full steps before that last step
-        self.k1 = INF  # steps to the end of the head prefill
-        self.k_next = INF  # steps to the next change
+        self.kf = KINF  # full steps before that last step
+        self.k1 = KINF  # steps to the end of the head prefill
+        self.k_next = KINF  # steps to the next change
         self.t_next = INF  # end of the current interval (k_next steps from t0)
         self.t_pend = INF  # time of the pending (valid) event, INF if none
         self.version = 0
@@ -255,7 +257,7 @@ class Replica:
         # when needed, then kept while it stays an upper bound: fc_add tokens held by
         # sequences admitted since (or ending later than it assumed). Built at step fc_v, it is
         # exact while fc_add is 0 and the step counter has not moved (nothing can end then).
-        self.fc = None
+        self.fc: tuple | None = None
         self.fc_add = 0
         self.fc_v = 0
 
@@ -293,31 +295,31 @@ class ReplicaPool:
         self.alive_reps = list(self.reps)
         self.n_alive = replicas
         self.max_queue = max_queue
-        self.queue: deque[int] = deque()
+        self.queue: Any = deque()  # a deque, or a PriorityQueue (tenants' priorities)
         self.resume: dict[int, int] = {}  # preempted request -> output tokens already emitted
         self.where: dict[int, tuple] = {}  # fixed-work job -> (replica, token, start time)
-        self._in = in_tokens
-        self._out = out_tokens
+        self._in: list[int] = in_tokens
+        self._out: list[int] = out_tokens
         # What the scheduler knows of each request's output: its max_tokens (>= its output).
-        self._fore = max_tokens if max_tokens is not None else out_tokens
-        self._work = work
-        self._is_fixed = is_fixed
-        self._units = units
-        self.rec = rec
-        self._at = at
-        self._now = now
-        self._done = done
+        self._fore: Any = max_tokens if max_tokens is not None else out_tokens
+        self._work: Any = work
+        self._is_fixed: Any = is_fixed
+        self._units: Any = units
+        self.rec: Any = rec
+        self._at: Any = at
+        self._now: Any = now
+        self._done: Any = done
         # Priority queues only: _displaced(i) rejects request i, displaced from the full queue.
-        self._displaced = None
-        self._busy = busy
-        self._s = site
+        self._displaced: Any = None
+        self._busy: list[int] = busy
+        self._s: int = site
         self._wake = self.wake
         self._tok = 0
         # Replica busy time: replica-seconds with at least one sequence (or fixed job) in the
         # batch, clipped to each window of busy_windows (set by the engine; none: not kept).
         self.busy_windows: tuple = ()
         self.busy_s: list[float] = []
-        self._st = spec.step_s
+        self._st: Any = spec.step_s
         self._cap = spec.cap
         self._b1 = spec.block - 1
         self._budget = spec.budget
@@ -359,7 +361,7 @@ class ReplicaPool:
                 if fixed:  # holds a sequence slot, takes no part in the steps
                     self._start_fixed(best, i, now)
                     return _STARTED
-                if best.k_next == INF:
+                if best.k_next == KINF:
                     if best.t0 < now:
                         best.t0 = now
                 elif not self._sync(best, now):
@@ -383,7 +385,7 @@ class ReplicaPool:
 
     def wake(self, arg) -> None:
         """The projected next change of a replica is due (stale versions are ignored)."""
-        r = arg[0]
+        r: Replica = arg[0]
         if arg[1] != r.version:
             return
         r.t_pend = INF
@@ -425,7 +427,7 @@ class ReplicaPool:
         if w is None or w[1] != tok:
             return  # interrupted meanwhile
         del self.where[i]
-        r = w[0]
+        r: Replica = w[0]
         now = self._now()
         r.nseq -= 1
         if not r.nseq:
@@ -436,7 +438,7 @@ class ReplicaPool:
         rec.prefill_s[i] = 0.0
         self._done(i)
         if self.queue:
-            if r.k_next == INF:
+            if r.k_next == KINF:
                 if r.t0 < now:
                     r.t0 = now
             elif not self._sync(r, now):
@@ -573,7 +575,7 @@ class ReplicaPool:
         if dt <= 0.0:
             return True
         kn = r.k_next
-        if kn == INF:
+        if kn == KINF:
             r.t0 = now
             return True
         if now >= r.t_next:
@@ -696,7 +698,7 @@ class ReplicaPool:
             V = r.V
             pop = heapq.heappop
             while dec and dec[0][0] <= V:
-                s = pop(dec)[2]
+                s: Seq = pop(dec)[2]
                 if not s.dead:
                     self._finish(r, s)
             while dec and dec[0][2].dead:
@@ -928,8 +930,8 @@ class ReplicaPool:
             nl = D + (rest if rest < room else room)
             nf = budget
         else:
-            k = kf = INF
-            r.k1 = INF
+            k = kf = KINF
+            r.k1 = KINF
             nf = nl = D
         r.kf = kf
         r.nf = nf
@@ -944,7 +946,7 @@ class ReplicaPool:
             if k3 < k:
                 k = k3 if k3 > 1 else 1
         r.k_next = k
-        if k == INF:
+        if k == KINF:
             r.t_next = INF
             if r.t_pend != INF:
                 r.version += 1
@@ -977,7 +979,7 @@ class ReplicaPool:
         r.cache = PrefixCache()
         r.D = r.P = r.C = r.U = r.nseq = r.G = r.Gp = 0
         r.fc = None
-        r.k_next = r.k1 = r.kf = INF
+        r.k_next = r.k1 = r.kf = KINF
         r.t_next = r.t_pend = INF
 
     # ------------------------------------------------------------------ checks (tests)

@@ -145,45 +145,6 @@ def _cascade_capability(app, world: World) -> int | None:
     return big if big > app.capability else None
 
 
-class ScopedView(GridView):
-    """A :class:`GridView` whose candidate lists are limited to the current request's area.
-
-    The control plane sets ``_area`` before each decision (``-1``: no limit). Lists per area are
-    built on first use, nearest first, exactly like the unscoped ones.
-    """
-
-    _area = -1
-    _rules: Rules
-
-    def candidates(self, origin: int, capability: int) -> tuple[int, ...]:  # noqa: D102
-        area = self._area
-        if area < 0:
-            return GridView.candidates(self, origin, capability)
-        key = (capability, area, -1)
-        c = self._scoped.get(key)
-        if c is None:
-            c = self._scoped[key] = self._scoped_lists(capability, area, None)
-        return c[origin]
-
-    def tier_candidates(self, origin: int, capability: int,  # noqa: D102
-                        tier: int) -> tuple[int, ...]:
-        area = self._area
-        if area < 0:
-            return GridView.tier_candidates(self, origin, capability, tier)
-        key = (capability, area, int(tier))
-        c = self._scoped.get(key)
-        if c is None:
-            c = self._scoped[key] = self._scoped_lists(capability, area, int(tier))
-        return c[origin]
-
-    def invalidate(self) -> None:  # noqa: D102
-        GridView.invalidate(self)
-        self._scoped.clear()
-
-    def _scoped_lists(self, capability: int, area: int, tier: int | None):
-        return self._nearest(capability, tier, self._rules.area_sites[area])
-
-
 class ControlPlane:
     """Sovereignty and quotas around a routing policy (see the module docstring).
 
@@ -201,10 +162,8 @@ class ControlPlane:
 
     def bind(self, view: GridView) -> None:
         """Scope the view to each request's area, then bind the inner policy."""
-        if self.rules.sovereign:
-            view.__class__ = ScopedView
-            view._rules = self.rules
-            view._scoped = {}
+        if self.rules.sovereign:  # candidate lists within each request's area (choose)
+            view._area_sites = self.rules.area_sites
         self._view = view
         self._tiers = view.tiers
         if self.rules.concurrency:  # who is still held: the engine's per-request state

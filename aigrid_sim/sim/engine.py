@@ -38,7 +38,7 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import simpy
@@ -51,6 +51,7 @@ from aigrid_sim.serving.replica import Admit, ReplicaPool, Spec
 from aigrid_sim.sim import faults as faultmod
 from aigrid_sim.sim.policies.base import Reject, Request, RoutingPolicy
 from aigrid_sim.sim.policies.view import GridView
+from aigrid_sim.sim.records import Records  # noqa: F401  (re-exported: engine.Records)
 from aigrid_sim.workload.stream import RequestStream
 from aigrid_sim.world.build import World
 
@@ -62,95 +63,6 @@ INF = float("inf")
 # Codes as plain ints on the hot path (an IntEnum member costs ~0.2 us to look up).
 _OK = int(Status.OK)
 _QUEUED, _FULL, _TOO_LONG = int(Admit.QUEUED), int(Admit.FULL), int(Admit.TOO_LONG)
-
-
-@dataclass
-class Records:
-    """One row per request, filled in place during the run (times in seconds from the start).
-
-    ``t_start``/``service_s`` are NaN for requests that never started service (or whose service
-    was interrupted by a failure).
-    """
-
-    site: np.ndarray  # int32, -1 if never routed
-    status: np.ndarray  # int8 Status
-    reason: np.ndarray  # int8 Reason
-    t_start: np.ndarray  # service start (first admission into a batch)
-    service_s: np.ndarray  # service time (first admission to last token)
-    prefill_s: np.ndarray  # first admission to first token (time to first token at the site)
-    batch: np.ndarray  # int16: sequences in the replica's batch when admitted
-    extra_s: np.ndarray  # time lost to failed attempts (fail-over), added to latency
-    attempts: np.ndarray  # int8: sites tried
-    site0: np.ndarray  # int32: first site that failed under the request (-1 if none)
-    wasted_s: np.ndarray  # slot-seconds of service lost to failures
-    net_ms: np.ndarray  # round trip of the last attempt when the network changed (else NaN)
-    tpot_s: np.ndarray = None  # time per output token after the first (NaN if out <= 1)
-    preemptions: np.ndarray = None  # int16: times preempted (recompute)
-    cached_tokens: np.ndarray = None  # int32: prompt tokens served from the prefix cache
-    prefill_tokens: np.ndarray = None  # int32: prompt tokens admitted (recomputes included)
-    # Cascades (aigrid_sim.sim.cascade): the path code, and the small model's attempt of an
-    # escalated request (its site, service start and time, and arrival to its answer back home).
-    cascade: np.ndarray = None  # int8 path code (0: not a cascade app)
-    esc_site: np.ndarray = None  # int32, -1 unless escalated
-    esc_t_start: np.ndarray = None
-    esc_service_s: np.ndarray = None
-    esc_s: np.ndarray = None
-
-    @classmethod
-    def empty(cls, n: int) -> Records:
-        """Records for ``n`` requests, all in flight and unrouted."""
-        nan = np.full(n, np.nan)
-        return cls(np.full(n, -1, np.int32), np.zeros(n, np.int8), np.zeros(n, np.int8),
-                   nan, nan.copy(), nan.copy(), np.zeros(n, np.int16), np.zeros(n),
-                   np.zeros(n, np.int8), np.full(n, -1, np.int32), np.zeros(n), nan.copy(),
-                   nan.copy(), np.zeros(n, np.int16), np.zeros(n, np.int32),
-                   np.zeros(n, np.int32), np.zeros(n, np.int8), np.full(n, -1, np.int32),
-                   nan.copy(), nan.copy(), nan.copy())
-
-    @property
-    def ttft_s(self) -> np.ndarray:
-        """Time to first token at the site (wait excluded): first admission to first token."""
-        return self.prefill_s
-
-    # The record lifecycle of a streamed run (rows are slots, reused once flushed). Written
-    # over the dataclass fields, so a column added above needs nothing here.
-    def columns(self) -> list[str]:
-        """Names of the per-request columns."""
-        return list(self.__dataclass_fields__)
-
-    def clear(self, a: int, b: int) -> None:
-        """Reset rows ``a:b`` to the state of :meth:`empty` (in flight, unrouted)."""
-        blank = type(self).empty(1)
-        for name in self.columns():
-            getattr(self, name)[a:b] = getattr(blank, name)[0]
-
-    def grow(self, n: int) -> None:
-        """Append ``n`` empty rows (arrays are replaced; the object stays the same)."""
-        more = type(self).empty(n)
-        for name in self.columns():
-            setattr(self, name, np.concatenate([getattr(self, name), getattr(more, name)]))
-
-    def take(self, a: int, b: int) -> Records:
-        """A copy of rows ``a:b``."""
-        return type(self)(**{name: getattr(self, name)[a:b].copy() for name in self.columns()})
-
-    def take_rows(self, rows: np.ndarray) -> Records:
-        """A copy of rows ``rows`` (an index array)."""
-        return type(self)(**{name: getattr(self, name)[rows] for name in self.columns()})
-
-    def clear_rows(self, rows: np.ndarray) -> None:
-        """Reset rows ``rows`` (an index array) to the state of :meth:`empty`."""
-        blank = type(self).empty(1)
-        for name in self.columns():
-            getattr(self, name)[rows] = getattr(blank, name)[0]
-
-    @classmethod
-    def concat(cls, parts: list[Records]) -> Records:
-        """Rows of several records, one after the other."""
-        if not parts:
-            return cls.empty(0)
-        return cls(**{name: np.concatenate([getattr(p, name) for p in parts])
-                      for name in parts[0].columns()})
 
 
 class Engine:
@@ -192,7 +104,7 @@ class Engine:
                  faults: faultmod.FaultSchedule | None = None,
                  windows: Iterable[RequestStream] | None = None,
                  sink: Callable[[RequestStream, Records, int], None] | None = None):
-        self.faults = faults if faults is not None and faults.active else None
+        self.faults: Any = faults if faults is not None and faults.active else None
         self._log_net = self.faults is not None and self.faults.has_links
         if self._log_net:  # link cuts change the latencies: never touch the caller's world
             world = faultmod.private_network(world)
@@ -206,8 +118,8 @@ class Engine:
             raise ValueError("a streamed run (windows=) needs horizon_s and sink")
         self.horizon_s = float(horizon_s if horizon_s is not None else
                                (stream.t[-1] if n else 0.0))
-        self._windows = windows if windows is not None else [stream]
-        self._sink = sink
+        self._windows: Any = windows if windows is not None else [stream]
+        self._sink: Any = sink
         # [first id, first slot, rows, rows flushed, window]; unordered sinks:
         # [ids, slots and rows in the window of the requests not handed over yet, window]
         self._segments: deque = deque()
@@ -216,14 +128,14 @@ class Engine:
         self.records = Records.empty(n if windows is None else 0)
         # The engine's own events: (time, order, fn, arg), run by _loop.
         self._heap: list = []
-        self._order = itertools.count().__next__
+        self._order: Any = itertools.count().__next__
         deps = world.site_deployment
         self.slots = [int(x) for x in world.site_slots]
         self.replicas = [world.replicas(s) for s in range(S)]
         self.max_queue = [int(x) for x in world.site_max_queue]
         self.capability = [int(x) for x in world.site_capability]
         self.busy = [0] * S
-        self.queues: list[deque] = [deque() for _ in range(S)]  # slot-model sites
+        self.queues: list[Any] = [deque() for _ in range(S)]  # slot-model sites (or priority)
         self.in_service: list[dict] = [{} for _ in range(S)]  # slot model: id -> token
         self.up = [True] * S  # as policies see it
         self.seen_slots = list(self.slots)  # capacity as policies see it (partial outages)
@@ -235,8 +147,8 @@ class Engine:
                 raise ConfigError(
                     f"site {world.site_id[s]!r} hosts {d.model.name!r}, which has no token speeds, "
                     f"but apps {gen} are generative; give those sites a generative model")
-        self._progress = progress
-        self._rtt = world.rtt_ms
+        self._progress: Any = progress
+        self._rtt: Any = world.rtt_ms
         # Per-request columns the hot path reads, as Python lists (fast scalar access), one
         # entry per slot; filled window by window (_load).
         self._t: list = []
@@ -263,7 +175,7 @@ class Engine:
         # Unordered sinks: slots reused one by one (decided here; the arrival path is the same)
         self._scatter = (windows is not None and not one and not self._closed
                          and bool(getattr(sink, "unordered", False)))
-        units = _prefix_units(windows[0] if one else stream, self._app,
+        units = _prefix_units(windows[0] if one else stream, self._app,  # type: ignore[index]
                               streamed=windows is not None and not one)
         self._units = units  # what a router can read of a request's prefix (GridView.prefix_units)
         fixed_req = None
@@ -291,7 +203,7 @@ class Engine:
             self._seen_busy = list(self.busy)
             self._seen_qlen = [0] * S
             self.view._busy = self._seen_busy
-            self.view._queue_len = self._seen_qlen.__getitem__
+            self.view._queue_len = self._seen_qlen.__getitem__  # type: ignore[assignment]
             self.env.process(self._refresh_view(staleness_s))
         policy.bind(self.view)
 
@@ -600,7 +512,7 @@ class Engine:
         rec = self.records
         if s < 0:
             rec.status[i] = Status.REJECTED
-            rec.reason[i] = _REJECT_REASON.get(s, Reason.POLICY)
+            rec.reason[i] = _REJECT_REASON.get(s, Reason.POLICY)  # type: ignore[call-overload]
             if self._closed:
                 self._release()
             return
@@ -876,7 +788,7 @@ def _prefix_units(stream: RequestStream, app: list, streamed: bool = False):
     per_app = [(((-1 - k, n - n % 16),) if n >= 16 else ()) for k, n in enumerate(sys_tokens)]
     if ids is None:
         return lambda i: per_app[app[i]]
-    off = stream.prefix_off.tolist()
+    off = stream.prefix_off.tolist()  # type: ignore[union-attr]
     flat = ids.tolist()
     size = int(stream.prefix_block_tokens)
     tin = stream.in_tokens.tolist()

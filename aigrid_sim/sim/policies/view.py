@@ -9,7 +9,7 @@ would see it. Nothing here lets a policy change the grid.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,35 +32,41 @@ class GridView:
         k_nearest: How many candidate sites per origin, capability (and tier) to precompute.
     """
 
-    cascades = None
-
     def __init__(self, engine: Engine, k_nearest: int):
         w = engine.world
+        self.cascades: Any = None
         self._e = engine
         self._k = k_nearest
-        self._rtt = w.rtt_ms
+        self._rtt: Any = w.rtt_ms
         self.n_sites = w.n_sites
         self.n_origins = w.n_origins
         self.site_ids: tuple[str, ...] = tuple(w.site_id)
         self.tiers: tuple[Tier, ...] = tuple(Tier(t) for t in w.site_tier)
         self.capabilities: tuple[int, ...] = tuple(int(c) for c in w.site_capability)
         self.slots: tuple[int, ...] = tuple(int(s) for s in w.site_slots)
-        self.apps = engine.stream.apps
+        self.apps: Any = engine.stream.apps
         self.site_countries: tuple[str, ...] = tuple(c or "" for c in w.site_country)
         self.origin_countries: tuple[str, ...] = tuple(c or "" for c in w.origin_country)
         self._cand: dict[int, list[tuple[int, ...]]] = {}
         self._tier_cand: dict[tuple[int, int], list[tuple[int, ...]]] = {}
-        self._busy = engine.busy
-        self._queue_len = engine.queue_len
-        self._up = engine.up
+        self._busy: list[int] = engine.busy
+        self._queue_len: Any = engine.queue_len
+        self._up: list[bool] = engine.up
         # For latency predictions: the replica pools of generative sites (their own estimate
         # from the step model and the batch they hold), the apps' mean tokens and work.
-        self._pools = engine.pools
-        self._slots = engine.seen_slots  # capacity as last seen (partial outages)
+        self._pools: list[Any] = engine.pools
+        self._slots: list[int] = engine.seen_slots  # capacity as last seen (partial outages)
         self._mean_in = [a.mean_in_tokens if a.generative else 0.0 for a in self.apps]
         self._mean_out = [a.mean_out_tokens if a.generative else 0.0 for a in self.apps]
         self._mean_work = [0.0 if a.generative else a.mean_work_s for a in self.apps]
-        self._gen = [a.generative for a in self.apps]
+        self._gen: list[bool] = [bool(a.generative) for a in self.apps]
+        self._cost: list[list[float]] | None = None
+        # Residency (the control plane, :func:`aigrid_sim.sim.control.ControlPlane.bind`): the
+        # sites of each area (``_area_sites``, None: no area rules) and the current request's
+        # area (``_area``, -1: none). Within an area, candidate lists hold its sites only.
+        self._area = -1
+        self._area_sites: Any = None
+        self._scoped: dict[tuple[int, int, int], list[tuple[int, ...]]] = {}
 
     # ---- static facts
     @property
@@ -93,6 +99,8 @@ class GridView:
 
         Includes sites that are down; check :meth:`is_up`.
         """
+        if self._area >= 0:
+            return self._in_area(origin, capability, -1)
         c = self._cand.get(capability)
         if c is None:
             c = self._cand[capability] = self._nearest(capability, None)
@@ -100,9 +108,21 @@ class GridView:
 
     def tier_candidates(self, origin: int, capability: int, tier: int) -> tuple[int, ...]:
         """Like :meth:`candidates`, restricted to one tier."""
+        if self._area >= 0:
+            return self._in_area(origin, capability, int(tier))
         c = self._tier_cand.get((capability, tier))
         if c is None:
             c = self._tier_cand[(capability, tier)] = self._nearest(capability, int(tier))
+        return c[origin]
+
+    def _in_area(self, origin: int, capability: int, tier: int) -> tuple[int, ...]:
+        # The current request's area only; lists per area built on first use, nearest first,
+        # exactly like the unscoped ones.
+        key = (capability, self._area, tier)
+        c = self._scoped.get(key)
+        if c is None:
+            c = self._scoped[key] = self._nearest(capability, tier if tier >= 0 else None,
+                                                  self._area_sites[self._area])
         return c[origin]
 
     def invalidate(self) -> None:
@@ -110,6 +130,7 @@ class GridView:
         self._rtt = self._e.world.rtt_ms
         self._cand.clear()
         self._tier_cand.clear()
+        self._scoped.clear()
 
     # ---- live state
     def busy(self, site: int) -> int:
@@ -132,7 +153,7 @@ class GridView:
 
     def cost_usd(self, app: int, site: int) -> float:
         """Expected GPU cost of one request of ``app`` at ``site`` when busy, USD (static)."""
-        c = self.__dict__.get("_cost")
+        c = self._cost
         if c is None:
             deps = self._e.world.site_deployment
             c = self._cost = [[cost_per_request_usd(d, a) for d in deps] for a in self.apps]
