@@ -25,7 +25,8 @@ from pathlib import Path
 
 #: Modules compiled by ``setup.py`` (keep its ``COMPILED`` list the same).
 COMPILED = ("aigrid_sim.serving.prefix_cache", "aigrid_sim.serving.replica",
-            "aigrid_sim.sim.engine", "aigrid_sim.sim.policies.view")
+            "aigrid_sim.sim.engine", "aigrid_sim.sim.policies.request",
+            "aigrid_sim.sim.policies.view")
 
 _PKG = Path(__file__).resolve().parent
 #: "compiled", or why the pure-Python modules run: set by :func:`install`.

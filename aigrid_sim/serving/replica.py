@@ -99,7 +99,7 @@ class Spec:
         ConfigError: a KV budget of zero, or a token budget below the sequence cap.
     """
 
-    __slots__ = ("step_s", "cap", "block", "max_seqs", "budget", "ctx_slope", "watermark",
+    __slots__ = ("step_s", "form", "cap", "block", "max_seqs", "budget", "ctx_slope", "watermark",
                  "forecast")
 
     def __init__(self, dep, where: str = "site"):
@@ -108,7 +108,7 @@ class Spec:
         self.block = int(dep.block_tokens)
         self.max_seqs = int(dep.max_num_seqs)
         self.budget = int(dep.max_num_batched_tokens)
-        self.step_s = _fast_step(step)
+        self.step_s, self.form = _fit_step(step)
         name = f"{dep.model.name} on {dep.gpus_per_replica} x {dep.gpu.name}"
         if self.cap < self.block:
             raise ConfigError(f"{where}: {name} has a KV budget of {self.cap} tokens after its "
@@ -126,19 +126,27 @@ class Spec:
 
 
 def _fast_step(step):
-    """``step.step_s``, as a closure over its constants when it is linear (or a roofline).
+    """``step.step_s``, as a closure over its constants when it is linear (or a roofline)."""
+    return _fit_step(step)[0]
 
-    Tries ``a + b new + c ctx`` and ``a + max(w, b new) + c ctx`` with the constants read off
-    the model, and uses the first that gives the same times (to 1e-12) as ``step.step_s`` on a
-    spread of batches: that saves the attribute look-ups of a method call on the hot path.
+
+def _fit_step(step) -> tuple[Any, tuple[int, float, float, float, float]]:
+    """``step.step_s`` as a closure over its constants, and as ``(kind, a, b, w, c)``.
+
+    Tries ``a + b new + c ctx`` (kind 0) and ``a + max(w, b new) + c ctx`` (kind 1) with the
+    constants read off the model, and uses the first that gives the same times (to 1e-12) as
+    ``step.step_s`` on a spread of batches: the scheduler then computes step times inline
+    (:meth:`ReplicaPool._step`, the same operations in the same order as the closure, so the
+    same times to the last bit). Kind 2: neither fits; ``step.step_s`` itself is called.
     """
     f = step.step_s
     probe = [(1, 10), (7, 300), (64, 5_000), (512, 40_000), (2048, 100_000), (8192, 1_000_000)]
     a0 = f(0.0, 0.0)
     bn = f(1e4, 0.0) - f(0.0, 0.0)
     c = (f(0.0, 1e6) - a0) / 1e6
+    b0 = bn / 1e4
 
-    def linear(new, ctx, a=a0, b=bn / 1e4, c=c):
+    def linear(new, ctx, a=a0, b=b0, c=c):
         return a + b * new + c * ctx
 
     w = getattr(step, "weights_s", None)
@@ -149,14 +157,17 @@ def _fast_step(step):
         d = tk * new
         return oh + (d if d > w else w) + c * ctx
 
-    cands = [linear] + ([roofline] if w is not None and tk is not None else [])
-    for g in cands:
+    cands: list[tuple[Any, tuple[int, float, float, float, float]]] = [
+        (linear, (0, float(a0), float(b0), 0.0, float(c)))]
+    if w is not None and tk is not None:
+        cands.append((roofline, (1, float(oh), float(tk), float(w), float(c))))
+    for g, form in cands:
         try:
             if all(abs(g(a, b) - f(a, b)) <= 1e-12 * abs(f(a, b)) for a, b in probe):
-                return g
+                return g, form
         except TypeError:
             continue
-    return f
+    return f, (2, 0.0, 0.0, 0.0, 0.0)
 
 
 def peak_fits(over: int, ends: list) -> bool:
@@ -320,6 +331,12 @@ class ReplicaPool:
         self.busy_windows: tuple = ()
         self.busy_s: list[float] = []
         self._st: Any = spec.step_s
+        kind, a, b, w, c = spec.form
+        self._kind = kind
+        self._sa = a
+        self._sb = b
+        self._sw = w
+        self._sc = c
         self._cap = spec.cap
         self._b1 = spec.block - 1
         self._budget = spec.budget
@@ -514,14 +531,14 @@ class ReplicaPool:
             room = 1
         P = best.P + in_tokens
         new = D + (P if P < room else room)
-        step = self._st(new, best.C + new)
+        step = self._step(new, best.C + new)
         pre_steps = -(-P // room) if P > 0 else 1
         if work:
             own = work
         else:
             own = (pre_steps + 0.5) * step
             if not ttft:
-                own += out_tokens * self._st(D + 1, best.C + D * (in_tokens + out_tokens))
+                own += out_tokens * self._step(D + 1, best.C + D * (in_tokens + out_tokens))
         q = len(self.queue)
         if q or bn >= self.spec.max_seqs:
             # Wait for (queue + 1) completions; a replica completes about D sequences per mean
@@ -554,15 +571,23 @@ class ReplicaPool:
                 r.since = t
 
     # ------------------------------------------------------------------ the scheduler
+    def _step(self, new: float, ctx: float) -> float:
+        """Wall time of a step: ``new`` tokens, ``ctx`` context tokens held (``spec.form``)."""
+        if self._kind == 0:
+            return self._sa + self._sb * new + self._sc * ctx
+        if self._kind == 1:
+            d = self._sb * new
+            return self._sa + (d if d > self._sw else self._sw) + self._sc * ctx
+        return self._st(new, ctx)
+
     def _T(self, r: Replica, k: int) -> float:
         """Wall time of the next ``k`` steps of ``r``'s current interval."""
-        st = self.spec.step_s
         if k <= r.kf:
-            return k * st(r.nf, r.C + r.nf * (k + 1) * 0.5) if k else 0.0
+            return k * self._step(r.nf, r.C + r.nf * (k + 1) * 0.5) if k else 0.0
         kf = r.kf
         c = r.C + kf * r.nf
-        t = kf * st(r.nf, r.C + r.nf * (kf + 1) * 0.5) if kf else 0.0
-        return t + st(r.nl, c + r.nl)
+        t = kf * self._step(r.nf, r.C + r.nf * (kf + 1) * 0.5) if kf else 0.0
+        return t + self._step(r.nl, c + r.nl)
 
     def _sync(self, r: Replica, now: float) -> bool:
         """Bring ``r`` to the first step boundary at or after ``now``, if no change happens there.
@@ -582,7 +607,7 @@ class ReplicaPool:
             return False
         # Smallest k with T(k) >= dt: solve the quadratic of the full steps, then adjust.
         nf = r.nf
-        a = self.spec.step_s(nf, r.C + nf)  # first step
+        a = self._step(nf, r.C + nf)  # first step
         b = self.spec.ctx_slope * nf
         if b > 0.0:
             k = int(math.ceil((math.sqrt(a * a + 2.0 * b * dt) - a) / b - 1e-9))
@@ -592,10 +617,9 @@ class ReplicaPool:
             k = 1
         if k >= kn:
             k = kn
-        T = self._T
-        while k > 1 and T(r, k - 1) >= dt:
+        while k > 1 and self._T(r, k - 1) >= dt:
             k -= 1
-        while k < kn and T(r, k) < dt:
+        while k < kn and self._T(r, k) < dt:
             k += 1
         if k >= kn:
             return False
@@ -952,14 +976,13 @@ class ReplicaPool:
                 r.version += 1
                 r.t_pend = INF
             return
-        st = self._st
         C = r.C
         if k <= kf:
-            t = r.t0 + k * st(nf, C + nf * (k + 1) * 0.5)
+            t = r.t0 + k * self._step(nf, C + nf * (k + 1) * 0.5)
         else:
-            T = st(nl, C + kf * nf + nl)
+            T = self._step(nl, C + kf * nf + nl)
             if kf:
-                T += kf * st(nf, C + nf * (kf + 1) * 0.5)
+                T += kf * self._step(nf, C + nf * (kf + 1) * 0.5)
             t = r.t0 + T
         r.t_next = t
         if t != r.t_pend:

@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import gc
 import heapq
-import itertools
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 import numpy as np
@@ -128,7 +127,7 @@ class Engine:
         self.records = Records.empty(n if windows is None else 0)
         # The engine's own events: (time, order, fn, arg), run by _loop.
         self._heap: list = []
-        self._order: Any = itertools.count().__next__
+        self._seq = 0  # the order of the next heap entry (ties in time run in that order)
         deps = world.site_deployment
         self.slots = [int(x) for x in world.site_slots]
         self.replicas = [world.replicas(s) for s in range(S)]
@@ -151,16 +150,16 @@ class Engine:
         self._rtt: Any = world.rtt_ms
         # Per-request columns the hot path reads, as Python lists (fast scalar access), one
         # entry per slot; filled window by window (_load).
-        self._t: list = []
-        self._origin: list = []
-        self._app: list = []
-        self._in: list = []
-        self._out: list = []
-        self._work: list = []
-        self._app_cap = [a.capability for a in apps]
-        self._app_slo = [a.slo_ms for a in apps]
-        self._app_ttft = [a.slo_on_ttft for a in apps]
-        self._app_gen = [a.generative for a in apps]
+        self._t: list[float] = []
+        self._origin: list[int] = []
+        self._app: list[int] = []
+        self._in: list[int] = []
+        self._out: list[int] = []
+        self._work: list[float] = []
+        self._app_cap: list[int] = [int(a.capability) for a in apps]
+        self._app_slo: list[float] = [float(a.slo_ms) for a in apps]
+        self._app_ttft: list[bool] = [bool(a.slo_on_ttft) for a in apps]
+        self._app_gen: list[bool] = [bool(a.generative) for a in apps]
         # Closed loop (arrivals.kind=closed): the first `concurrency` requests arrive at 0, each
         # end (served, rejected or failed) releases the next one at that instant.
         self._closed_stream = windows[0] if isinstance(windows, list) and windows else stream
@@ -183,6 +182,7 @@ class Engine:
             gen_app = self._app_gen
             fixed_req = _FixedJobs(self._app, gen_app)
         self.pools: list[ReplicaPool | None] = [None] * S
+        self._enter_fn = self._enter  # bound once (the heap holds it per trip to a site)
         now = self._now
         app_max = [getattr(a, "max_tokens", 0) or 0 for a in apps]
         max_tokens = _MaxTokens(self._app, app_max, self._out) if any(app_max) else None
@@ -197,7 +197,6 @@ class Engine:
                 sp, self.replicas[s], self.max_queue[s], self._in, self._out, self.records,
                 self._at, now, self._served, self.busy, s, units=units, work=self._work,
                 is_fixed=fixed_req, max_tokens=max_tokens)
-        self._pool_enter = [p.arrive if p is not None else None for p in self.pools]
         self.view = GridView(self, k_nearest)
         if staleness_s > 0:
             self._seen_busy = list(self.busy)
@@ -301,9 +300,11 @@ class Engine:
 
     def _at(self, t: float, fn, arg) -> None:
         """Run ``fn(arg)`` at time ``t`` (an engine event)."""
-        heapq.heappush(self._heap, (t, self._order(), fn, arg))
+        o = self._seq
+        self._seq = o + 1
+        heapq.heappush(self._heap, (t, o, fn, arg))
 
-    def _refresh_view(self, every: float):
+    def _refresh_view(self, every: float) -> Generator[Any, Any, None]:
         busy = self.busy
         seen_b, seen_q = self._seen_busy, self._seen_qlen
         S = self.world.n_sites
@@ -313,13 +314,13 @@ class Engine:
             seen_q[:] = [qlen(s) for s in range(S)]
             yield self.env.timeout(every)
 
-    def _tick(self):
+    def _tick(self) -> Generator[Any, Any, None]:
         step = max(self.horizon_s / 200.0, 1e-9)
         while True:
             self._progress(self.env.now, self.n_loaded)
             yield self.env.timeout(step)
 
-    def _loop(self):
+    def _loop(self) -> Generator[Any, Any, None]:
         """Run the engine's events in time order, yielding to SimPy whenever it has one due first.
 
         Arrivals are read from the stream in order; every other engine event is in the heap.
@@ -329,45 +330,51 @@ class Engine:
         heap = self._heap
         pop = heapq.heappop
         peek = env.peek
-        arrive = self._arrive
-        p = peek()
+        p: float = peek()
+        t: float
+        ta: float
         for w in self._windows:
             if not len(w):
                 continue
-            order, t_arr = self._load(w)  # slot and arrival time of the window's requests
+            order, t_list = self._load(w)  # slot and arrival time of the window's requests
+            t_arr: list[float] = t_list
+            first = order.start if isinstance(order, range) else -1  # slots first, first + 1, ...
             nxt = 0
             end = min(self._closed, len(w)) if self._closed else len(w)
             while nxt < end:
                 ta = t_arr[nxt]
-                if heap and heap[0][0] <= ta:
-                    t = heap[0][0]
-                    if t >= p:
-                        yield Timeout(env, p - env._now)
-                        p = peek()
+                if heap:
+                    top = heap[0]
+                    t = top[0]
+                    if t <= ta:
+                        if t >= p:
+                            yield Timeout(env, p - env._now)
+                            p = peek()
+                            continue
+                        env._now = t
+                        pop(heap)
+                        top[2](top[3])
                         continue
-                    env._now = t
-                    _, _, fn, arg = pop(heap)
-                    fn(arg)
-                    continue
                 if ta >= p:
                     yield Timeout(env, p - env._now)
                     p = peek()
                     continue
                 env._now = ta
-                i = order[nxt]
+                i: int = first + nxt if first >= 0 else order[nxt]
                 nxt += 1
-                arrive(i)
+                self._arrive(i)
         # Every arrival is in: run the rest of the engine's events.
         while True:
             if heap:
-                t = heap[0][0]
+                top = heap[0]
+                t = top[0]
                 if t >= p:
                     yield Timeout(env, p - env._now)
                     p = peek()
                     continue
                 env._now = t
-                _, _, fn, arg = pop(heap)
-                fn(arg)
+                pop(heap)
+                top[2](top[3])
             else:
                 if p == INF:
                     return
@@ -527,17 +534,18 @@ class Engine:
         if self._log_net:
             rec.net_ms[i] = one_way * 2000.0
         if one_way > 0:
-            heapq.heappush(self._heap, (self.env._now + one_way, self._order(), self._enter,
-                                        (i, s)))
+            o = self._seq
+            self._seq = o + 1
+            heapq.heappush(self._heap, (self.env._now + one_way, o, self._enter_fn, (i, s)))
         else:
             self._enter((i, s))
 
     def _enter(self, arg: tuple[int, int]) -> None:
         """Request ``i`` reaches site ``s`` (``arg = (i, s)``, as the event heap passes it)."""
         i, s = arg
-        enter = self._pool_enter[s]
-        if enter is not None:
-            code = enter(i)
+        pool = self.pools[s]
+        if pool is not None:
+            code = pool.arrive(i)
             if code <= _QUEUED:
                 return
             rec = self.records
@@ -628,7 +636,8 @@ class Engine:
         rec.service_s[i] = svc
         rec.prefill_s[i] = 0.0
         rec.batch[i] = 1
-        tok = self._order()
+        tok = self._seq
+        self._seq = tok + 1
         self.in_service[s][i] = tok
         heapq.heappush(self._heap, (now + svc, tok, self._done, (i, s, tok)))
 

@@ -17,6 +17,7 @@ from aigrid_sim import rng as rngs
 from aigrid_sim.world.build import Tier
 
 if TYPE_CHECKING:
+    from aigrid_sim.serving.replica import ReplicaPool
     from aigrid_sim.sim.engine import Engine
     from aigrid_sim.sim.policies.base import Request
 
@@ -48,13 +49,13 @@ class GridView:
         self.site_countries: tuple[str, ...] = tuple(c or "" for c in w.site_country)
         self.origin_countries: tuple[str, ...] = tuple(c or "" for c in w.origin_country)
         self._cand: dict[int, list[tuple[int, ...]]] = {}
-        self._tier_cand: dict[tuple[int, int], list[tuple[int, ...]]] = {}
+        self._tier_cand: dict[int, list[tuple[int, ...]]] = {}  # key: capability * 8 + tier
         self._busy: list[int] = engine.busy
         self._queue_len: Any = engine.queue_len
         self._up: list[bool] = engine.up
         # For latency predictions: the replica pools of generative sites (their own estimate
         # from the step model and the batch they hold), the apps' mean tokens and work.
-        self._pools: list[Any] = engine.pools
+        self._pools: list[ReplicaPool | None] = engine.pools
         self._slots: list[int] = engine.seen_slots  # capacity as last seen (partial outages)
         self._mean_in = [a.mean_in_tokens if a.generative else 0.0 for a in self.apps]
         self._mean_out = [a.mean_out_tokens if a.generative else 0.0 for a in self.apps]
@@ -110,9 +111,10 @@ class GridView:
         """Like :meth:`candidates`, restricted to one tier."""
         if self._area >= 0:
             return self._in_area(origin, capability, int(tier))
-        c = self._tier_cand.get((capability, tier))
+        key = capability * 8 + tier
+        c = self._tier_cand.get(key)
         if c is None:
-            c = self._tier_cand[(capability, tier)] = self._nearest(capability, int(tier))
+            c = self._tier_cand[key] = self._nearest(capability, int(tier))
         return c[origin]
 
     def _in_area(self, origin: int, capability: int, tier: int) -> tuple[int, ...]:
