@@ -1,15 +1,16 @@
 """Build: the package is pure Python, and its per-request path is also compiled with mypyc.
 
-The modules in ``aigrid_sim/_native.py``'s ``COMPILED`` (the engine's event loop, the replica
-scheduler, the prefix cache, the built-in policies and their grid view) are compiled to C
-extensions by mypyc when a C compiler is at hand. They are the same source files: nothing is written twice. The
-build records each source's SHA-256 in ``aigrid_sim/_native.json``; at run time the compiled
-modules are used only when every source still has that hash (see ``aigrid_sim/_native.py``), so
-editing a compiled module in an editable install falls back to the pure-Python sources, with a
-warning, until the next ``pip install -e .``.
+The modules in ``COMPILED`` (the engine's event loop, the replica scheduler, the prefix cache,
+the request a policy sees and the policies' grid view; the same list as ``aigrid_sim/_native.py``)
+are compiled to C extensions by mypyc when a C compiler is at hand. They are the same source
+files: nothing is written twice. The build records each source's SHA-256 in
+``aigrid_sim/_native.json``; at run time the compiled modules are used only when every source
+still has that hash (see ``aigrid_sim/_native.py``), so editing one of them in an editable
+install falls back to the pure-Python sources, with a warning, until the next
+``pip install -e .``.
 
-``AIGRID_SIM_PURE=1 pip install ...`` builds without compiling. A build whose compiler fails
-warns and installs the pure-Python package.
+``AIGRID_SIM_PURE=1 pip install ...`` builds without compiling. A build whose compiler fails,
+or whose sources mypyc cannot compile, warns and installs the pure-Python package.
 """
 
 from __future__ import annotations

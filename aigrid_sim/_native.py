@@ -3,10 +3,11 @@
 ``setup.py`` compiles the modules of :data:`COMPILED` with mypyc (the same source files; the
 package is pure Python without them) and records each source's SHA-256 in ``_native.json``.
 :func:`install` runs when ``aigrid_sim`` is imported, before any of these modules is. It keeps
-the compiled build only when every one of its sources still has the recorded hash; otherwise
-(an edited source in an editable install, a checkout on ``PYTHONPATH``, or
-``AIGRID_SIM_PURE=1``) an import finder loads all of them from their ``.py`` files. All or
-none: the compiled modules call each other directly, so a mix would run stale code.
+the compiled build only when every one of its sources still has the recorded hash. Otherwise
+(a source edited since the build, as in an editable install, or ``AIGRID_SIM_PURE=1``) an
+import finder loads all of them from their ``.py`` files, as a checkout without a build does
+anyway. All or none: the compiled modules call each other directly, so a mix would run stale
+code.
 
 The two builds give the same results bit for bit (the tests run on either; CI runs the compiled
 one). Profile with ``AIGRID_SIM_PURE=1``: cProfile does not see inside compiled functions.

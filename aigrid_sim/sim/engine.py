@@ -125,9 +125,13 @@ class Engine:
         self._free: list[int] = []  # free slots, unordered sinks
         self.n_loaded = 0  # requests loaded so far (ids 0 .. n_loaded - 1)
         self.records = Records.empty(n if windows is None else 0)
-        # The engine's own events: (time, order, fn, arg), run by _loop.
-        self._heap: list = []
-        self._seq = 0  # the order of the next heap entry (ties in time run in that order)
+        # The engine's own events, run by _loop: a heap of their times (one entry per event) and
+        # what is due at each time, ``(fn, arg)``, or a deque of them when several events share
+        # a time, in the order they were scheduled (SimPy's order: time, then scheduling). Floats
+        # compare several times faster than (time, order, ...) tuples in the heap's sifts.
+        self._heap: list[float] = []
+        self._due: dict[float, Any] = {}
+        self._seq = 0  # tokens of slot-model jobs (in_service)
         deps = world.site_deployment
         self.slots = [int(x) for x in world.site_slots]
         self.replicas = [world.replicas(s) for s in range(S)]
@@ -299,10 +303,29 @@ class Engine:
         return self.env._now
 
     def _at(self, t: float, fn, arg) -> None:
-        """Run ``fn(arg)`` at time ``t`` (an engine event)."""
-        o = self._seq
-        self._seq = o + 1
-        heapq.heappush(self._heap, (t, o, fn, arg))
+        """Run ``fn(arg)`` at time ``t`` (an engine event; after those already due then)."""
+        due = self._due
+        d = due.get(t)
+        if d is None:
+            due[t] = (fn, arg)
+        elif type(d) is tuple:
+            due[t] = deque((d, (fn, arg)))
+        else:
+            d.append((fn, arg))
+        heapq.heappush(self._heap, t)
+
+    def _pop(self, t: float) -> None:
+        """Run the first event due at ``t`` (the heap's top, just popped)."""
+        due = self._due
+        d = due[t]
+        if type(d) is tuple:
+            del due[t]
+            d[0](d[1])
+            return
+        e = d.popleft()
+        if not d:
+            del due[t]
+        e[0](e[1])
 
     def _refresh_view(self, every: float) -> Generator[Any, Any, None]:
         busy = self.busy
@@ -344,8 +367,7 @@ class Engine:
             while nxt < end:
                 ta = t_arr[nxt]
                 if heap:
-                    top = heap[0]
-                    t = top[0]
+                    t = heap[0]
                     if t <= ta:
                         if t >= p:
                             yield Timeout(env, p - env._now)
@@ -353,7 +375,7 @@ class Engine:
                             continue
                         env._now = t
                         pop(heap)
-                        top[2](top[3])
+                        self._pop(t)
                         continue
                 if ta >= p:
                     yield Timeout(env, p - env._now)
@@ -366,15 +388,14 @@ class Engine:
         # Every arrival is in: run the rest of the engine's events.
         while True:
             if heap:
-                top = heap[0]
-                t = top[0]
+                t = heap[0]
                 if t >= p:
                     yield Timeout(env, p - env._now)
                     p = peek()
                     continue
                 env._now = t
                 pop(heap)
-                top[2](top[3])
+                self._pop(t)
             else:
                 if p == INF:
                     return
@@ -534,9 +555,7 @@ class Engine:
         if self._log_net:
             rec.net_ms[i] = one_way * 2000.0
         if one_way > 0:
-            o = self._seq
-            self._seq = o + 1
-            heapq.heappush(self._heap, (self.env._now + one_way, o, self._enter_fn, (i, s)))
+            self._at(self.env._now + one_way, self._enter_fn, (i, s))
         else:
             self._enter((i, s))
 
@@ -639,7 +658,7 @@ class Engine:
         tok = self._seq
         self._seq = tok + 1
         self.in_service[s][i] = tok
-        heapq.heappush(self._heap, (now + svc, tok, self._done, (i, s, tok)))
+        self._at(now + svc, self._done, (i, s, tok))
 
     def _done(self, arg) -> None:
         i, s, tok = arg

@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
         rounds.append((sim["requests"] / sim["engine_s"], sim["requests"] / mm, sim))
     ratios = sorted(r[0] / r[1] for r in rounds)
     sim_rate, mm_rate, sim = sorted(rounds, key=lambda r: r[0] / r[1])[(len(rounds) - 1) // 2]
+    from aigrid_sim import _native
+
+    print(f"engine build: {_native.MODE} (setup.py; AIGRID_SIM_PURE=1 for the pure-Python one)")
     print(f"reference world: {sim['sites']} sites, {sim['origins']:,} cities; "
           f"build {sim['world_s']:.2f} s, stream {sim['stream_s']:.2f} s")
     if len(rounds) > 1:

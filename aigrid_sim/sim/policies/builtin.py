@@ -100,24 +100,9 @@ class CheapestFeasible(BasePolicy):
         return CheapestFeasible.choose(self, request, view)
 
     def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
-        best, best_ms = -1, float("inf")
-        slo = request.slo_ms
-        o, cap, k, avoid = request.origin, request.capability, self.per_tier, request.avoid
-        cands, is_up, predict = view.tier_candidates, view.is_up, view.predict_ms
-        rtt = view.rtt_ms
-        for tier in _TIERS:
-            for s in cands(o, cap, tier)[:k]:
-                if not is_up(s) or s == avoid:
-                    continue
-                # A prediction is the round trip plus a wait >= 0: a site whose round trip alone
-                # reaches the best so far (which missed the SLO) can neither meet it nor win.
-                if best >= 0 and rtt(o, s) >= best_ms:
-                    continue
-                ms = predict(request, s)
-                if ms <= slo:
-                    return s
-                if ms < best_ms:
-                    best, best_ms = s, ms
+        s, best = view.first_within_slo(request, self.per_tier)  # the rule above, compiled
+        if s >= 0:
+            return s
         if best < 0:
             return Reject.NO_CAPABLE_SITE
         return best if self.fallback == "best" else Reject.POLICY

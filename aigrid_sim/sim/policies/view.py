@@ -16,6 +16,9 @@ import numpy as np
 from aigrid_sim import rng as rngs
 from aigrid_sim.world.build import Tier
 
+INF = float("inf")
+_TIERS = (int(Tier.EDGE), int(Tier.REGIONAL), int(Tier.CORE))  # cheapest first
+
 if TYPE_CHECKING:
     from aigrid_sim.serving.replica import ReplicaPool
     from aigrid_sim.sim.engine import Engine
@@ -198,6 +201,41 @@ class GridView:
             busy = self._busy[site]
             own = work if busy < slots else work + (self._queue_len(site) + 1) * work / slots
         return self._rtt.item(request.origin, site) + 1000.0 * own
+
+    def first_within_slo(self, request: Request, per_tier: int) -> tuple[int, int]:
+        """The cheapest tier's nearest site predicted to meet the request's SLO.
+
+        Tiers are tried cheapest first (edge, regional, core), within each its ``per_tier``
+        nearest capable sites that are up (and not ``request.avoid``), nearest first; the first
+        whose :meth:`predict_ms` meets ``request.slo_ms`` wins. A site whose round trip alone
+        reaches the best prediction so far is skipped (it can neither meet the SLO nor beat it).
+
+        Returns:
+            ``(site meeting the SLO, -1)``, or ``(-1, the site with the lowest prediction)``
+            when none does (``(-1, -1)``: no candidate at all).
+        """
+        best = -1
+        best_ms = INF
+        slo = request.slo_ms
+        o = request.origin
+        cap = request.capability
+        avoid = request.avoid
+        for tier in _TIERS:
+            cands = self.tier_candidates(o, cap, tier)
+            n = len(cands)
+            for j in range(per_tier if per_tier < n else n):
+                s = cands[j]
+                if not self._up[s] or s == avoid:
+                    continue
+                if best >= 0 and self._rtt.item(o, s) >= best_ms:
+                    continue
+                ms = self.predict_ms(request, s)
+                if ms <= slo:
+                    return s, -1
+                if ms < best_ms:
+                    best = s
+                    best_ms = ms
+        return -1, best
 
 
 def _tuples(index: np.ndarray) -> list[tuple[int, ...]]:
