@@ -23,7 +23,13 @@ import sys
 
 
 def count(n: int) -> dict[str, int]:
-    """Bytecodes executed per ``file:function`` while simulating ``n`` requests."""
+    """Bytecodes executed per ``file:function`` while simulating ``n`` requests.
+
+    Always the pure-Python build (``AIGRID_SIM_PURE=1``): compiled functions run no bytecode.
+    """
+    import os
+
+    os.environ["AIGRID_SIM_PURE"] = "1"
     from aigrid_sim import api, config
 
     cfg = config.validate(config.compose("global_agent", [
