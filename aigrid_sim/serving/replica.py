@@ -125,11 +125,6 @@ class Spec:
         self.forecast = dep.admission == "forecast"
 
 
-def _fast_step(step):
-    """``step.step_s``, as a closure over its constants when it is linear (or a roofline)."""
-    return _fit_step(step)[0]
-
-
 def _fit_step(step) -> tuple[Any, tuple[int, float, float, float, float]]:
     """``step.step_s`` as a closure over its constants, and as ``(kind, a, b, w, c)``.
 

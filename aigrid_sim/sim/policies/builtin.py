@@ -8,10 +8,8 @@ candidate site can serve the request's capability.
 from __future__ import annotations
 
 from aigrid_sim.sim.policies.base import BasePolicy, Reject, Request, register
-from aigrid_sim.sim.policies.view import GridView
+from aigrid_sim.sim.policies.view import TIERS, GridView
 from aigrid_sim.world.build import Tier
-
-_TIERS = (int(Tier.EDGE), int(Tier.REGIONAL), int(Tier.CORE))
 
 
 @register("centralised")
@@ -231,7 +229,7 @@ class KpiWeighted(BasePolicy):
 
     def choose(self, request: Request, view: GridView) -> int:  # noqa: D102
         o, cap, a = request.origin, request.capability, request.app
-        cands = [s for tier in _TIERS for s in view.tier_candidates(o, cap, tier)[:self.per_tier]
+        cands = [s for tier in TIERS for s in view.tier_candidates(o, cap, tier)[:self.per_tier]
                  if view.is_up(s) and s != request.avoid]
         if not cands:
             return Reject.NO_CAPABLE_SITE

@@ -17,7 +17,7 @@ from aigrid_sim import rng as rngs
 from aigrid_sim.world.build import Tier
 
 INF = float("inf")
-_TIERS = (int(Tier.EDGE), int(Tier.REGIONAL), int(Tier.CORE))  # cheapest first
+TIERS = (int(Tier.EDGE), int(Tier.REGIONAL), int(Tier.CORE))  # cheapest first
 
 if TYPE_CHECKING:
     from aigrid_sim.serving.replica import ReplicaPool
@@ -220,7 +220,7 @@ class GridView:
         o = request.origin
         cap = request.capability
         avoid = request.avoid
-        for tier in _TIERS:
+        for tier in TIERS:
             cands = self.tier_candidates(o, cap, tier)
             n = len(cands)
             for j in range(per_tier if per_tier < n else n):
